@@ -1,0 +1,77 @@
+"""Configuration read from the environment (names and defaults: API.md)."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+
+BASE_DIR = Path(__file__).resolve().parent
+INSTANCE_DIR = Path(os.environ.get("HELPDESK_INSTANCE", BASE_DIR / "instance"))
+
+
+def _secret_key() -> str:
+    """A random key kept in instance/ so sessions survive restarts without configuration."""
+    if key := os.environ.get("SECRET_KEY"):
+        return key
+    INSTANCE_DIR.mkdir(parents=True, exist_ok=True)
+    path = INSTANCE_DIR / "secret_key"
+    if not path.exists():
+        path.write_text(secrets.token_urlsafe(48))
+        path.chmod(0o600)
+    return path.read_text().strip()
+
+
+def _sqlite_url(name: str) -> str:
+    INSTANCE_DIR.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{INSTANCE_DIR / name}"
+
+
+def _celery_config(redis_url: str | None) -> dict:
+    if redis_url:
+        broker, backend = redis_url, redis_url
+    else:
+        # An embedded broker on a SQLite file: a real worker and beat run without any server.
+        broker = "sqla+" + _sqlite_url("celery-broker.db")
+        backend = "db+" + _sqlite_url("celery-results.db")
+    return {
+        "broker_url": broker,
+        "result_backend": backend,
+        "task_ignore_result": True,
+        "task_acks_late": True,
+        "task_reject_on_worker_lost": True,
+        "worker_prefetch_multiplier": 1,
+        "broker_connection_retry_on_startup": True,
+        "broker_transport_options": {"polling_interval": 0.5} if not redis_url else {},
+        "beat_schedule_filename": str(INSTANCE_DIR / "celerybeat-schedule"),
+        "timezone": "UTC",
+    }
+
+
+class Config:
+    SECRET_KEY = _secret_key()
+    SQLALCHEMY_DATABASE_URI = os.environ.get("DATABASE_URL") or _sqlite_url("helpdesk.db")
+    REDIS_URL = os.environ.get("REDIS_URL") or None
+    INSTAGRAM_APP_SECRET = os.environ.get("INSTAGRAM_APP_SECRET", "")
+    INSTAGRAM_VERIFY_TOKEN = os.environ.get("INSTAGRAM_VERIFY_TOKEN", "")
+    GRAPH_API_BASE = os.environ.get("GRAPH_API_BASE", "https://graph.instagram.com/v25.0")
+    TOKEN_ENCRYPTION_KEY = os.environ.get("TOKEN_ENCRYPTION_KEY") or None
+    MAX_CONTENT_LENGTH = 1024 * 1024
+    VANISH_PURGE_GRACE_SECONDS = int(os.environ.get("VANISH_PURGE_GRACE_SECONDS", 300))
+    HEARTBEAT_SECONDS = float(os.environ.get("HEARTBEAT_SECONDS", 30))
+    SESSION_COOKIE_HTTPONLY = True
+    SESSION_COOKIE_SAMESITE = "Lax"
+    REMEMBER_COOKIE_HTTPONLY = True
+    CELERY = _celery_config(REDIS_URL)
+
+
+class ProductionConfig(Config):
+    SESSION_COOKIE_SECURE = True
+    REMEMBER_COOKIE_SECURE = True
+
+
+class TestConfig(Config):
+    TESTING = True
+    WTF_CSRF_ENABLED = True
+    INSTAGRAM_APP_SECRET = "test-app-secret"
+    INSTAGRAM_VERIFY_TOKEN = "test-verify-token"

@@ -1,0 +1,42 @@
+"""The DM helpdesk: a Flask application factory."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Flask
+
+
+def create_app(overrides: dict[str, Any] | None = None) -> Flask:
+    import os
+
+    from config import INSTANCE_DIR, Config, ProductionConfig, TestConfig
+    from helpdesk import database  # noqa: F401  (registers the SQLite pragmas)
+    from helpdesk import models  # noqa: F401  (every model, for Alembic and relationships)
+    from helpdesk.cli import register_cli
+    from helpdesk.extensions import db, migrate
+    from helpdesk.web import register_blueprints
+    from workers import celery_init_app
+
+    app = Flask(
+        __name__,
+        instance_path=str(INSTANCE_DIR),
+        template_folder=os.path.join(os.path.dirname(__file__), os.pardir, "templates"),
+    )
+    config = {"production": ProductionConfig, "test": TestConfig}.get(
+        os.environ.get("HELPDESK_ENV", ""), Config
+    )
+    app.config.from_object(config)
+    if overrides:
+        app.config.update(overrides)
+    if app.config["SQLALCHEMY_DATABASE_URI"].startswith("sqlite"):
+        app.config.setdefault("SQLALCHEMY_ENGINE_OPTIONS", {"connect_args": {"timeout": 30}})
+    else:
+        app.config.setdefault("SQLALCHEMY_ENGINE_OPTIONS", {"pool_pre_ping": True})
+
+    db.init_app(app)
+    migrate.init_app(app, db, directory=os.path.join(os.path.dirname(__file__), os.pardir, "migrations"))
+    celery_init_app(app)
+    register_blueprints(app)
+    register_cli(app)
+    return app

@@ -1,0 +1,92 @@
+"""Agents, their brand memberships and teams."""
+
+from __future__ import annotations
+
+import secrets
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+from sqlalchemy import select
+
+from helpdesk.accounts.models import Agent, Membership, Role, Team, TeamMember
+from helpdesk.brands.models import Brand
+from helpdesk.errors import AlreadyExists, ValidationError
+from helpdesk.extensions import db
+
+_hasher = PasswordHasher()
+
+
+def hash_password(password: str) -> str:
+    return _hasher.hash(password)
+
+
+def check_password(agent: Agent, password: str) -> bool:
+    try:
+        return _hasher.verify(agent.password_hash, password)
+    except (VerificationError, InvalidHashError):
+        return False
+
+
+def generate_password() -> str:
+    return secrets.token_urlsafe(12)
+
+
+def create_agent(
+    email: str, name: str, brand: Brand, role: Role | str = Role.AGENT, password: str | None = None
+) -> tuple[Agent, str]:
+    """Create an agent (or add an existing one to the brand); returns the agent and password."""
+    email = email.strip().lower()
+    if "@" not in email or len(email) > 254:
+        raise ValidationError(f"{email!r} is not an email address")
+    try:
+        role = Role(role)
+    except ValueError as exc:
+        raise ValidationError(f"unknown role {role!r}") from exc
+    password = password or generate_password()
+    if len(password) < 8:
+        raise ValidationError("a password has at least 8 characters")
+    agent = db.session.scalar(select(Agent).where(Agent.email == email))
+    if agent is None:
+        agent = Agent(email=email, name=name, password_hash=hash_password(password))
+        db.session.add(agent)
+        db.session.flush()
+    else:
+        agent.name = name
+        agent.password_hash = hash_password(password)
+    membership = db.session.scalar(
+        select(Membership).where(Membership.agent_id == agent.id, Membership.brand_id == brand.id)
+    )
+    if membership is None:
+        db.session.add(Membership(agent_id=agent.id, brand_id=brand.id, role=role))
+    else:
+        membership.role = role
+    db.session.flush()
+    return agent, password
+
+
+def role_in(agent_id: int, brand_id: int) -> Role | None:
+    return db.session.scalar(
+        select(Membership.role).where(
+            Membership.agent_id == agent_id, Membership.brand_id == brand_id
+        )
+    )
+
+
+def create_team(brand: Brand, name: str, capacity: int | None = None) -> Team:
+    if db.session.scalar(select(Team.id).where(Team.brand_id == brand.id, Team.name == name)):
+        raise AlreadyExists(f"team {name!r} already exists")
+    team = Team(brand_id=brand.id, name=name, capacity=capacity)
+    db.session.add(team)
+    db.session.flush()
+    return team
+
+
+def add_team_member(team: Team, agent: Agent) -> None:
+    if role_in(agent.id, team.brand_id) is None:
+        raise ValidationError("the agent is not a member of the team's brand")
+    exists = db.session.scalar(
+        select(TeamMember.id).where(TeamMember.team_id == team.id, TeamMember.agent_id == agent.id)
+    )
+    if not exists:
+        db.session.add(TeamMember(team_id=team.id, agent_id=agent.id))
+        db.session.flush()

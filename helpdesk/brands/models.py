@@ -1,0 +1,28 @@
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import JSON, String
+from sqlalchemy.orm import Mapped, mapped_column
+
+from helpdesk.extensions import db
+from helpdesk.types import UTCDateTime, utcnow
+
+
+class Brand(db.Model):
+    """A tenant: every other row belongs to exactly one brand."""
+
+    __tablename__ = "brands"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    slug: Mapped[str] = mapped_column(String(64), unique=True)
+    name: Mapped[str] = mapped_column(String(200))
+    timezone: Mapped[str] = mapped_column(String(64), default="UTC")
+    # Message requests: followers of the brand may count as known contacts, or all may be accepted.
+    followers_are_known: Mapped[bool] = mapped_column(default=False)
+    accept_all_requests: Mapped[bool] = mapped_column(default=False)
+    hidden_words: Mapped[list[str]] = mapped_column(JSON, default=list)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    def __repr__(self) -> str:
+        return f"<Brand {self.slug}>"

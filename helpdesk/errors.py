@@ -1,0 +1,93 @@
+"""Domain errors: raised by services, mapped once to HTTP codes and flash messages."""
+
+from __future__ import annotations
+
+
+class DomainError(Exception):
+    code = "domain_error"
+    status = 400
+
+    def __init__(self, message: str | None = None):
+        super().__init__(message or self.__doc__ or self.code)
+        self.message = message or (self.__doc__ or self.code).strip()
+
+
+class ValidationError(DomainError):
+    """The input is not valid."""
+
+    code = "invalid"
+    status = 422
+
+
+class NotFound(DomainError):
+    """No such thing."""
+
+    code = "not_found"
+    status = 404
+
+
+class Forbidden(DomainError):
+    """Your role does not allow this."""
+
+    code = "forbidden"
+    status = 403
+
+
+class AlreadyExists(DomainError):
+    """It already exists."""
+
+    code = "already_exists"
+    status = 409
+
+
+class DuplicateMessage(DomainError):
+    """A message with this platform id is already stored for this channel."""
+
+    code = "duplicate_message"
+    status = 409
+
+    def __init__(self, message: str | None = None, existing_id: int | None = None):
+        super().__init__(message)
+        self.existing_id = existing_id
+
+
+class ReplyWindowClosed(DomainError):
+    """The reply window is closed: the customer's last message is too old to answer."""
+
+    code = "reply_window_closed"
+    status = 409
+
+
+class GroupFull(DomainError):
+    """A group conversation has at most 32 participants."""
+
+    code = "group_full"
+    status = 409
+
+
+class NotAGroup(DomainError):
+    """Only a group conversation has participants to add or remove."""
+
+    code = "not_a_group"
+    status = 409
+
+
+class InvalidState(DomainError):
+    """This action does not apply in the current state."""
+
+    code = "invalid_state"
+    status = 409
+
+
+class ContactBlocked(DomainError):
+    """The contact is blocked."""
+
+    code = "contact_blocked"
+    status = 409
+
+
+class AlreadyAssigned(DomainError):
+    """Someone else has just taken this ticket."""
+
+    code = "already_assigned"
+    status = 409

@@ -1,0 +1,9 @@
+"""Blueprints, one per area of the web interface."""
+
+from flask import Flask
+
+
+def register_blueprints(app: Flask) -> None:
+    from helpdesk.web.main import bp as main_bp
+
+    app.register_blueprint(main_bp)

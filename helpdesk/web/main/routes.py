@@ -1,0 +1,51 @@
+from flask import current_app, jsonify, render_template
+from sqlalchemy import func, select, text
+
+from helpdesk.brands.models import Brand
+from helpdesk.dm.models import Conversation, Message
+from helpdesk.extensions import db
+from helpdesk.heartbeat import last_beat
+from helpdesk.web.main import bp
+
+
+@bp.get("/")
+def home():
+    brands = db.session.scalars(select(Brand).order_by(Brand.name)).all()
+    counts = dict(
+        db.session.execute(
+            select(Conversation.brand_id, func.count()).group_by(Conversation.brand_id)
+        ).all()
+    )
+    messages = db.session.scalar(select(func.count()).select_from(Message))
+    return render_template(
+        "main/home.html", brands=brands, counts=counts, messages=messages, beat=last_beat()
+    )
+
+
+@bp.get("/healthz")
+def healthz():
+    try:
+        db.session.execute(text("SELECT 1"))
+    except Exception as exc:  # any failure to reach the database means unhealthy
+        current_app.logger.warning("health check failed: %s", type(exc).__name__)
+        return jsonify(status="unavailable", database="down"), 503
+    return jsonify(status="ok", database="up")
+
+
+@bp.get("/readyz")
+def readyz():
+    checks = {}
+    try:
+        db.session.execute(text("SELECT 1"))
+        checks["database"] = "up"
+    except Exception:
+        checks["database"] = "down"
+    try:
+        celery = current_app.extensions["celery"]
+        with celery.connection_for_write() as conn:
+            conn.ensure_connection(max_retries=1, timeout=2)
+        checks["broker"] = "up"
+    except Exception:
+        checks["broker"] = "down"
+    ok = all(v == "up" for v in checks.values())
+    return jsonify(status="ok" if ok else "unavailable", **checks), 200 if ok else 503
