@@ -42,7 +42,8 @@ def _celery_config(redis_url: str | None) -> dict:
         "task_reject_on_worker_lost": True,
         "worker_prefetch_multiplier": 1,
         "broker_connection_retry_on_startup": True,
-        "broker_transport_options": {"polling_interval": 0.5} if not redis_url else {},
+        # The SQLAlchemy transport hands these to create_engine: wait for SQLite's lock.
+        "broker_transport_options": {} if redis_url else {"connect_args": {"timeout": 30}},
         "beat_schedule_filename": str(INSTANCE_DIR / "celerybeat-schedule"),
         "timezone": "UTC",
     }

@@ -11,9 +11,9 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
     import os
 
     from config import INSTANCE_DIR, Config, ProductionConfig, TestConfig
-    from helpdesk import database  # noqa: F401  (registers the SQLite pragmas)
     from helpdesk import models  # noqa: F401  (every model, for Alembic and relationships)
     from helpdesk.cli import register_cli
+    from helpdesk.database import configure_sqlite
     from helpdesk.extensions import db, migrate
     from helpdesk.web import register_blueprints
     from workers import celery_init_app
@@ -35,7 +35,11 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
         app.config.setdefault("SQLALCHEMY_ENGINE_OPTIONS", {"pool_pre_ping": True})
 
     db.init_app(app)
-    migrate.init_app(app, db, directory=os.path.join(os.path.dirname(__file__), os.pardir, "migrations"))
+    with app.app_context():
+        configure_sqlite(db.engine)
+    migrate.init_app(
+        app, db, directory=os.path.join(os.path.dirname(__file__), os.pardir, "migrations")
+    )
     celery_init_app(app)
     register_blueprints(app)
     register_cli(app)

@@ -123,7 +123,9 @@ def _request_state_for(brand: Brand, text: str | None) -> RequestState:
     return RequestState.PENDING
 
 
-def _route_new_thread(brand: Brand, contact: Contact, text: str | None) -> tuple[Folder, RequestState]:
+def _route_new_thread(
+    brand: Brand, contact: Contact, text: str | None
+) -> tuple[Folder, RequestState]:
     if contact.blocked:
         return Folder.REQUESTS, RequestState.BLOCKED
     if _is_known(brand, contact):
@@ -166,7 +168,7 @@ def _conversation_for(
 
 
 def _insert_participant(conversation: Conversation, contact: Contact) -> Participant:
-    """Count the seat first with a conditional update, so two processes cannot both take the last."""
+    """Take the seat with a conditional update, so two processes cannot both take the last."""
     taken = db.session.execute(
         update(Conversation)
         .where(Conversation.id == conversation.id, Conversation.participant_count < GROUP_LIMIT)
@@ -254,13 +256,19 @@ def _store_inbound(channel: Channel, brand: Brand, incoming: InboundMessage) -> 
     return message
 
 
-def _ensure_group_member(conversation: Conversation, contact: Contact) -> None:
-    member = db.session.scalar(
-        select(Participant.id).where(
-            Participant.conversation_id == conversation.id, Participant.contact_id == contact.id
+def _is_participant(conversation: Conversation, contact: Contact) -> bool:
+    return (
+        db.session.scalar(
+            select(Participant.id).where(
+                Participant.conversation_id == conversation.id, Participant.contact_id == contact.id
+            )
         )
+        is not None
     )
-    if member is None:
+
+
+def _ensure_group_member(conversation: Conversation, contact: Contact) -> None:
+    if not _is_participant(conversation, contact):
         try:
             with atomic():
                 _insert_participant(conversation, contact)
@@ -634,7 +642,9 @@ def set_vanish_mode(conversation: Conversation, on: bool) -> Conversation:
     return conversation
 
 
-def purge_vanish_messages(now: datetime | None = None, grace: timedelta = timedelta(minutes=5)) -> int:
+def purge_vanish_messages(
+    now: datetime | None = None, grace: timedelta = timedelta(minutes=5)
+) -> int:
     """Erase seen vanish-mode content once the viewer left, or at the latest `grace` after seen."""
     now = now or utcnow()
     due = db.session.scalars(
@@ -645,7 +655,10 @@ def purge_vanish_messages(now: datetime | None = None, grace: timedelta = timede
             Message.purged_at.is_(None),
             Message.seen_at.is_not(None),
             (Message.seen_at <= now - grace)
-            | (Conversation.viewer_left_at.is_not(None) & (Conversation.viewer_left_at >= Message.seen_at)),
+            | (
+                Conversation.viewer_left_at.is_not(None)
+                & (Conversation.viewer_left_at >= Message.seen_at)
+            ),
         )
     ).all()
     for message in due:
@@ -695,6 +708,8 @@ def add_participant(conversation: Conversation, contact: Contact) -> Participant
         raise NotAGroup()
     if contact.channel_id != conversation.channel_id:
         raise ValidationError("the contact belongs to another channel")
+    if _is_participant(conversation, contact):
+        raise AlreadyExists("already a participant")
     try:
         with atomic():
             return _insert_participant(conversation, contact)

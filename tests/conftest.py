@@ -1,0 +1,92 @@
+"""Fixtures: one app per run on the database of DATABASE_URL (a temporary SQLite file when unset),
+migrated with Alembic, and emptied after every test so that tests never see each other's rows."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+# Configuration is read at import: point the instance folder at a temporary one first.
+_INSTANCE = Path(tempfile.mkdtemp(prefix="helpdesk-test-"))
+os.environ["HELPDESK_INSTANCE"] = str(_INSTANCE)
+os.environ["HELPDESK_ENV"] = "test"
+
+import pytest  # noqa: E402
+from sqlalchemy import text  # noqa: E402
+
+from helpdesk import create_app  # noqa: E402
+from helpdesk.extensions import db  # noqa: E402
+
+DATABASE_URL = os.environ.get("DATABASE_URL") or f"sqlite:///{_INSTANCE / 'test.db'}"
+REDIS_URL = os.environ.get("REDIS_URL") or None
+OUTPUT_DIR = Path(
+    os.environ.get("TEST_OUTPUT_DIR", Path(__file__).resolve().parent.parent / "test-output")
+)
+
+
+def _reset_schema(app) -> None:
+    """Drop whatever a previous run left, then build the schema through the migrations."""
+    from flask_migrate import upgrade
+
+    with app.app_context():
+        db.drop_all()
+        with db.engine.begin() as conn:
+            conn.execute(text("DROP TABLE IF EXISTS alembic_version"))
+        upgrade()
+
+
+@pytest.fixture(scope="session")
+def app():
+    app = create_app({"SQLALCHEMY_DATABASE_URI": DATABASE_URL, "INSTANCE_DIR": str(_INSTANCE)})
+    _reset_schema(app)
+    return app
+
+
+@pytest.fixture(autouse=True)
+def _context(app):
+    with app.app_context():
+        yield
+        db.session.rollback()
+        db.session.remove()
+        _empty_tables()
+
+
+def _empty_tables() -> None:
+    tables = [t.name for t in db.metadata.sorted_tables]
+    with db.engine.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            conn.execute(text(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE"))
+        else:
+            for name in reversed(tables):
+                conn.execute(text(f"DELETE FROM {name}"))
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+@pytest.fixture
+def runner(app):
+    return app.test_cli_runner()
+
+
+@pytest.fixture
+def output_dir() -> Path:
+    OUTPUT_DIR.mkdir(parents=True, exist_ok=True)
+    return OUTPUT_DIR
+
+
+@pytest.fixture
+def is_postgres(app) -> bool:
+    return db.engine.dialect.name == "postgresql"
+
+
+def table_counts() -> dict[str, int]:
+    """Rows per table: compared before and after a refused action to prove nothing changed."""
+    db.session.expire_all()
+    return {
+        t.name: db.session.execute(text(f"SELECT COUNT(*) FROM {t.name}")).scalar_one()
+        for t in db.metadata.sorted_tables
+    }
