@@ -2,6 +2,7 @@
 
 from helpdesk.accounts.models import Agent, Membership, Role, Team, TeamMember
 from helpdesk.brands.models import Brand
+from helpdesk.canned.models import CannedReply
 from helpdesk.channels.models import Channel, ChannelKind
 from helpdesk.dm.models import (
     Contact,
@@ -13,9 +14,34 @@ from helpdesk.dm.models import (
     Reaction,
 )
 from helpdesk.heartbeat import Heartbeat
+from helpdesk.notifications.models import Notification
+from helpdesk.sla.models import BusinessHours, SlaPolicy, SlaReminder
+from helpdesk.tickets.models import (
+    Note,
+    RoutingRule,
+    Tag,
+    TagRule,
+    Ticket,
+    TicketEvent,
+    TicketPause,
+    TicketTag,
+)
 
 __all__ = [
     "Agent",
+    "BusinessHours",
+    "CannedReply",
+    "Note",
+    "Notification",
+    "RoutingRule",
+    "SlaPolicy",
+    "SlaReminder",
+    "Tag",
+    "TagRule",
+    "Ticket",
+    "TicketEvent",
+    "TicketPause",
+    "TicketTag",
     "Brand",
     "Channel",
     "ChannelKind",

@@ -82,3 +82,4 @@ class TeamMember(db.Model):
     id: Mapped[int] = mapped_column(primary_key=True)
     team_id: Mapped[int] = mapped_column(ForeignKey("teams.id", ondelete="CASCADE"))
     agent_id: Mapped[int] = mapped_column(ForeignKey("agents.id", ondelete="CASCADE"), index=True)
+    last_assigned_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)

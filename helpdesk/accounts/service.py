@@ -10,7 +10,7 @@ from sqlalchemy import select
 
 from helpdesk.accounts.models import Agent, Membership, Role, Team, TeamMember
 from helpdesk.brands.models import Brand
-from helpdesk.errors import AlreadyExists, ValidationError
+from helpdesk.errors import AlreadyExists, Forbidden, NotFound, ValidationError
 from helpdesk.extensions import db
 
 _hasher = PasswordHasher()
@@ -90,3 +90,22 @@ def add_team_member(team: Team, agent: Agent) -> None:
     if not exists:
         db.session.add(TeamMember(team_id=team.id, agent_id=agent.id))
         db.session.flush()
+
+
+def require_role(actor: Agent | None, brand_id: int, minimum: Role) -> Role | None:
+    """None is the system (workers, intake). An outsider gets NotFound: brands never leak."""
+    if actor is None:
+        return None
+    role = role_in(actor.id, brand_id)
+    if role is None:
+        raise NotFound("no such thing in your brands")
+    if role.rank < minimum.rank:
+        raise Forbidden(f"this needs the {minimum.value} role")
+    return role
+
+
+def brand_agent_ids(brand_id: int, roles: tuple[Role, ...] | None = None) -> list[int]:
+    query = select(Membership.agent_id).where(Membership.brand_id == brand_id)
+    if roles:
+        query = query.where(Membership.role.in_(roles))
+    return list(db.session.scalars(query))

@@ -22,6 +22,10 @@ class Brand(db.Model):
     followers_are_known: Mapped[bool] = mapped_column(default=False)
     accept_all_requests: Mapped[bool] = mapped_column(default=False)
     hidden_words: Mapped[list[str]] = mapped_column(JSON, default=list)
+    # Support layer: how tickets are assigned and how long a resolved ticket may be reopened.
+    assignment_mode: Mapped[str] = mapped_column(String(16), default="round_robin")
+    auto_assign: Mapped[bool] = mapped_column(default=True)
+    reopen_days: Mapped[int] = mapped_column(default=7)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
     def __repr__(self) -> str:

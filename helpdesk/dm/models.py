@@ -157,6 +157,10 @@ class Conversation(db.Model):
     viewer_left_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
+    current_ticket_id: Mapped[int | None] = mapped_column(
+        ForeignKey("tickets.id", ondelete="SET NULL", use_alter=True), default=None
+    )
+
     contact: Mapped[Contact | None] = relationship(foreign_keys=[contact_id])
 
     @property
