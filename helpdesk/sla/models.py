@@ -65,13 +65,15 @@ class SlaReminder(db.Model):
     """A reminder that fired: the unique key makes each fire once, however many sweeps run."""
 
     __tablename__ = "sla_reminders"
-    __table_args__ = (UniqueConstraint("ticket_id", "target", "kind", "due_at"),)
+    __table_args__ = (UniqueConstraint("ticket_id", "target", "kind", "cycle"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     brand_id: Mapped[int] = mapped_column(ForeignKey("brands.id", ondelete="CASCADE"))
     ticket_id: Mapped[int] = mapped_column(ForeignKey("tickets.id", ondelete="CASCADE"))
     target: Mapped[SlaTarget] = mapped_column(value_enum(SlaTarget))
     kind: Mapped[ReminderKind] = mapped_column(value_enum(ReminderKind))
+    # Which run of the clock: a next-response clock restarts with every awaited message.
+    cycle: Mapped[str] = mapped_column(String(64))
     due_at: Mapped[datetime] = mapped_column(UTCDateTime)
     fired_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     data: Mapped[dict] = mapped_column(JSON, default=dict)

@@ -191,13 +191,14 @@ def upgrade():
     sa.Column('ticket_id', sa.Integer(), nullable=False),
     sa.Column('target', sa.Enum('first_response', 'next_response', 'resolution', name='slatarget', native_enum=False), nullable=False),
     sa.Column('kind', sa.Enum('warning', 'breach', name='reminderkind', native_enum=False), nullable=False),
+    sa.Column('cycle', sa.String(length=64), nullable=False),
     sa.Column('due_at', helpdesk.types.UTCDateTime(timezone=True), nullable=False),
     sa.Column('fired_at', helpdesk.types.UTCDateTime(timezone=True), nullable=False),
     sa.Column('data', sa.JSON(), nullable=False),
     sa.ForeignKeyConstraint(['brand_id'], ['brands.id'], name=op.f('fk_sla_reminders_brand_id_brands'), ondelete='CASCADE'),
     sa.ForeignKeyConstraint(['ticket_id'], ['tickets.id'], name=op.f('fk_sla_reminders_ticket_id_tickets'), ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_sla_reminders')),
-    sa.UniqueConstraint('ticket_id', 'target', 'kind', 'due_at', name=op.f('uq_sla_reminders_ticket_id_target_kind_due_at'))
+    sa.UniqueConstraint('ticket_id', 'target', 'kind', 'cycle', name=op.f('uq_sla_reminders_ticket_id_target_kind_cycle'))
     )
     op.create_table('ticket_events',
     sa.Column('id', sa.Integer(), nullable=False),
