@@ -206,6 +206,9 @@ class Message(db.Model):
     author_agent_id: Mapped[int | None] = mapped_column(
         ForeignKey("agents.id", ondelete="SET NULL"), default=None
     )
+    ticket_id: Mapped[int | None] = mapped_column(
+        ForeignKey("tickets.id", ondelete="SET NULL", use_alter=True), index=True, default=None
+    )
     direction: Mapped[Direction] = mapped_column(value_enum(Direction))
     mid: Mapped[str | None] = mapped_column(String(255), default=None)
     kind: Mapped[MessageKind] = mapped_column(value_enum(MessageKind), default=MessageKind.TEXT)
