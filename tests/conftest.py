@@ -30,9 +30,14 @@ def _reset_schema(app) -> None:
     from flask_migrate import upgrade
 
     with app.app_context():
-        db.drop_all()
         with db.engine.begin() as conn:
-            conn.execute(text("DROP TABLE IF EXISTS alembic_version"))
+            if conn.dialect.name == "postgresql":
+                conn.execute(text("DROP SCHEMA public CASCADE"))
+                conn.execute(text("CREATE SCHEMA public"))
+        if db.engine.dialect.name != "postgresql":
+            db.drop_all()
+            with db.engine.begin() as conn:
+                conn.execute(text("DROP TABLE IF EXISTS alembic_version"))
         upgrade()
 
 

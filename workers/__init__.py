@@ -7,7 +7,7 @@ from datetime import timedelta
 from celery import Celery, Task
 from flask import Flask, has_app_context
 
-TASK_MODULES = ["workers.tasks.heartbeat", "workers.tasks.vanish"]
+TASK_MODULES = ["workers.tasks.heartbeat", "workers.tasks.vanish", "workers.tasks.sla"]
 
 
 def celery_init_app(app: Flask) -> Celery:
@@ -28,6 +28,10 @@ def celery_init_app(app: Flask) -> Celery:
         "purge-vanish-mode": {
             "task": "workers.tasks.vanish.purge_vanish_messages",
             "schedule": timedelta(minutes=1),
+        },
+        "sweep-sla": {
+            "task": "workers.tasks.sla.sweep_sla",
+            "schedule": timedelta(seconds=app.config["SLA_SWEEP_SECONDS"]),
         },
     }
     celery_app.set_default()

@@ -251,7 +251,7 @@ def _store_inbound(channel: Channel, brand: Brand, incoming: InboundMessage) -> 
     if not contact.blocked:
         if conversation.last_inbound_at is None or incoming.sent_at > conversation.last_inbound_at:
             conversation.last_inbound_at = incoming.sent_at
-        _touch(conversation, message)
+        touch_conversation(conversation, message)
     db.session.flush()
     return message
 
@@ -276,8 +276,10 @@ def _ensure_group_member(conversation: Conversation, contact: Contact) -> None:
             pass  # the platform said they wrote in this thread; their message is still kept
 
 
-def _touch(conversation: Conversation, message: Message) -> None:
-    at = message.sent_at or message.created_at or utcnow()
+def touch_conversation(
+    conversation: Conversation, message: Message, at: datetime | None = None
+) -> None:
+    at = at or message.sent_at or message.created_at or utcnow()
     if conversation.last_message_at is None or at >= conversation.last_message_at:
         conversation.last_message_at = at
         conversation.last_message_preview = _preview(message)
@@ -393,7 +395,7 @@ def record_outbound(
     if conversation.request_state in OPEN_REQUEST_STATES:
         _accept(conversation)
     if send_at is None:
-        _touch(conversation, message)
+        touch_conversation(conversation, message)
     db.session.flush()
     return message
 

@@ -213,6 +213,7 @@ class _PostgresWriter(_Writer):
     def __init__(self) -> None:
         self.json = json.dumps
         self._sequences: dict[str, str] = {}
+        self._oids: dict[str, dict[str, int]] = {}
 
     def _cursor(self):
         return db.session.connection().connection.driver_connection.cursor()
@@ -232,11 +233,35 @@ class _PostgresWriter(_Writer):
             )
             return [row[0] for row in cursor.fetchall()]
 
-    def write(self, table: Table, columns: Sequence[str], rows: list[tuple]) -> None:
+    def _types(self, table: Table, columns: Sequence[str]) -> list[int]:
+        """The columns' type oids, which binary COPY needs to encode the values."""
+        if table.name not in self._oids:
+            with self._cursor() as cursor:
+                cursor.execute(
+                    "SELECT attname, atttypid::int FROM pg_attribute"
+                    " WHERE attrelid = %s::regclass AND attnum > 0 AND NOT attisdropped",
+                    (table.name,),
+                )
+                self._oids[table.name] = dict(cursor.fetchall())
+        return [self._oids[table.name][column] for column in columns]
+
+    def write_text(self, table: Table, columns: Sequence[str], rows: list[tuple]) -> None:
         if not rows:
             return
         with self._cursor() as cursor:
             with cursor.copy(f"COPY {table.name} ({', '.join(columns)}) FROM STDIN") as copy:
+                write_row = copy.write_row
+                for row in rows:
+                    write_row(row)
+
+    def write(self, table: Table, columns: Sequence[str], rows: list[tuple]) -> None:
+        if not rows:
+            return
+        types = self._types(table, columns)
+        statement = f"COPY {table.name} ({', '.join(columns)}) FROM STDIN (FORMAT BINARY)"
+        with self._cursor() as cursor:
+            with cursor.copy(statement) as copy:
+                copy.set_types(types)
                 write_row = copy.write_row
                 for row in rows:
                     write_row(row)

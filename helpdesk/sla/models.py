@@ -34,8 +34,9 @@ class SlaPolicy(db.Model):
     position: Mapped[int] = mapped_column(default=0)
     # Conditions: None means "any".
     priority: Mapped[str | None] = mapped_column(String(16), default=None)
+    # A policy for a tag goes with the tag, rather than silently matching every ticket.
     tag_id: Mapped[int | None] = mapped_column(
-        ForeignKey("tags.id", ondelete="SET NULL"), default=None
+        ForeignKey("tags.id", ondelete="CASCADE"), default=None
     )
     channel_id: Mapped[int | None] = mapped_column(
         ForeignKey("channels.id", ondelete="CASCADE"), default=None

@@ -6,7 +6,7 @@ import enum
 from datetime import datetime
 
 from sqlalchemy import JSON, ForeignKey, Index, String, Text, UniqueConstraint, text
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.orm import Mapped, mapped_column, validates
 
 from helpdesk.extensions import db
 from helpdesk.types import UTCDateTime, utcnow, value_enum
@@ -101,9 +101,7 @@ class TicketPause(db.Model):
     __tablename__ = "ticket_pauses"
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    ticket_id: Mapped[int] = mapped_column(
-        ForeignKey("tickets.id", ondelete="CASCADE"), index=True
-    )
+    ticket_id: Mapped[int] = mapped_column(ForeignKey("tickets.id", ondelete="CASCADE"), index=True)
     started_at: Mapped[datetime] = mapped_column(UTCDateTime)
     ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
 
@@ -127,13 +125,20 @@ class TicketEvent(db.Model):
 
 class Tag(db.Model):
     __tablename__ = "tags"
-    __table_args__ = (UniqueConstraint("brand_id", "name"),)
+    # `VIP` and `vip` are one tag: the lower-cased key is unique, whatever the case typed.
+    __table_args__ = (UniqueConstraint("brand_id", "name_key"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     brand_id: Mapped[int] = mapped_column(ForeignKey("brands.id", ondelete="CASCADE"))
     name: Mapped[str] = mapped_column(String(64))
+    name_key: Mapped[str] = mapped_column(String(64))
     colour: Mapped[str] = mapped_column(String(7), default="#6b7280")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    @validates("name")
+    def _keep_key(self, _key: str, name: str) -> str:
+        self.name_key = name.lower()
+        return name
 
 
 class TicketTag(db.Model):
@@ -164,9 +169,7 @@ class Note(db.Model):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     brand_id: Mapped[int] = mapped_column(ForeignKey("brands.id", ondelete="CASCADE"))
-    ticket_id: Mapped[int] = mapped_column(
-        ForeignKey("tickets.id", ondelete="CASCADE"), index=True
-    )
+    ticket_id: Mapped[int] = mapped_column(ForeignKey("tickets.id", ondelete="CASCADE"), index=True)
     author_id: Mapped[int | None] = mapped_column(
         ForeignKey("agents.id", ondelete="SET NULL"), default=None
     )

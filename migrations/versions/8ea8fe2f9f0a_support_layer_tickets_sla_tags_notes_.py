@@ -49,11 +49,12 @@ def upgrade():
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('brand_id', sa.Integer(), nullable=False),
     sa.Column('name', sa.String(length=64), nullable=False),
+    sa.Column('name_key', sa.String(length=64), nullable=False),
     sa.Column('colour', sa.String(length=7), nullable=False),
     sa.Column('created_at', helpdesk.types.UTCDateTime(timezone=True), nullable=False),
     sa.ForeignKeyConstraint(['brand_id'], ['brands.id'], name=op.f('fk_tags_brand_id_brands'), ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_tags')),
-    sa.UniqueConstraint('brand_id', 'name', name=op.f('uq_tags_brand_id_name'))
+    sa.UniqueConstraint('brand_id', 'name_key', name=op.f('uq_tags_brand_id_name_key'))
     )
     op.create_table('routing_rules',
     sa.Column('id', sa.Integer(), nullable=False),
@@ -87,7 +88,7 @@ def upgrade():
     sa.Column('created_at', helpdesk.types.UTCDateTime(timezone=True), nullable=False),
     sa.ForeignKeyConstraint(['brand_id'], ['brands.id'], name=op.f('fk_sla_policies_brand_id_brands'), ondelete='CASCADE'),
     sa.ForeignKeyConstraint(['channel_id'], ['channels.id'], name=op.f('fk_sla_policies_channel_id_channels'), ondelete='CASCADE'),
-    sa.ForeignKeyConstraint(['tag_id'], ['tags.id'], name=op.f('fk_sla_policies_tag_id_tags'), ondelete='SET NULL'),
+    sa.ForeignKeyConstraint(['tag_id'], ['tags.id'], name=op.f('fk_sla_policies_tag_id_tags'), ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_sla_policies'))
     )
     with op.batch_alter_table('sla_policies', schema=None) as batch_op:

@@ -1,0 +1,1 @@
+"""Automatic assignment of team tickets to online agents with room under their capacity."""

@@ -1,0 +1,110 @@
+"""What happens when a message arrives or an agent acts on a conversation: the DM rules first,
+then the support layer (tickets, tags, clocks). Web, API, intake and workers call these."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import select
+
+from helpdesk.accounts.models import Agent, Role
+from helpdesk.accounts.service import require_role
+from helpdesk.channels.models import Channel
+from helpdesk.dm import service as dm
+from helpdesk.dm.models import Conversation, Message, MessageStatus, RequestState
+from helpdesk.errors import ReplyWindowClosed
+from helpdesk.extensions import db
+from helpdesk.tickets import service as tickets
+from helpdesk.tickets.models import Ticket
+from helpdesk.types import utcnow
+
+
+def receive(channel: Channel, incoming: dm.InboundMessage, now: datetime | None = None) -> Message:
+    """Store a customer's message, then open or continue its ticket (keyword tags included)."""
+    message = dm.receive_inbound(channel, incoming)
+    tickets.on_inbound(message, now)
+    return message
+
+
+def reply(
+    conversation: Conversation,
+    agent: Agent | None,
+    text: str | None = None,
+    attachments: list[dict] | None = None,
+    reply_to: Message | None = None,
+    send_at: datetime | None = None,
+    automated: bool = False,
+    now: datetime | None = None,
+) -> Message:
+    """Queue a reply; a brand reply accepts a pending request and counts as a human response."""
+    now = now or utcnow()
+    if agent is not None:
+        require_role(agent, conversation.brand_id, Role.AGENT)
+    was_request = conversation.request_state in dm.OPEN_REQUEST_STATES
+    message = dm.record_outbound(
+        conversation,
+        text=text,
+        attachments=attachments,
+        reply_to=reply_to,
+        agent=agent,
+        automated=automated,
+        send_at=send_at,
+        now=now,
+    )
+    if was_request:
+        tickets.on_accept(conversation, now)
+    if send_at is None and not automated:
+        tickets.on_human_reply(message, now)
+    return message
+
+
+def accept(conversation: Conversation, actor: Agent | None, now: datetime | None = None) -> Ticket:
+    require_role(actor, conversation.brand_id, Role.AGENT)
+    dm.accept_request(conversation)
+    return tickets.on_accept(conversation, now)
+
+
+def decline(conversation: Conversation, actor: Agent | None) -> Conversation:
+    require_role(actor, conversation.brand_id, Role.AGENT)
+    return dm.decline_request(conversation)
+
+
+def block(conversation: Conversation, actor: Agent | None) -> Conversation:
+    require_role(actor, conversation.brand_id, Role.AGENT)
+    return dm.block_request(conversation)
+
+
+def release_scheduled(now: datetime | None = None, limit: int = 500) -> list[int]:
+    """Scheduled messages whose time has come are queued for delivery (or failed, if the window
+    closed meanwhile); returns the ids to deliver."""
+    now = now or utcnow()
+    query = (
+        select(Message)
+        .where(Message.status == MessageStatus.SCHEDULED, Message.send_at <= now)
+        .order_by(Message.send_at)
+        .limit(limit)
+    )
+    if db.session.get_bind().dialect.name == "postgresql":
+        query = query.with_for_update(skip_locked=True)
+    released = []
+    for message in db.session.scalars(query).all():
+        conversation = db.session.get(Conversation, message.conversation_id)
+        try:
+            if conversation.request_state is RequestState.BLOCKED:
+                raise ReplyWindowClosed("the contact is blocked")
+            dm.check_reply_window(conversation, now, human=not message.is_automated)
+        except ReplyWindowClosed as refused:
+            message.status = MessageStatus.FAILED
+            message.error_code = refused.code
+            message.error = refused.message
+            continue
+        message.status = MessageStatus.QUEUED
+        message.human_agent_tag = not message.is_automated and dm.needs_human_agent_tag(
+            conversation, now
+        )
+        dm.touch_conversation(conversation, message, now)
+        if not message.is_automated:
+            tickets.on_human_reply(message, now)
+        released.append(message.id)
+    db.session.flush()
+    return released

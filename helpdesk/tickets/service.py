@@ -1,0 +1,486 @@
+"""Ticket lifecycle (SPEC §2): one support episode of a conversation, from first message to
+resolution. Every change is a ticket event; SLA clocks and assignment follow each change."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from sqlalchemy import func, select, update
+
+from helpdesk.accounts.models import Agent, Role
+from helpdesk.accounts.service import require_role, role_in
+from helpdesk.brands.models import Brand
+from helpdesk.dm.models import (
+    Conversation,
+    ConversationStatus,
+    Direction,
+    Message,
+    RequestState,
+)
+from helpdesk.dm.service import atomic
+from helpdesk.errors import AlreadyAssigned, InvalidState, NotFound, ValidationError
+from helpdesk.extensions import db
+from helpdesk.notifications.models import NotificationKind
+from helpdesk.notifications.service import notify
+from helpdesk.tickets.events import record_event
+from helpdesk.tickets.models import (
+    ACTIVE_STATUSES,
+    Priority,
+    RoutingRule,
+    Ticket,
+    TicketPause,
+    TicketStatus,
+    TicketTag,
+)
+from helpdesk.tickets.tags import apply_tag_rules
+from helpdesk.types import utcnow
+
+INBOX_STATES = (RequestState.NONE, RequestState.ACCEPTED)
+
+
+def _after_change(ticket: Ticket, now: datetime) -> None:
+    """Keep the SLA clocks and the conversation's mirror of the status in step."""
+    from helpdesk.sla.service import refresh_ticket_sla
+
+    conversation = db.session.get(Conversation, ticket.conversation_id)
+    if conversation.current_ticket_id == ticket.id:
+        conversation.status = ConversationStatus(ticket.status.value)
+    refresh_ticket_sla(ticket, now)
+    db.session.flush()
+
+
+def _try_auto_assign(ticket: Ticket, now: datetime) -> None:
+    from helpdesk.assignment.service import auto_assign
+
+    if ticket.assignee_id is None and ticket.team_id is not None:
+        auto_assign(ticket, now)
+
+
+def get_ticket(ticket_id: int, brand_id: int) -> Ticket:
+    ticket = db.session.get(Ticket, ticket_id)
+    if ticket is None or ticket.brand_id != brand_id:
+        raise NotFound("no such ticket")
+    return ticket
+
+
+def current_ticket(conversation: Conversation) -> Ticket | None:
+    if conversation.current_ticket_id is None:
+        return None
+    return db.session.get(Ticket, conversation.current_ticket_id)
+
+
+def _route_team(ticket: Ticket) -> int | None:
+    """The first routing rule whose channel and tag conditions match names the team."""
+    tag_ids = set(
+        db.session.scalars(select(TicketTag.tag_id).where(TicketTag.ticket_id == ticket.id))
+    )
+    rules = db.session.scalars(
+        select(RoutingRule)
+        .where(RoutingRule.brand_id == ticket.brand_id)
+        .order_by(RoutingRule.position, RoutingRule.id)
+    )
+    for rule in rules:
+        if rule.channel_id is not None and rule.channel_id != ticket.channel_id:
+            continue
+        if rule.tag_id is not None and rule.tag_id not in tag_ids:
+            continue
+        return rule.team_id
+    return None
+
+
+def _claim_unticketed_messages(conversation: Conversation, ticket: Ticket) -> None:
+    db.session.execute(
+        update(Message)
+        .where(
+            Message.conversation_id == conversation.id,
+            Message.ticket_id.is_(None),
+            Message.suppressed.is_(False),
+        )
+        .values(ticket_id=ticket.id)
+        .execution_options(synchronize_session=False)
+    )
+
+
+def open_ticket(
+    conversation: Conversation,
+    opened_at: datetime,
+    now: datetime | None = None,
+    text: str | None = None,
+) -> Ticket:
+    """Open a ticket; the partial unique index keeps it to one active ticket per conversation."""
+    now = now or utcnow()
+    existing = db.session.scalar(
+        select(Ticket).where(
+            Ticket.conversation_id == conversation.id, Ticket.status.in_(ACTIVE_STATUSES)
+        )
+    )
+    if existing is not None:
+        return existing
+    ticket = Ticket(
+        brand_id=conversation.brand_id,
+        conversation_id=conversation.id,
+        channel_id=conversation.channel_id,
+        status=TicketStatus.OPEN,
+        priority=Priority.NORMAL,
+        opened_at=opened_at,
+        awaiting_since=opened_at,
+        breached=[],
+        created_at=now,
+        updated_at=now,
+    )
+    with atomic():
+        db.session.add(ticket)
+        db.session.flush()
+    conversation.current_ticket_id = ticket.id
+    _claim_unticketed_messages(conversation, ticket)
+    record_event(ticket, "created", data={"opened_at": opened_at.isoformat()}, at=now)
+    # Keyword tags first: routing rules may send tagged tickets to a team.
+    apply_tag_rules(ticket, text)
+    ticket.team_id = _route_team(ticket)
+    _after_change(ticket, now)
+    _try_auto_assign(ticket, now)
+    return ticket
+
+
+def _brand(brand_id: int) -> Brand:
+    return db.session.get(Brand, brand_id)
+
+
+def on_inbound(message: Message, now: datetime | None = None) -> Ticket | None:
+    """A customer message: continue, wake, reopen or open the conversation's ticket.
+
+    Requests, hidden, declined and blocked threads get no ticket until they are accepted.
+    """
+    now = now or utcnow()
+    conversation = db.session.get(Conversation, message.conversation_id)
+    if message.suppressed or conversation.request_state not in INBOX_STATES:
+        return None
+    at = message.sent_at or now
+    ticket = current_ticket(conversation)
+
+    if ticket is not None and ticket.status is TicketStatus.RESOLVED:
+        reopen_until = ticket.resolved_at + timedelta(days=_brand(ticket.brand_id).reopen_days)
+        if at <= reopen_until:
+            _reopen(ticket, at, now)
+        else:
+            ticket = None
+    elif ticket is not None and ticket.status is TicketStatus.CLOSED:
+        ticket = None
+
+    if ticket is None:
+        ticket = open_ticket(conversation, opened_at=at, now=now, text=message.text)
+        message.ticket_id = ticket.id
+        return ticket
+
+    message.ticket_id = ticket.id
+    if ticket.status is TicketStatus.SNOOZED:
+        _change_status(ticket, TicketStatus.OPEN, None, now, reason="customer_wrote")
+    elif ticket.status is TicketStatus.PENDING:
+        _change_status(ticket, TicketStatus.OPEN, None, now, reason="customer_wrote")
+    if ticket.awaiting_since is None:
+        ticket.awaiting_since = at
+    record_event(ticket, "inbound", data={"message_id": message.id}, at=at)
+    apply_tag_rules(ticket, message.text)
+    _after_change(ticket, now)
+    return ticket
+
+
+def _reopen(ticket: Ticket, at: datetime, now: datetime) -> None:
+    # The resolved stretch does not count against the clocks of the reopened ticket.
+    db.session.add(TicketPause(ticket_id=ticket.id, started_at=ticket.resolved_at, ended_at=at))
+    previous = ticket.status
+    ticket.status = TicketStatus.OPEN
+    ticket.reopen_count += 1
+    ticket.resolved_at = None
+    ticket.awaiting_since = at
+    ticket.breached = [name for name in ticket.breached if name == "first_response"]
+    record_event(
+        ticket,
+        "reopened",
+        data={"from": previous.value, "reopen_count": ticket.reopen_count},
+        at=at,
+    )
+    _try_auto_assign(ticket, now)
+
+
+def on_accept(conversation: Conversation, now: datetime | None = None) -> Ticket:
+    """An accepted request opens its ticket at the first message: the customer waited since."""
+    now = now or utcnow()
+    first = db.session.scalar(
+        select(func.min(Message.sent_at)).where(
+            Message.conversation_id == conversation.id,
+            Message.direction == Direction.INBOUND,
+            Message.ticket_id.is_(None),
+            Message.suppressed.is_(False),
+        )
+    )
+    return open_ticket(conversation, opened_at=first or now, now=now)
+
+
+def on_human_reply(message: Message, at: datetime | None = None) -> Ticket | None:
+    """A person answered (console, API or the platform app): first response and response clocks."""
+    at = at or message.sent_at or utcnow()
+    if message.is_automated or message.direction is not Direction.OUTBOUND:
+        return None
+    conversation = db.session.get(Conversation, message.conversation_id)
+    ticket = current_ticket(conversation)
+    if ticket is None or not ticket.active:
+        return None
+    message.ticket_id = ticket.id
+    if ticket.first_response_at is None:
+        ticket.first_response_at = at
+        record_event(
+            ticket, "first_response", message.author_agent_id, {"message_id": message.id}, at
+        )
+    record_event(
+        ticket,
+        "response",
+        message.author_agent_id,
+        {"message_id": message.id, "awaiting_since": _iso(ticket.awaiting_since)},
+        at,
+    )
+    ticket.last_response_at = at
+    ticket.awaiting_since = None
+    _after_change(ticket, at)
+    return ticket
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value else None
+
+
+# Status -----------------------------------------------------------------------------------------
+
+
+def _change_status(
+    ticket: Ticket,
+    status: TicketStatus,
+    actor_id: int | None,
+    now: datetime,
+    snoozed_until: datetime | None = None,
+    reason: str | None = None,
+) -> None:
+    previous = ticket.status
+    if previous is TicketStatus.PENDING and status is not TicketStatus.PENDING:
+        db.session.execute(
+            update(TicketPause)
+            .where(TicketPause.ticket_id == ticket.id, TicketPause.ended_at.is_(None))
+            .values(ended_at=now)
+            .execution_options(synchronize_session=False)
+        )
+        ticket.paused_at = None
+    if status is TicketStatus.PENDING and previous is not TicketStatus.PENDING:
+        db.session.add(TicketPause(ticket_id=ticket.id, started_at=now))
+        ticket.paused_at = now
+    ticket.status = status
+    ticket.snoozed_until = snoozed_until if status is TicketStatus.SNOOZED else None
+    if status is TicketStatus.RESOLVED:
+        ticket.resolved_at = now
+    if status is TicketStatus.CLOSED:
+        ticket.closed_at = now
+        ticket.resolved_at = ticket.resolved_at or now
+    data = {"from": previous.value, "to": status.value}
+    if snoozed_until:
+        data["snoozed_until"] = snoozed_until.isoformat()
+    if reason:
+        data["reason"] = reason
+    record_event(ticket, "status_changed", actor_id, data, now)
+
+
+def set_status(
+    ticket: Ticket,
+    status: TicketStatus | str,
+    actor: Agent | None,
+    snoozed_until: datetime | None = None,
+    now: datetime | None = None,
+) -> Ticket:
+    now = now or utcnow()
+    require_role(actor, ticket.brand_id, Role.AGENT)
+    try:
+        status = TicketStatus(status)
+    except ValueError as exc:
+        raise ValidationError(f"unknown status {status!r}") from exc
+    if ticket.status is TicketStatus.CLOSED:
+        raise InvalidState("a closed ticket stays closed; a new message opens a new ticket")
+    if status is TicketStatus.SNOOZED and (snoozed_until is None or snoozed_until <= now):
+        raise ValidationError("snoozing needs a time in the future")
+    if status is TicketStatus.OPEN and ticket.status is TicketStatus.RESOLVED:
+        if _other_active_ticket(ticket):
+            raise InvalidState("the conversation already has an open ticket")
+        _reopen(ticket, now, now)
+        _after_change(ticket, now)
+        return ticket
+    if status is ticket.status and status is not TicketStatus.SNOOZED:
+        return ticket
+    _change_status(ticket, status, actor.id if actor else None, now, snoozed_until)
+    _after_change(ticket, now)
+    if status in (TicketStatus.RESOLVED, TicketStatus.CLOSED):
+        from helpdesk.assignment.service import assign_waiting
+
+        assign_waiting(ticket.brand_id, now=now)
+    return ticket
+
+
+def _other_active_ticket(ticket: Ticket) -> bool:
+    return (
+        db.session.scalar(
+            select(Ticket.id).where(
+                Ticket.conversation_id == ticket.conversation_id,
+                Ticket.id != ticket.id,
+                Ticket.status.in_(ACTIVE_STATUSES),
+            )
+        )
+        is not None
+    )
+
+
+def wake_snoozed(now: datetime | None = None, limit: int = 500) -> int:
+    """Snoozed tickets whose time has come are open again."""
+    now = now or utcnow()
+    query = (
+        select(Ticket)
+        .where(Ticket.status == TicketStatus.SNOOZED, Ticket.snoozed_until <= now)
+        .order_by(Ticket.snoozed_until)
+        .limit(limit)
+    )
+    if db.session.get_bind().dialect.name == "postgresql":
+        query = query.with_for_update(skip_locked=True)
+    tickets = db.session.scalars(query).all()
+    for ticket in tickets:
+        _change_status(ticket, TicketStatus.OPEN, None, now, reason="snooze_ended")
+        _after_change(ticket, now)
+    return len(tickets)
+
+
+def set_priority(
+    ticket: Ticket, priority: Priority | str, actor: Agent | None, now: datetime | None = None
+) -> Ticket:
+    now = now or utcnow()
+    require_role(actor, ticket.brand_id, Role.AGENT)
+    try:
+        priority = Priority(priority)
+    except ValueError as exc:
+        raise ValidationError(f"unknown priority {priority!r}") from exc
+    if priority is ticket.priority:
+        return ticket
+    record_event(
+        ticket,
+        "priority_changed",
+        actor.id if actor else None,
+        {"from": ticket.priority.value, "to": priority.value},
+        now,
+    )
+    ticket.priority = priority
+    _after_change(ticket, now)
+    return ticket
+
+
+def set_team(
+    ticket: Ticket, team_id: int | None, actor: Agent | None, now: datetime | None = None
+) -> Ticket:
+    from helpdesk.accounts.models import Team
+
+    now = now or utcnow()
+    require_role(actor, ticket.brand_id, Role.AGENT)
+    if team_id is not None:
+        team = db.session.get(Team, team_id)
+        if team is None or team.brand_id != ticket.brand_id:
+            raise ValidationError("no such team in this brand")
+    if team_id == ticket.team_id:
+        return ticket
+    record_event(
+        ticket,
+        "team_changed",
+        actor.id if actor else None,
+        {"from": ticket.team_id, "to": team_id},
+        now,
+    )
+    ticket.team_id = team_id
+    _after_change(ticket, now)
+    if ticket.active:
+        _try_auto_assign(ticket, now)
+    return ticket
+
+
+# Assignment -------------------------------------------------------------------------------------
+
+
+def _check_assignee(ticket: Ticket, assignee_id: int) -> Agent:
+    agent = db.session.get(Agent, assignee_id)
+    if agent is None or not agent.active or role_in(assignee_id, ticket.brand_id) is None:
+        raise ValidationError("the assignee is not an agent of this brand")
+    return agent
+
+
+def _assigned(ticket: Ticket, assignee_id: int | None, actor_id: int | None, now: datetime) -> None:
+    db.session.refresh(ticket)
+    record_event(
+        ticket,
+        "assigned" if assignee_id else "unassigned",
+        actor_id,
+        {"assignee_id": assignee_id},
+        now,
+    )
+    if assignee_id is not None and assignee_id != actor_id:
+        notify(
+            assignee_id,
+            ticket.brand_id,
+            NotificationKind.ASSIGNMENT,
+            f"Ticket #{ticket.id} was assigned to you",
+            ticket_id=ticket.id,
+            conversation_id=ticket.conversation_id,
+            at=now,
+        )
+    _after_change(ticket, now)
+
+
+def take(ticket: Ticket, actor: Agent, now: datetime | None = None) -> Ticket:
+    """Exactly one of two agents taking the same ticket at once wins; the other: AlreadyAssigned."""
+    now = now or utcnow()
+    require_role(actor, ticket.brand_id, Role.AGENT)
+    taken = db.session.execute(
+        update(Ticket)
+        .where(Ticket.id == ticket.id, Ticket.assignee_id.is_(None))
+        .values(assignee_id=actor.id, assigned_at=now)
+        .execution_options(synchronize_session=False)
+    ).rowcount
+    if not taken:
+        db.session.refresh(ticket, ["assignee_id"])
+        if ticket.assignee_id == actor.id:
+            return ticket
+        raise AlreadyAssigned()
+    _assigned(ticket, actor.id, actor.id, now)
+    return ticket
+
+
+def assign(
+    ticket: Ticket,
+    assignee_id: int | None,
+    actor: Agent | None,
+    now: datetime | None = None,
+    expect_unassigned: bool = False,
+) -> Ticket:
+    """Assign, reassign or (None) unassign; with `expect_unassigned` it behaves like a take."""
+    now = now or utcnow()
+    require_role(actor, ticket.brand_id, Role.AGENT)
+    if assignee_id is not None:
+        _check_assignee(ticket, assignee_id)
+    query = update(Ticket).where(Ticket.id == ticket.id)
+    if expect_unassigned:
+        query = query.where(Ticket.assignee_id.is_(None))
+    changed = db.session.execute(
+        query.values(
+            assignee_id=assignee_id, assigned_at=now if assignee_id else None
+        ).execution_options(synchronize_session=False)
+    ).rowcount
+    if not changed:
+        db.session.refresh(ticket, ["assignee_id"])
+        if ticket.assignee_id == assignee_id:
+            return ticket
+        raise AlreadyAssigned()
+    _assigned(ticket, assignee_id, actor.id if actor else None, now)
+    return ticket
+
+
+def unassign(ticket: Ticket, actor: Agent | None, now: datetime | None = None) -> Ticket:
+    return assign(ticket, None, actor, now)
