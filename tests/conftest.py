@@ -12,6 +12,8 @@ _INSTANCE = Path(tempfile.mkdtemp(prefix="helpdesk-test-"))
 os.environ["HELPDESK_INSTANCE"] = str(_INSTANCE)
 os.environ["HELPDESK_ENV"] = "test"
 
+import threading  # noqa: E402
+
 import pytest  # noqa: E402
 from sqlalchemy import text  # noqa: E402
 
@@ -95,3 +97,28 @@ def table_counts() -> dict[str, int]:
         t.name: db.session.execute(text(f"SELECT COUNT(*) FROM {t.name}")).scalar_one()
         for t in db.metadata.sorted_tables
     }
+
+
+def race(app, work, count=2):
+    """Run `work(session)` in `count` threads, each with its own connection, started together."""
+    barrier = threading.Barrier(count)
+    outcomes: list[object] = [None] * count
+
+    def run(index: int) -> None:
+        with app.app_context():
+            try:
+                barrier.wait()
+                outcomes[index] = work()
+                db.session.commit()
+            except Exception as exc:  # the outcome under test
+                db.session.rollback()
+                outcomes[index] = exc
+            finally:
+                db.session.remove()
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return outcomes

@@ -19,8 +19,8 @@ from helpdesk.errors import ValidationError
 from helpdesk.extensions import db
 from helpdesk.notifications.models import Notification, NotificationKind
 from helpdesk.tickets.models import Ticket, TicketEvent, TicketStatus
+from tests.conftest import race as _race
 from tests.factories import AgentFactory, ChannelFactory, at, member
-from tests.test_concurrency import _race
 from workers.tasks.assignment import assign_waiting_tickets
 
 NOW = at("2026-11-20 10:00")

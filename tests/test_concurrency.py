@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import threading
-
 import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -14,32 +12,8 @@ from helpdesk.dm.models import Conversation, Message, Participant
 from helpdesk.dm.service import InboundMessage
 from helpdesk.errors import DuplicateMessage, GroupFull
 from helpdesk.extensions import db
+from tests.conftest import race as _race
 from tests.factories import ChannelFactory, ContactFactory, at
-
-
-def _race(app, work, count=2):
-    """Run `work(session)` in `count` threads, each with its own connection, started together."""
-    barrier = threading.Barrier(count)
-    outcomes: list[object] = [None] * count
-
-    def run(index: int) -> None:
-        with app.app_context():
-            try:
-                barrier.wait()
-                outcomes[index] = work()
-                db.session.commit()
-            except Exception as exc:  # the outcome under test
-                db.session.rollback()
-                outcomes[index] = exc
-            finally:
-                db.session.remove()
-
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(count)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    return outcomes
 
 
 @pytest.fixture

@@ -7,7 +7,7 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import func, select
 
-from helpdesk.accounts.models import Agent, Role
+from helpdesk.accounts.models import Agent
 from helpdesk.channels.models import Channel
 from helpdesk.dm.models import Conversation, ConversationStatus, Message, MessageStatus
 from helpdesk.dm.service import InboundMessage
@@ -16,9 +16,9 @@ from helpdesk.extensions import db
 from helpdesk.inbox import service as inbox
 from helpdesk.tickets import service as tickets
 from helpdesk.tickets.models import Ticket, TicketEvent, TicketPause, TicketStatus
+from tests.conftest import race as _race
 from tests.conftest import table_counts
 from tests.factories import AgentFactory, BrandFactory, ChannelFactory, ContactFactory, at, member
-from tests.test_concurrency import _race
 
 T0 = at("2026-11-16 09:00")  # a Monday
 
@@ -57,7 +57,9 @@ def ticket_of(message: Message) -> Ticket:
 def event_kinds(ticket: Ticket) -> list[str]:
     return list(
         db.session.scalars(
-            select(TicketEvent.kind).where(TicketEvent.ticket_id == ticket.id).order_by(TicketEvent.id)
+            select(TicketEvent.kind)
+            .where(TicketEvent.ticket_id == ticket.id)
+            .order_by(TicketEvent.id)
         )
     )
 
@@ -87,9 +89,12 @@ def test_request_gets_its_ticket_on_acceptance_dated_from_the_first_message():
     write(channel, "m2", T0 + timedelta(hours=1), sender="6120000000000077")
     ticket = inbox.accept(conversation, None, now=T0 + timedelta(hours=5))
     assert ticket.opened_at == T0
-    assert db.session.scalar(
-        select(func.count()).select_from(Message).where(Message.ticket_id == ticket.id)
-    ) == 2
+    assert (
+        db.session.scalar(
+            select(func.count()).select_from(Message).where(Message.ticket_id == ticket.id)
+        )
+        == 2
+    )
 
 
 def test_brand_reply_to_a_request_accepts_it_and_counts_as_first_response():
@@ -152,7 +157,11 @@ def test_snoozed_ticket_wakes_at_its_time(channel, agent):
 def test_snoozed_ticket_wakes_on_a_new_message(channel, agent):
     ticket = ticket_of(write(channel, "m1", T0))
     tickets.set_status(
-        ticket, "snoozed", agent, snoozed_until=T0 + timedelta(days=1), now=T0 + timedelta(minutes=1)
+        ticket,
+        "snoozed",
+        agent,
+        snoozed_until=T0 + timedelta(days=1),
+        now=T0 + timedelta(minutes=1),
     )
     write(channel, "m2", T0 + timedelta(minutes=30))
     assert ticket.status is TicketStatus.OPEN
@@ -163,7 +172,9 @@ def test_snooze_needs_a_future_time(channel, agent):
     db.session.commit()
     before = table_counts()
     with pytest.raises(ValidationError):
-        tickets.set_status(ticket, "snoozed", agent, snoozed_until=T0, now=T0 + timedelta(minutes=1))
+        tickets.set_status(
+            ticket, "snoozed", agent, snoozed_until=T0, now=T0 + timedelta(minutes=1)
+        )
     db.session.rollback()
     assert table_counts() == before
 
@@ -175,7 +186,10 @@ def test_pending_records_a_pause_and_a_customer_message_ends_it(channel, agent):
     write(channel, "m2", T0 + timedelta(hours=2))
     assert ticket.status is TicketStatus.OPEN
     pause = db.session.scalar(select(TicketPause).where(TicketPause.ticket_id == ticket.id))
-    assert (pause.started_at, pause.ended_at) == (T0 + timedelta(minutes=10), T0 + timedelta(hours=2))
+    assert (pause.started_at, pause.ended_at) == (
+        T0 + timedelta(minutes=10),
+        T0 + timedelta(hours=2),
+    )
 
 
 def test_every_change_is_a_ticket_event(channel, agent):
@@ -251,7 +265,11 @@ def test_scheduled_message_is_released_when_due_and_counts_as_the_response(chann
     message = write(channel, "m1", T0)
     conversation = db.session.get(Conversation, message.conversation_id)
     scheduled = inbox.reply(
-        conversation, agent, text="later", send_at=T0 + timedelta(hours=2), now=T0 + timedelta(minutes=1)
+        conversation,
+        agent,
+        text="later",
+        send_at=T0 + timedelta(hours=2),
+        now=T0 + timedelta(minutes=1),
     )
     ticket = ticket_of(message)
     assert scheduled.status is MessageStatus.SCHEDULED and ticket.first_response_at is None
@@ -265,7 +283,11 @@ def test_scheduled_message_released_after_the_window_closed_fails_unsent(channel
     message = write(channel, "m1", T0)
     conversation = db.session.get(Conversation, message.conversation_id)
     scheduled = inbox.reply(
-        conversation, agent, text="later", send_at=T0 + timedelta(days=6), now=T0 + timedelta(minutes=1)
+        conversation,
+        agent,
+        text="later",
+        send_at=T0 + timedelta(days=6),
+        now=T0 + timedelta(minutes=1),
     )
     # The workers were down until after the window closed: the window is judged again at release.
     assert inbox.release_scheduled(now=T0 + timedelta(days=7, minutes=1)) == []

@@ -208,7 +208,7 @@ class _Writer:
 
 
 class _PostgresWriter(_Writer):
-    """COPY FROM STDIN; ids come from the table's own sequence so concurrent inserts stay safe."""
+    """Binary COPY; ids come from each table's own sequence, so concurrent inserts stay safe."""
 
     def __init__(self) -> None:
         self.json = json.dumps
@@ -244,15 +244,6 @@ class _PostgresWriter(_Writer):
                 )
                 self._oids[table.name] = dict(cursor.fetchall())
         return [self._oids[table.name][column] for column in columns]
-
-    def write_text(self, table: Table, columns: Sequence[str], rows: list[tuple]) -> None:
-        if not rows:
-            return
-        with self._cursor() as cursor:
-            with cursor.copy(f"COPY {table.name} ({', '.join(columns)}) FROM STDIN") as copy:
-                write_row = copy.write_row
-                for row in rows:
-                    write_row(row)
 
     def write(self, table: Table, columns: Sequence[str], rows: list[tuple]) -> None:
         if not rows:

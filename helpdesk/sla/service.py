@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
-from zoneinfo import ZoneInfo
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
@@ -132,7 +132,7 @@ def _targets(data: Any, current: Mapping[str, int | None]) -> dict[str, int | No
         raise ValidationError(f"Unknown targets {unknown!r}.")
     targets = dict(current)
     for key, value in data.items():
-        if value is not None and (_int(value, key) <= 0):
+        if value is not None and _int(value, key) <= 0:
             raise ValidationError(f"{key} must be a positive number of minutes.")
         targets[key] = value
     return targets
@@ -320,7 +320,7 @@ class _BrandRules:
 
     def policy_for(self, ticket: Ticket, tag_ids: set[int]) -> SlaPolicy | None:
         for policy in self.policies:
-            if policy.priority is not None and policy.priority != ticket.priority.value:
+            if policy.priority is not None and policy.priority != Priority(ticket.priority):
                 continue
             if policy.tag_id is not None and policy.tag_id not in tag_ids:
                 continue
@@ -530,7 +530,10 @@ def _recipients(ticket: Ticket, kind: ReminderKind) -> list[int]:
 
 def _when(due_at: datetime, brand: Brand, now: datetime) -> str:
     """The due time as the brand's people read it: the time alone when it is today."""
-    zone = ZoneInfo(brand.timezone)
+    try:
+        zone = ZoneInfo(brand.timezone)
+    except (ZoneInfoNotFoundError, ValueError):
+        zone = ZoneInfo("UTC")
     local = due_at.astimezone(zone)
     if local.date() == now.astimezone(zone).date():
         return local.strftime("%H:%M")

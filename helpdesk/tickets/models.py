@@ -107,7 +107,7 @@ class TicketPause(db.Model):
 
 
 class TicketEvent(db.Model):
-    """Every change to a ticket (who, what, when): the history and the metrics are rebuilt from it."""
+    """Every change to a ticket (who, what, when), so history and metrics can be rebuilt."""
 
     __tablename__ = "ticket_events"
     __table_args__ = (Index("ix_ticket_events_ticket_at", "ticket_id", "at"),)
