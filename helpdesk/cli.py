@@ -49,7 +49,7 @@ def register_cli(app: Flask) -> None:
             _fail(exc)
         db.session.commit()
         click.echo(f"agent {agent.email} ({role} of {brand_slug})")
-        if password is None:
+        if password is None and chosen is not None:
             click.echo(f"password: {chosen}")
 
     @app.cli.command("connect-instagram")
@@ -95,10 +95,11 @@ def register_cli(app: Flask) -> None:
         from helpdesk.seed.load import seed_load
 
         try:
-            brand = get_brand_by_slug(brand_slug)
+            report = seed_load(
+                get_brand_by_slug(brand_slug), messages, days=days, seed=seed, progress=True
+            )
         except DomainError as exc:
             _fail(exc)
-        report = seed_load(brand, messages, days=days, seed=seed, progress=True)
         click.echo(
             f"created {report.messages:,} messages in {report.conversations:,} conversations "
             f"({report.reactions:,} reactions) in {report.seconds:.1f} s"

@@ -1,6 +1,7 @@
 """Imports every model so that metadata (and Alembic) sees the whole schema."""
 
 from helpdesk.accounts.models import Agent, Membership, Role, Team, TeamMember
+from helpdesk.accounts.tokens import ApiToken
 from helpdesk.brands.models import Brand
 from helpdesk.canned.models import CannedReply
 from helpdesk.channels.models import Channel, ChannelKind
@@ -14,7 +15,9 @@ from helpdesk.dm.models import (
     Reaction,
 )
 from helpdesk.heartbeat import Heartbeat
+from helpdesk.intake.models import PendingAction, UnknownAccount, WebhookEvent
 from helpdesk.notifications.models import Notification
+from helpdesk.outgoing.models import WebhookDelivery, WebhookSubscription
 from helpdesk.sla.models import BusinessHours, SlaPolicy, SlaReminder
 from helpdesk.tickets.models import (
     Note,
@@ -29,6 +32,12 @@ from helpdesk.tickets.models import (
 
 __all__ = [
     "Agent",
+    "ApiToken",
+    "PendingAction",
+    "UnknownAccount",
+    "WebhookDelivery",
+    "WebhookEvent",
+    "WebhookSubscription",
     "BusinessHours",
     "CannedReply",
     "Note",

@@ -608,3 +608,28 @@ def channel_brand(channel):
 
 def conversation_of(message: Message) -> Conversation:
     return db.session.get(Conversation, message.conversation_id)
+
+
+def test_unsent_text_does_not_linger_in_the_inbox_preview(channel):
+    message = inbound(channel, text="my card number is 4111")
+    service.unsend_message(message, at=T0 + timedelta(minutes=1))
+    assert conversation_of(message).last_message_preview == "[unsent]"
+
+
+def test_purged_vanish_text_does_not_linger_in_the_inbox_preview(channel):
+    followed_contact(channel)
+    conversation = conversation_of(inbound(channel, text="normal"))
+    service.set_vanish_mode(conversation, True)
+    inbound(channel, mid="m2", text="secret", when=T0 + timedelta(minutes=1))
+    service.mark_seen_by_brand(conversation, at=T0 + timedelta(minutes=2))
+    service.purge_vanish_messages(now=T0 + timedelta(hours=1), grace=timedelta(minutes=5))
+    assert conversation.last_message_preview == "[vanished]"
+
+
+def test_adding_an_existing_agent_to_another_brand_keeps_their_password():
+    from helpdesk.accounts.service import check_password, create_agent
+
+    agent, password = create_agent("ann@example.test", "Ann", BrandFactory(), "agent", "first-pass")
+    again, shown = create_agent("ann@example.test", "Ann", BrandFactory(), "manager")
+    assert again.id == agent.id and shown is None
+    assert check_password(agent, "first-pass")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 from datetime import timedelta
 
 import pytest
@@ -28,7 +29,7 @@ from helpdesk.dm.service import HUMAN_AGENT_WINDOW, STANDARD_WINDOW
 from helpdesk.errors import AlreadyExists
 from helpdesk.extensions import db
 from helpdesk.seed.demo import seed_demo
-from helpdesk.seed.load import LONG_CONVERSATION, seed_load
+from helpdesk.seed.load import LONG_CONVERSATION, conversation_sizes, seed_load
 from helpdesk.types import utcnow
 from tests.conftest import table_counts
 from tests.factories import BrandFactory
@@ -75,7 +76,8 @@ def test_seed_demo_creates_the_brand_its_instagram_channel_and_three_agents():
         "admin@demo.test": Role.ADMIN,
     }
     for email, password in logins.items():
-        assert check_password(db.session.scalar(select(Agent).where(Agent.email == email)), password)
+        agent = db.session.scalar(select(Agent).where(Agent.email == email))
+        assert check_password(agent, password)
     team = db.session.scalar(select(Team).where(Team.brand_id == brand.id))
     assert team.name == "Support"
     members = db.session.scalar(
@@ -309,21 +311,26 @@ def test_seed_load_conversations_have_consistent_denormalised_fields(runner):
         assert conversation.last_message_preview == expected
 
 
+@pytest.mark.parametrize("total", [10_000, 100_000, 1_000_000])
+def test_conversation_lengths_have_a_long_tail_with_a_500_message_thread(total):
+    sizes = conversation_sizes(random.Random(1), total)
+
+    assert sum(sizes) == total
+    assert min(sizes) >= 1
+    assert 15 <= total / len(sizes) <= 25
+    assert LONG_CONVERSATION in sizes
+    assert sorted(sizes)[len(sizes) // 2] < 15  # most threads are short
+
+
 def test_seed_load_history_reads_like_real_support_traffic():
     seed_demo()
     brand = _demo_brand()
 
-    report = seed_load(brand, 10_000, days=30, seed=7)
+    report = seed_load(brand, 4_000, days=30, seed=7)
 
-    assert report.messages == 10_000
-    assert 350 <= report.conversations <= 650  # about 20 messages per conversation
+    assert report.messages == 4_000
+    assert 4_000 / 30 <= report.conversations <= 4_000 / 12  # about 20 messages per conversation
     assert 0.03 < report.reactions / report.messages < 0.07
-    sizes = db.session.execute(
-        select(Message.conversation_id, func.count())
-        .where(Message.mid.like("load-7-%"))
-        .group_by(Message.conversation_id)
-    ).all()
-    assert max(count for _id, count in sizes) == LONG_CONVERSATION
     loaded = db.session.scalars(select(Message).where(Message.mid.like("load-7-%"))).all()
     now = utcnow()
     assert all(now - timedelta(days=30) <= m.sent_at <= now for m in loaded)
@@ -377,6 +384,4 @@ def test_seed_load_gives_a_brand_without_a_channel_an_api_channel():
 
     channel = db.session.scalar(select(Channel).where(Channel.brand_id == brand.id))
     assert channel.kind is ChannelKind.API
-    assert db.session.scalar(
-        select(func.count()).where(Message.channel_id == channel.id)
-    ) == 100
+    assert db.session.scalar(select(func.count()).where(Message.channel_id == channel.id)) == 100

@@ -30,7 +30,7 @@ from helpdesk.tickets.models import (
     TicketTag,
 )
 from helpdesk.types import utcnow
-from tests.conftest import table_counts
+from tests.conftest import race, table_counts
 from tests.factories import AgentFactory, BrandFactory, ChannelFactory, at, member
 
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri")
@@ -603,7 +603,6 @@ def test_the_worker_task_sweeps_in_batches(brand, channel, assignee):
 
 
 def test_overlapping_sweeps_send_each_reminder_once(app, brand, channel, assignee, manager):
-    from tests.test_concurrency import _race
     from workers.tasks.sla import sweep_sla
 
     policy(brand, business_hours=False, first_response_min=60, resolution_min=140)
@@ -613,7 +612,7 @@ def test_overlapping_sweeps_send_each_reminder_once(app, brand, channel, assigne
     ids = [open_ticket(channel, opened, assignee_id=assignee.id).id for _ in range(12)]
     db.session.commit()  # and read nothing more here: on SQLite a read would hold the lock
 
-    outcomes = _race(app, lambda: sweep_sla(limit=3), count=4)
+    outcomes = race(app, lambda: sweep_sla(limit=3), count=4)
     assert not [o for o in outcomes if isinstance(o, Exception)], outcomes
     assert sum(o["breaches"] for o in outcomes) == 12
     assert sum(o["warnings"] for o in outcomes) == 12

@@ -33,8 +33,12 @@ def generate_password() -> str:
 
 def create_agent(
     email: str, name: str, brand: Brand, role: Role | str = Role.AGENT, password: str | None = None
-) -> tuple[Agent, str]:
-    """Create an agent (or add an existing one to the brand); returns the agent and password."""
+) -> tuple[Agent, str | None]:
+    """Create an agent, or give an existing one a role in the brand.
+
+    Returns the password only when one was set: a new agent without one gets a generated
+    password; an existing agent keeps theirs unless a new one is given.
+    """
     email = email.strip().lower()
     if "@" not in email or len(email) > 254:
         raise ValidationError(f"{email!r} is not an email address")
@@ -42,17 +46,18 @@ def create_agent(
         role = Role(role)
     except ValueError as exc:
         raise ValidationError(f"unknown role {role!r}") from exc
-    password = password or generate_password()
-    if len(password) < 8:
+    if password is not None and len(password) < 8:
         raise ValidationError("a password has at least 8 characters")
     agent = db.session.scalar(select(Agent).where(Agent.email == email))
     if agent is None:
+        password = password or generate_password()
         agent = Agent(email=email, name=name, password_hash=hash_password(password))
         db.session.add(agent)
         db.session.flush()
     else:
         agent.name = name
-        agent.password_hash = hash_password(password)
+        if password is not None:
+            agent.password_hash = hash_password(password)
     membership = db.session.scalar(
         select(Membership).where(Membership.agent_id == agent.id, Membership.brand_id == brand.id)
     )

@@ -204,7 +204,7 @@ class Message(db.Model):
         ForeignKey("contacts.id", ondelete="SET NULL"), index=True, default=None
     )
     author_agent_id: Mapped[int | None] = mapped_column(
-        ForeignKey("agents.id", ondelete="SET NULL"), default=None
+        ForeignKey("agents.id", ondelete="SET NULL"), index=True, default=None
     )
     ticket_id: Mapped[int | None] = mapped_column(
         ForeignKey("tickets.id", ondelete="SET NULL", use_alter=True), index=True, default=None
@@ -216,12 +216,16 @@ class Message(db.Model):
     attachments: Mapped[list[dict]] = mapped_column(JSON, default=list)
     extra: Mapped[dict] = mapped_column(JSON, default=dict)
     reply_to_id: Mapped[int | None] = mapped_column(
-        ForeignKey("messages.id", ondelete="SET NULL"), default=None
+        ForeignKey("messages.id", ondelete="SET NULL"), index=True, default=None
     )
     reply_to_mid: Mapped[str | None] = mapped_column(String(255), default=None)
     status: Mapped[MessageStatus] = mapped_column(value_enum(MessageStatus))
     error: Mapped[str | None] = mapped_column(Text, default=None)
     error_code: Mapped[str | None] = mapped_column(String(32), default=None)
+    # Delivery bookkeeping: an attempt is recorded before the Send API call, so a worker that
+    # dies mid-send is never followed by a blind second send.
+    delivery_attempts: Mapped[int] = mapped_column(default=0)
+    last_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
     is_echo: Mapped[bool] = mapped_column(default=False)
     is_automated: Mapped[bool] = mapped_column(default=False)
     human_agent_tag: Mapped[bool] = mapped_column(default=False)
@@ -271,10 +275,10 @@ class Reaction(db.Model):
     message_id: Mapped[int] = mapped_column(ForeignKey("messages.id", ondelete="CASCADE"))
     reactor: Mapped[str] = mapped_column(String(40))
     contact_id: Mapped[int | None] = mapped_column(
-        ForeignKey("contacts.id", ondelete="CASCADE"), default=None
+        ForeignKey("contacts.id", ondelete="CASCADE"), index=True, default=None
     )
     agent_id: Mapped[int | None] = mapped_column(
-        ForeignKey("agents.id", ondelete="SET NULL"), default=None
+        ForeignKey("agents.id", ondelete="SET NULL"), index=True, default=None
     )
     emoji: Mapped[str] = mapped_column(String(32))
     reacted_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

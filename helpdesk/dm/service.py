@@ -610,6 +610,7 @@ def edit_message(
     message.edit_count = num_edit
     message.edited_at = at or utcnow()
     db.session.flush()
+    refresh_preview(message.conversation_id)
     return message
 
 
@@ -632,7 +633,31 @@ def unsend_message(message: Message, at: datetime | None = None) -> Message:
     _erase_content(message)
     message.unsent_at = at or utcnow()
     db.session.flush()
+    refresh_preview(message.conversation_id)
     return message
+
+
+def refresh_preview(conversation_id: int) -> None:
+    """The inbox preview follows the latest visible message, so erased text never lingers."""
+    conversation = db.session.get(Conversation, conversation_id)
+    latest = db.session.scalar(
+        select(Message)
+        .where(
+            Message.conversation_id == conversation_id,
+            Message.suppressed.is_(False),
+            Message.send_at.is_(None) | (Message.status != MessageStatus.SCHEDULED),
+        )
+        .order_by(Message.sent_at.desc().nulls_last(), Message.id.desc())
+        .limit(1)
+    )
+    if latest is None:
+        conversation.last_message_preview = None
+    elif latest.unsent_at is not None:
+        conversation.last_message_preview = "[unsent]"
+    elif latest.purged_at is not None:
+        conversation.last_message_preview = "[vanished]"
+    else:
+        conversation.last_message_preview = _preview(latest)
 
 
 # Vanish mode ------------------------------------------------------------------------------------
@@ -667,6 +692,8 @@ def purge_vanish_messages(
         _erase_content(message)
         message.purged_at = now
     db.session.flush()
+    for conversation_id in {message.conversation_id for message in due}:
+        refresh_preview(conversation_id)
     return len(due)
 
 

@@ -21,6 +21,7 @@ from helpdesk.channels.service import connect_channel
 from helpdesk.dm import service
 from helpdesk.dm.models import Contact, Conversation, Folder, Message, MessageKind, MessageStatus
 from helpdesk.extensions import db
+from helpdesk.inbox import service as inbox
 from helpdesk.types import utcnow
 
 DEMO_SLUG = "demo"
@@ -401,7 +402,7 @@ class _Demo:
     def inbound(
         self, thread: Thread, step: In, contact: Contact, at: datetime, earlier: list
     ) -> Message:
-        message = service.receive_inbound(
+        message = inbox.receive(
             self.channel,
             service.InboundMessage(
                 mid=self.mid(),
@@ -416,6 +417,7 @@ class _Demo:
                 sender_username=contact.username,
                 sender_name=contact.name,
             ),
+            now=at,
         )
         if step.brand_reacts:
             service.react(
@@ -434,12 +436,12 @@ class _Demo:
         self, conversation: Conversation, step: Out, reactor: Contact, at: datetime, earlier: list
     ) -> Message:
         service.mark_seen_by_brand(conversation, at=at)
-        message = service.record_outbound(
+        message = inbox.reply(
             conversation,
+            self.agents[step.agent],
             text=step.text,
             attachments=[dict(a) for a in step.attachments],
             reply_to=earlier[step.quote] if step.quote is not None else None,
-            agent=self.agents[step.agent],
             now=at,
         )
         # What the delivery worker does once the platform accepted the message.
@@ -459,7 +461,7 @@ class _Demo:
 
     def act(self, conversation: Conversation, action: str, at: datetime) -> None:
         if action == "accept":
-            service.accept_request(conversation)
+            inbox.accept(conversation, None, now=at)
         elif action == "decline":
             service.decline_request(conversation)
         elif action == "block":

@@ -17,7 +17,9 @@ import math
 import random
 import sys
 import time
+from collections import deque
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -59,6 +61,14 @@ MESSAGE_COLUMNS = (
     "delivered_at", "seen_at", "edit_count", "created_at",
 )
 REACTION_COLUMNS = ("id", "message_id", "reactor", "contact_id", "agent_id", "emoji", "reacted_at")
+# In the order they are written, parents first: (table, columns, key of the chunk's rows).
+TABLES = (
+    (Contact.__table__, CONTACT_COLUMNS, "contacts"),
+    (Conversation.__table__, CONVERSATION_COLUMNS, "conversations"),
+    (Participant.__table__, PARTICIPANT_COLUMNS, "participants"),
+    (Message.__table__, MESSAGE_COLUMNS, "messages"),
+    (Reaction.__table__, REACTION_COLUMNS, "reactions"),
+)
 
 
 @dataclass
@@ -193,69 +203,98 @@ def _preview(kind: str, body: str | None) -> str:
 
 
 class _Writer:
-    """Reserves ids and writes rows for one backend; `json` makes a JSON column's value."""
+    """Reserves ids and writes whole chunks, each in its own transaction, for one backend.
+
+    `json` makes a JSON column's value; `on_written` is called (in the caller's thread) with each
+    chunk once it is committed.
+    """
 
     json: Callable[[object], object]
 
+    def __init__(self, on_written: Callable[[dict[str, list[tuple]]], None]) -> None:
+        self.on_written = on_written
+
     def ids(self, table: Table, count: int) -> Sequence[int]:
         raise NotImplementedError
 
-    def write(self, table: Table, columns: Sequence[str], rows: list[tuple]) -> None:
+    def submit(self, rows: dict[str, list[tuple]]) -> None:
         raise NotImplementedError
 
-    def begin(self) -> None:
-        """Called at the start of each chunk's transaction."""
+    def close(self, failed: bool = False) -> None:
+        """Wait for every submitted chunk (unless `failed`) and release the connections."""
 
 
 class _PostgresWriter(_Writer):
-    """Binary COPY; ids come from each table's own sequence, so concurrent inserts stay safe."""
+    """Binary COPY on two connections at once: the server's index and foreign-key work is the
+    bottleneck, so two backends use both cores. Ids come from each table's own sequence, so
+    inserts made meanwhile by anyone else stay safe."""
 
-    def __init__(self) -> None:
+    workers = 2
+
+    def __init__(self, on_written: Callable[[dict[str, list[tuple]]], None]) -> None:
+        super().__init__(on_written)
         self.json = json.dumps
-        self._sequences: dict[str, str] = {}
-        self._oids: dict[str, dict[str, int]] = {}
-
-    def _cursor(self):
-        return db.session.connection().connection.driver_connection.cursor()
-
-    def begin(self) -> None:
-        db.session.execute(text("SET LOCAL synchronous_commit = off"))
-
-    def ids(self, table: Table, count: int) -> Sequence[int]:
-        if table.name not in self._sequences:
-            self._sequences[table.name] = db.session.scalar(
-                select(func.pg_get_serial_sequence(table.name, "id"))
-            )
-        with self._cursor() as cursor:
-            cursor.execute(
-                "SELECT nextval(%s::regclass) FROM generate_series(1, %s)",
-                (self._sequences[table.name], count),
-            )
-            return [row[0] for row in cursor.fetchall()]
-
-    def _types(self, table: Table, columns: Sequence[str]) -> list[int]:
-        """The columns' type oids, which binary COPY needs to encode the values."""
-        if table.name not in self._oids:
-            with self._cursor() as cursor:
-                cursor.execute(
+        self.engine = db.engine
+        self.connection = self.engine.connect().execution_options(isolation_level="AUTOCOMMIT")
+        raw = self.connection.connection.driver_connection
+        self.sequences: dict[str, str] = {}
+        self.oids: dict[str, list[int]] = {}
+        for table, columns, _key in TABLES:
+            self.sequences[table.name] = raw.execute(
+                "SELECT pg_get_serial_sequence(%s, 'id')", (table.name,)
+            ).fetchone()[0]
+            types = dict(
+                raw.execute(
                     "SELECT attname, atttypid::int FROM pg_attribute"
                     " WHERE attrelid = %s::regclass AND attnum > 0 AND NOT attisdropped",
                     (table.name,),
-                )
-                self._oids[table.name] = dict(cursor.fetchall())
-        return [self._oids[table.name][column] for column in columns]
+                ).fetchall()
+            )
+            self.oids[table.name] = [types[column] for column in columns]
+        self.pool = ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="seed-load")
+        self.pending: deque[tuple[Future, dict[str, list[tuple]]]] = deque()
 
-    def write(self, table: Table, columns: Sequence[str], rows: list[tuple]) -> None:
-        if not rows:
-            return
-        types = self._types(table, columns)
-        statement = f"COPY {table.name} ({', '.join(columns)}) FROM STDIN (FORMAT BINARY)"
-        with self._cursor() as cursor:
-            with cursor.copy(statement) as copy:
-                copy.set_types(types)
-                write_row = copy.write_row
-                for row in rows:
-                    write_row(row)
+    def ids(self, table: Table, count: int) -> Sequence[int]:
+        raw = self.connection.connection.driver_connection
+        rows = raw.execute(
+            "SELECT nextval(%s::regclass) FROM generate_series(1, %s)",
+            (self.sequences[table.name], count),
+        ).fetchall()
+        return [row[0] for row in rows]
+
+    def submit(self, rows: dict[str, list[tuple]]) -> None:
+        while len(self.pending) >= self.workers:
+            self._wait_oldest()
+        self.pending.append((self.pool.submit(self._write, rows), rows))
+
+    def _wait_oldest(self) -> None:
+        future, rows = self.pending.popleft()
+        future.result()
+        self.on_written(rows)
+
+    def close(self, failed: bool = False) -> None:
+        try:
+            while self.pending and not failed:
+                self._wait_oldest()
+        finally:
+            self.pool.shutdown(wait=True, cancel_futures=True)
+            self.connection.close()
+
+    def _write(self, rows: dict[str, list[tuple]]) -> None:
+        with self.engine.begin() as connection:
+            connection.exec_driver_sql("SET LOCAL synchronous_commit = off")
+            with connection.connection.driver_connection.cursor() as cursor:
+                for table, columns, key in TABLES:
+                    if not rows[key]:
+                        continue
+                    statement = (
+                        f"COPY {table.name} ({', '.join(columns)}) FROM STDIN (FORMAT BINARY)"
+                    )
+                    with cursor.copy(statement) as copy:
+                        copy.set_types(self.oids[table.name])
+                        write_row = copy.write_row
+                        for row in rows[key]:
+                            write_row(row)
 
 
 class _CoreWriter(_Writer):
@@ -263,19 +302,25 @@ class _CoreWriter(_Writer):
 
     batch = 5_000
 
-    def __init__(self) -> None:
+    def __init__(self, on_written: Callable[[dict[str, list[tuple]]], None]) -> None:
+        super().__init__(on_written)
         self.json = _identity
 
     def ids(self, table: Table, count: int) -> Sequence[int]:
         start = db.session.scalar(select(func.coalesce(func.max(table.c.id), 0))) + 1
         return range(start, start + count)
 
-    def write(self, table: Table, columns: Sequence[str], rows: list[tuple]) -> None:
-        statement = insert(table)
-        for i in range(0, len(rows), self.batch):
-            db.session.execute(
-                statement, [dict(zip(columns, row, strict=True)) for row in rows[i:i + self.batch]]
-            )
+    def submit(self, rows: dict[str, list[tuple]]) -> None:
+        for table, columns, key in TABLES:
+            statement = insert(table)
+            chunk = rows[key]
+            for i in range(0, len(chunk), self.batch):
+                db.session.execute(
+                    statement,
+                    [dict(zip(columns, row, strict=True)) for row in chunk[i : i + self.batch]],
+                )
+        db.session.commit()
+        self.on_written(rows)
 
 
 def _identity(value: object) -> object:
@@ -285,7 +330,7 @@ def _identity(value: object) -> object:
 # Generating -----------------------------------------------------------------------------------
 
 
-def _conversation_sizes(rng: random.Random, total: int) -> list[int]:
+def conversation_sizes(rng: random.Random, total: int) -> list[int]:
     """A long tail around a mean of ~20 messages: mostly short threads, a few hundreds long."""
     sizes: list[int] = []
     remaining = total
@@ -360,7 +405,7 @@ class _Generator:
         self.agent_image = writer.json(AGENT_IMAGE)
 
     def sizes(self, total: int) -> list[int]:
-        return _conversation_sizes(self.rng, total)
+        return conversation_sizes(self.rng, total)
 
     def fill(self, template: str, name: str) -> str:
         rng = self.rng
@@ -581,6 +626,7 @@ def seed_load(
         raise AlreadyExists(
             f"seed {seed} is already loaded into channel {channel.id}; choose another --seed"
         )
+    brand_id, channel_id = brand.id, channel.id
     agent_ids = list(
         db.session.scalars(
             select(Membership.agent_id)
@@ -588,35 +634,34 @@ def seed_load(
             .order_by(Membership.agent_id)
         )
     )
-    postgres = db.session.get_bind().dialect.name == "postgresql"
-    writer: _Writer = _PostgresWriter() if postgres else _CoreWriter()
-    generator = _Generator(
-        writer, brand.id, channel.id, agent_ids, seed, days, utcnow().replace(microsecond=0)
-    )
+    now = utcnow().replace(microsecond=0)
     db.session.commit()  # the channel, if new; each chunk is then its own transaction
 
-    sizes = generator.sizes(messages)
     report = LoadReport(messages=0, conversations=0, reactions=0, seconds=0.0)
     bar = (
         click.progressbar(length=messages, label=f"loading {messages:,} messages", file=sys.stderr)
         if progress
         else contextlib.nullcontext()
     )
+
+    def written(rows: dict[str, list[tuple]]) -> None:
+        report.messages += len(rows["messages"])
+        report.conversations += len(rows["conversations"])
+        report.reactions += len(rows["reactions"])
+        if progress:
+            bar.update(len(rows["messages"]))
+
+    postgres = db.session.get_bind().dialect.name == "postgresql"
+    writer: _Writer = _PostgresWriter(written) if postgres else _CoreWriter(written)
+    generator = _Generator(writer, brand_id, channel_id, agent_ids, seed, days, now)
+    failed = True
     with bar:
-        for chunk in _chunks(sizes, CHUNK_MESSAGES):
-            writer.begin()
-            rows = generator.chunk(chunk)
-            writer.write(Contact.__table__, CONTACT_COLUMNS, rows["contacts"])
-            writer.write(Conversation.__table__, CONVERSATION_COLUMNS, rows["conversations"])
-            writer.write(Participant.__table__, PARTICIPANT_COLUMNS, rows["participants"])
-            writer.write(Message.__table__, MESSAGE_COLUMNS, rows["messages"])
-            writer.write(Reaction.__table__, REACTION_COLUMNS, rows["reactions"])
-            db.session.commit()
-            report.messages += len(rows["messages"])
-            report.conversations += len(rows["conversations"])
-            report.reactions += len(rows["reactions"])
-            if progress:
-                bar.update(len(rows["messages"]))
+        try:
+            for chunk in _chunks(generator.sizes(messages), CHUNK_MESSAGES):
+                writer.submit(generator.chunk(chunk))
+            failed = False
+        finally:
+            writer.close(failed)
     if postgres:
         tables = "contacts, conversations, participants, messages, reactions"
         db.session.execute(text(f"ANALYZE {tables}"))

@@ -497,6 +497,7 @@ def _due_tickets(now: datetime, limit: int) -> list[Ticket]:
         .where(Ticket.next_sla_check_at <= now, Ticket.status.in_(ACTIVE_STATUSES))
         .order_by(Ticket.next_sla_check_at)
         .limit(limit)
+        .execution_options(populate_existing=True)
     )
     if db.session.get_bind().dialect.name == "postgresql":
         query = query.with_for_update(skip_locked=True)

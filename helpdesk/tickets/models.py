@@ -41,7 +41,12 @@ class Ticket(db.Model):
             sqlite_where=text("status IN ('open', 'pending', 'snoozed')"),
             postgresql_where=text("status IN ('open', 'pending', 'snoozed')"),
         ),
-        Index("ix_tickets_sla_check", "next_sla_check_at"),
+        Index(
+            "ix_tickets_sla_check",
+            "next_sla_check_at",
+            sqlite_where=text("next_sla_check_at IS NOT NULL"),
+            postgresql_where=text("next_sla_check_at IS NOT NULL"),
+        ),
         Index("ix_tickets_brand_status_assignee", "brand_id", "status", "assignee_id"),
         Index("ix_tickets_snoozed_until", "snoozed_until"),
         Index("ix_tickets_waiting", "brand_id", "team_id", "assignee_id", "status"),
@@ -99,6 +104,16 @@ class TicketPause(db.Model):
     """A period when the SLA clocks stood still (the ticket was pending)."""
 
     __tablename__ = "ticket_pauses"
+    __table_args__ = (
+        # One open pause at a time: a ticket is pending once, however many requests say so.
+        Index(
+            "uq_ticket_pauses_one_open",
+            "ticket_id",
+            unique=True,
+            sqlite_where=text("ended_at IS NULL"),
+            postgresql_where=text("ended_at IS NULL"),
+        ),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     ticket_id: Mapped[int] = mapped_column(ForeignKey("tickets.id", ondelete="CASCADE"), index=True)

@@ -145,7 +145,7 @@ def upgrade():
     with op.batch_alter_table('tickets', schema=None) as batch_op:
         batch_op.create_index('ix_tickets_brand_status_assignee', ['brand_id', 'status', 'assignee_id'], unique=False)
         batch_op.create_index(batch_op.f('ix_tickets_conversation_id'), ['conversation_id'], unique=False)
-        batch_op.create_index('ix_tickets_sla_check', ['next_sla_check_at'], unique=False)
+        batch_op.create_index('ix_tickets_sla_check', ['next_sla_check_at'], unique=False, sqlite_where=sa.text('next_sla_check_at IS NOT NULL'), postgresql_where=sa.text('next_sla_check_at IS NOT NULL'))
         batch_op.create_index('ix_tickets_snoozed_until', ['snoozed_until'], unique=False)
         batch_op.create_index('ix_tickets_waiting', ['brand_id', 'team_id', 'assignee_id', 'status'], unique=False)
         batch_op.create_index('uq_tickets_one_active_per_conversation', ['conversation_id'], unique=True, sqlite_where=sa.text("status IN ('open', 'pending', 'snoozed')"), postgresql_where=sa.text("status IN ('open', 'pending', 'snoozed')"))
@@ -228,6 +228,7 @@ def upgrade():
     )
     with op.batch_alter_table('ticket_pauses', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_ticket_pauses_ticket_id'), ['ticket_id'], unique=False)
+        batch_op.create_index('uq_ticket_pauses_one_open', ['ticket_id'], unique=True, sqlite_where=sa.text('ended_at IS NULL'), postgresql_where=sa.text('ended_at IS NULL'))
 
     op.create_table('ticket_tags',
     sa.Column('id', sa.Integer(), nullable=False),
@@ -285,6 +286,7 @@ def downgrade():
 
     op.drop_table('ticket_tags')
     with op.batch_alter_table('ticket_pauses', schema=None) as batch_op:
+        batch_op.drop_index('uq_ticket_pauses_one_open')
         batch_op.drop_index(batch_op.f('ix_ticket_pauses_ticket_id'))
 
     op.drop_table('ticket_pauses')
