@@ -1,4 +1,4 @@
-"""Raw webhook deliveries, stored before they are answered, and actions waiting for their message."""
+"""Raw webhook deliveries, stored before they are answered; actions waiting for a message."""
 
 from __future__ import annotations
 
