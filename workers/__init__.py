@@ -7,7 +7,30 @@ from datetime import timedelta
 from celery import Celery, Task
 from flask import Flask, has_app_context
 
-TASK_MODULES = ["workers.tasks.heartbeat", "workers.tasks.vanish", "workers.tasks.sla"]
+TASK_MODULES = [
+    "workers.tasks.assignment",
+    "workers.tasks.heartbeat",
+    "workers.tasks.intake",
+    "workers.tasks.sla",
+    "workers.tasks.tickets",
+    "workers.tasks.vanish",
+]
+
+
+def _beat_schedule(app: Flask) -> dict:
+    every = {
+        "heartbeat": ("workers.tasks.heartbeat.heartbeat", app.config["HEARTBEAT_SECONDS"]),
+        "sweep-sla": ("workers.tasks.sla.sweep_sla", app.config["SLA_SWEEP_SECONDS"]),
+        "purge-vanish-mode": ("workers.tasks.vanish.purge_vanish_messages", 60),
+        "wake-snoozed": ("workers.tasks.tickets.wake_snoozed_tickets", 30),
+        "release-scheduled": ("workers.tasks.tickets.release_scheduled_messages", 15),
+        "assign-waiting": ("workers.tasks.assignment.assign_waiting_tickets", 60),
+        "sweep-webhook-events": ("workers.tasks.intake.sweep_webhook_events", 30),
+    }
+    return {
+        name: {"task": task, "schedule": timedelta(seconds=seconds)}
+        for name, (task, seconds) in every.items()
+    }
 
 
 def celery_init_app(app: Flask) -> Celery:
@@ -20,20 +43,7 @@ def celery_init_app(app: Flask) -> Celery:
 
     celery_app = Celery(app.name, task_cls=FlaskTask, include=TASK_MODULES)
     celery_app.config_from_object(app.config["CELERY"])
-    celery_app.conf.beat_schedule = {
-        "heartbeat": {
-            "task": "workers.tasks.heartbeat.heartbeat",
-            "schedule": timedelta(seconds=app.config["HEARTBEAT_SECONDS"]),
-        },
-        "purge-vanish-mode": {
-            "task": "workers.tasks.vanish.purge_vanish_messages",
-            "schedule": timedelta(minutes=1),
-        },
-        "sweep-sla": {
-            "task": "workers.tasks.sla.sweep_sla",
-            "schedule": timedelta(seconds=app.config["SLA_SWEEP_SECONDS"]),
-        },
-    }
+    celery_app.conf.beat_schedule = _beat_schedule(app)
     celery_app.set_default()
     app.extensions["celery"] = celery_app
     return celery_app

@@ -5,5 +5,7 @@ from flask import Flask
 
 def register_blueprints(app: Flask) -> None:
     from helpdesk.web.main import bp as main_bp
+    from helpdesk.web.webhooks import bp as webhooks_bp
 
     app.register_blueprint(main_bp)
+    app.register_blueprint(webhooks_bp)
