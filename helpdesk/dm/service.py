@@ -108,7 +108,7 @@ def get_or_create_contact(
     return contact
 
 
-def _is_known(brand: Brand, contact: Contact) -> bool:
+def is_known(brand: Brand, contact: Contact) -> bool:
     return (
         contact.followed_by_brand
         or (brand.followers_are_known and contact.follows_brand)
@@ -128,7 +128,7 @@ def _route_new_thread(
 ) -> tuple[Folder, RequestState]:
     if contact.blocked:
         return Folder.REQUESTS, RequestState.BLOCKED
-    if _is_known(brand, contact):
+    if is_known(brand, contact):
         return Folder.PRIMARY, RequestState.NONE
     return Folder.REQUESTS, _request_state_for(brand, text)
 
@@ -398,6 +398,70 @@ def record_outbound(
         touch_conversation(conversation, message)
     db.session.flush()
     return message
+
+
+def record_echo(
+    channel: Channel,
+    recipient_id: str,
+    mid: str,
+    sent_at: datetime,
+    text: str | None = None,
+    kind: MessageKind = MessageKind.TEXT,
+    attachments: list[dict] | None = None,
+    reply_to_mid: str | None = None,
+    extra: dict | None = None,
+) -> Message:
+    """A message the brand sent from elsewhere (the platform's app): outbound, already sent.
+
+    Like any brand reply it accepts a pending request. Raises DuplicateMessage for a known mid.
+    """
+    existing = _message_id_by_mid(channel.id, mid)
+    if existing is not None:
+        raise DuplicateMessage(existing_id=existing)
+    brand = db.session.get(Brand, channel.brand_id)
+    try:
+        with atomic():
+            contact = get_or_create_contact(channel, recipient_id)
+            conversation = _conversation_for(channel, brand, contact, None, None)
+            if conversation.request_state in (RequestState.PENDING, RequestState.HIDDEN):
+                _accept(conversation)
+            elif conversation.request_state is RequestState.DECLINED:
+                _accept(conversation)
+            message = Message(
+                brand_id=brand.id,
+                channel_id=channel.id,
+                conversation_id=conversation.id,
+                contact_id=contact.id,
+                direction=Direction.OUTBOUND,
+                mid=mid,
+                kind=kind,
+                text=text,
+                attachments=list(attachments or []),
+                extra=dict(extra or {}),
+                reply_to_mid=reply_to_mid,
+                reply_to_id=_message_id_by_mid(channel.id, reply_to_mid),
+                status=MessageStatus.SENT,
+                is_echo=True,
+                vanish=conversation.vanish_mode,
+                sent_at=sent_at,
+            )
+            db.session.add(message)
+            db.session.flush()
+            _link_waiting_replies(message)
+            touch_conversation(conversation, message)
+            db.session.flush()
+    except IntegrityError as exc:
+        existing = _message_id_by_mid(channel.id, mid)
+        if existing is None:
+            raise
+        raise DuplicateMessage(existing_id=existing) from exc
+    return message
+
+
+def message_by_mid(channel_id: int, mid: str) -> Message | None:
+    return db.session.scalar(
+        select(Message).where(Message.channel_id == channel_id, Message.mid == mid)
+    )
 
 
 def schedule_message(

@@ -1,0 +1,318 @@
+"""Webhook intake: store the raw delivery first (a 200 means stored), then process it, by a
+worker or the sweep, as often as needed: processing is idempotent by message id."""
+
+from __future__ import annotations
+
+import json
+import logging
+from datetime import datetime, timedelta
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+
+from helpdesk.channels.models import Channel, ChannelKind
+from helpdesk.dm import service as dm
+from helpdesk.dm.models import Contact, Conversation, Message, RequestState
+from helpdesk.errors import DomainError, DuplicateMessage
+from helpdesk.extensions import db
+from helpdesk.intake import instagram
+from helpdesk.intake.instagram import Event, MalformedEvent
+from helpdesk.intake.models import EventStatus, PendingAction, UnknownAccount, WebhookEvent
+from helpdesk.tickets import service as tickets
+from helpdesk.types import utcnow
+
+log = logging.getLogger(__name__)
+MAX_ATTEMPTS = 5
+PENDING_ACTION_KINDS = ("unsend", "edit", "reaction", "unreaction", "read")
+
+
+def account_ids_of(body: object) -> list[str]:
+    return sorted({str(e.get("id"))[:64] for e in instagram.entries(body) if e.get("id")})
+
+
+def store_delivery(raw: str, body: object, request_id: str | None = None) -> WebhookEvent:
+    """Keep the delivery exactly as received; the caller commits before answering 200."""
+    event = WebhookEvent(
+        source="instagram",
+        body=raw,
+        status=EventStatus.PENDING,
+        account_ids=account_ids_of(body),
+        request_id=request_id,
+        received_at=utcnow(),
+    )
+    db.session.add(event)
+    db.session.flush()
+    return event
+
+
+def process_event(event_id: int) -> list[int]:
+    """Apply every event of a stored delivery; safe to run twice (duplicates change nothing).
+
+    Returns the contacts whose profile is still to be fetched.
+    """
+    query = select(WebhookEvent).where(WebhookEvent.id == event_id)
+    if db.session.get_bind().dialect.name == "postgresql":
+        query = query.with_for_update(skip_locked=True)
+    row = db.session.scalar(query)
+    if row is None or row.status is not EventStatus.PENDING:
+        return []
+    row.attempts += 1
+    stored: list[int] = []
+    problems: list[str] = []
+    unknown = 0
+    body = json.loads(row.body)
+    for entry in instagram.entries(body):
+        account_id = str(entry.get("id", ""))[:64]
+        channel = db.session.scalar(
+            select(Channel).where(
+                Channel.kind == ChannelKind.INSTAGRAM, Channel.account_id == account_id
+            )
+        )
+        if channel is None:
+            unknown += 1
+            _note_unknown_account(account_id or "(none)")
+            continue
+        for raw in instagram.raw_events(entry):
+            try:
+                with dm.atomic():
+                    message = apply_event(channel, instagram.parse_event(account_id, raw))
+                if message is not None and message.contact_id is not None:
+                    stored.append(message.id)
+            except (MalformedEvent, DomainError) as exc:
+                problems.append(f"{type(exc).__name__}: {exc}")
+    row.error = "; ".join(problems)[:2000] or None
+    row.status = EventStatus.UNKNOWN_ACCOUNT if unknown and not problems else EventStatus.PROCESSED
+    row.processed_at = utcnow()
+    db.session.flush()
+    return contacts_needing_profile(stored) if stored else []
+
+
+def mark_failed(event_id: int, error: str) -> None:
+    """After an unexpected error: retried by the sweep until MAX_ATTEMPTS, then left failed."""
+    row = db.session.get(WebhookEvent, event_id)
+    if row is None:
+        return
+    row.attempts += 1
+    row.error = error[:2000]
+    if row.attempts >= MAX_ATTEMPTS:
+        row.status = EventStatus.FAILED
+    db.session.flush()
+
+
+def _note_unknown_account(account_id: str) -> None:
+    row = db.session.get(UnknownAccount, account_id)
+    if row is None:
+        try:
+            with dm.atomic():
+                db.session.add(UnknownAccount(account_id=account_id, deliveries=1))
+            return
+        except IntegrityError:
+            row = db.session.get(UnknownAccount, account_id)
+    row.deliveries += 1
+    row.last_seen_at = utcnow()
+
+
+def pending_event_ids(older_than: timedelta = timedelta(seconds=30), limit: int = 500) -> list[int]:
+    """Deliveries nobody processed (the broker was down, a worker died): the sweep's work."""
+    cutoff = utcnow() - older_than
+    return list(
+        db.session.scalars(
+            select(WebhookEvent.id)
+            .where(WebhookEvent.status == EventStatus.PENDING, WebhookEvent.received_at <= cutoff)
+            .order_by(WebhookEvent.id)
+            .limit(limit)
+        )
+    )
+
+
+# Applying events ----------------------------------------------------------------------------------
+
+
+def apply_event(channel: Channel, event: Event) -> Message | None:
+    handler = _HANDLERS.get(event.type)
+    return handler(channel, event) if handler else None
+
+
+def _inbound(channel: Channel, event: Event) -> Message | None:
+    from helpdesk.inbox import service as inbox
+
+    try:
+        message = inbox.receive(
+            channel,
+            dm.InboundMessage(
+                mid=event.mid,
+                sender_id=event.sender_id,
+                sent_at=event.at,
+                kind=event.kind,
+                text=event.text,
+                attachments=event.attachments,
+                reply_to_mid=event.reply_to_mid,
+                extra=event.extra,
+            ),
+        )
+    except DuplicateMessage:
+        return None
+    _after_new_message(channel, message)
+    return message
+
+
+def _echo(channel: Channel, event: Event) -> Message | None:
+    """The brand's own message, seen from the platform: ours (reconcile) or sent from the app."""
+    known = dm.message_by_mid(channel.id, event.mid)
+    if known is not None:
+        return None
+    reconciled = _reconcile(channel, event)
+    if reconciled is not None:
+        _after_new_message(channel, reconciled)
+        return reconciled
+    conversation = _direct_conversation(channel, event.recipient_id)
+    was_request = conversation is not None and conversation.request_state in (
+        RequestState.PENDING,
+        RequestState.HIDDEN,
+        RequestState.DECLINED,
+    )
+    try:
+        message = dm.record_echo(
+            channel,
+            event.recipient_id,
+            event.mid,
+            event.at,
+            text=event.text,
+            kind=event.kind,
+            attachments=event.attachments,
+            reply_to_mid=event.reply_to_mid,
+            extra=event.extra,
+        )
+    except DuplicateMessage:
+        return None
+    conversation = db.session.get(Conversation, message.conversation_id)
+    if was_request or tickets.current_ticket(conversation) is None:
+        tickets.on_accept(conversation, event.at)
+    tickets.on_human_reply(message, event.at)
+    _after_new_message(channel, message)
+    return message
+
+
+def _reconcile(channel: Channel, event: Event) -> Message | None:
+    try:
+        from helpdesk.delivery.service import reconcile_echo
+    except ImportError:
+        return None
+    return reconcile_echo(channel, event.mid, event.recipient_id, event.text, event.at)
+
+
+def _direct_conversation(channel: Channel, platform_id: str) -> Conversation | None:
+    return db.session.scalar(
+        select(Conversation).where(
+            Conversation.channel_id == channel.id,
+            Conversation.thread_key == f"direct:{platform_id}",
+        )
+    )
+
+
+def _contact(channel: Channel, platform_id: str) -> Contact | None:
+    return db.session.scalar(
+        select(Contact).where(Contact.channel_id == channel.id, Contact.platform_id == platform_id)
+    )
+
+
+def _on_message(channel: Channel, event: Event) -> Message | None:
+    """Reactions, edits, unsends and reads name a message; if it has not landed yet, wait."""
+    message = dm.message_by_mid(channel.id, event.mid)
+    if message is None:
+        db.session.add(
+            PendingAction(
+                channel_id=channel.id,
+                mid=event.mid,
+                kind=event.type,
+                payload={
+                    "sender_id": event.sender_id,
+                    "at": event.at.isoformat(),
+                    "text": event.text,
+                    "num_edit": event.num_edit,
+                    "emoji": event.emoji,
+                },
+            )
+        )
+        return None
+    _apply_to_message(channel, message, event.type, event.sender_id, event.at, event)
+    return message
+
+
+def _apply_to_message(
+    channel: Channel, message: Message, kind: str, sender_id: str, at: datetime, event: Event
+) -> None:
+    if kind == "unsend":
+        if message.contact_id is not None and _is_sender(message, sender_id):
+            dm.unsend_message(message, at)
+    elif kind == "edit":
+        if _is_sender(message, sender_id) and not message.unsent:
+            dm.edit_message(message, event.text or "", num_edit=event.num_edit, at=at)
+    elif kind in ("reaction", "unreaction"):
+        contact = dm.get_or_create_contact(channel, sender_id)
+        if kind == "reaction" and not message.unsent:
+            dm.react(message, event.emoji or "❤️", contact=contact, at=at)
+        elif kind == "unreaction":
+            dm.unreact(message, contact=contact)
+    elif kind == "read":
+        dm.mark_read_by_contact(message, at)
+
+
+def _is_sender(message: Message, platform_id: str) -> bool:
+    contact = db.session.get(Contact, message.contact_id) if message.contact_id else None
+    return contact is not None and contact.platform_id == platform_id
+
+
+def _after_new_message(channel: Channel, message: Message) -> None:
+    """Apply what arrived early for this message, and fetch the sender's profile once."""
+    waiting = db.session.scalars(
+        select(PendingAction)
+        .where(PendingAction.channel_id == channel.id, PendingAction.mid == message.mid)
+        .order_by(PendingAction.id)
+    ).all()
+    for action in waiting:
+        payload = action.payload
+        event = Event(
+            account_id=channel.account_id,
+            type=action.kind,
+            sender_id=payload.get("sender_id") or "",
+            recipient_id=channel.account_id,
+            at=datetime.fromisoformat(payload["at"]),
+            mid=action.mid,
+            text=payload.get("text"),
+            num_edit=payload.get("num_edit"),
+            emoji=payload.get("emoji"),
+        )
+        _apply_to_message(channel, message, action.kind, event.sender_id, event.at, event)
+        db.session.delete(action)
+    db.session.flush()
+
+
+def _referral(channel: Channel, event: Event) -> None:
+    """An ig.me link or an ad opened the thread: logged; routing by referral is not modelled."""
+    contact = dm.get_or_create_contact(channel, event.sender_id)
+    log.info("referral for contact %s: %s", contact.id, event.extra.get("referral"))
+
+
+_HANDLERS = {
+    "message": _inbound,
+    "postback": _inbound,
+    "echo": _echo,
+    "unsend": _on_message,
+    "edit": _on_message,
+    "reaction": _on_message,
+    "unreaction": _on_message,
+    "read": _on_message,
+    "referral": _referral,
+}
+
+
+def contacts_needing_profile(message_ids: list[int]) -> list[int]:
+    return list(
+        db.session.scalars(
+            select(Contact.id)
+            .join(Message, Message.contact_id == Contact.id)
+            .where(Message.id.in_(message_ids), Contact.profile_fetched_at.is_(None))
+            .distinct()
+        )
+    )
