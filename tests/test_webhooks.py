@@ -101,7 +101,8 @@ def test_every_example_body_stores_what_it_carries(client, channel):
     assert share.kind is MessageKind.SHARE and len(share.attachments) == 1
     assert share.attachments[0]["title"] == "Is this jacket back in stock?"
     story = by_mid(5)
-    assert story.kind is MessageKind.STORY_REPLY and story.extra["story"]["id"] == "17949487764033669"
+    assert story.kind is MessageKind.STORY_REPLY
+    assert story.extra["story"]["id"] == "17949487764033669"
     assert by_mid(6).kind is MessageKind.STORY_MENTION
 
     inline = by_mid(7)
