@@ -12,7 +12,11 @@ _INSTANCE = Path(tempfile.mkdtemp(prefix="helpdesk-test-"))
 os.environ["HELPDESK_INSTANCE"] = str(_INSTANCE)
 os.environ["HELPDESK_ENV"] = "test"
 
+import signal  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
 import threading  # noqa: E402
+import time  # noqa: E402
 
 import pytest  # noqa: E402
 from sqlalchemy import text  # noqa: E402
@@ -122,3 +126,66 @@ def race(app, work, count=2):
     for thread in threads:
         thread.join()
     return outcomes
+
+
+# Real worker processes -------------------------------------------------------------------
+
+
+def wait_for(predicate, timeout: float = 45.0, every: float = 0.3):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = fresh(predicate)
+        if value:
+            return value
+        time.sleep(every)
+    return fresh(predicate)
+
+
+def fresh(predicate):
+    """Read in a short transaction of its own, so the worker is never kept waiting for a lock."""
+    db.session.rollback()
+    db.session.expire_all()
+    try:
+        return predicate()
+    finally:
+        db.session.rollback()
+
+
+@pytest.fixture
+def worker_env() -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(
+        DATABASE_URL=DATABASE_URL,
+        HELPDESK_ENV="test",
+        HEARTBEAT_SECONDS="1",
+    )
+    if REDIS_URL:
+        env["REDIS_URL"] = REDIS_URL
+    return env
+
+
+@pytest.fixture
+def celery_process(worker_env, tmp_path):
+    processes: list[subprocess.Popen] = []
+
+    def start(*args: str) -> subprocess.Popen:
+        log = open(tmp_path / f"celery-{len(processes)}.log", "w")  # noqa: SIM115
+        process = subprocess.Popen(
+            [sys.executable, "-m", "celery", "-A", "workers", *args, "--loglevel=INFO"],
+            env=worker_env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        processes.append(process)
+        return process
+
+    yield start
+    for process in processes:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGTERM)
+            try:
+                process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()

@@ -19,9 +19,8 @@ from helpdesk.sla import service as sla
 from helpdesk.sla.models import SlaReminder
 from helpdesk.tickets.models import Ticket
 from helpdesk.types import utcnow
-from tests.conftest import DATABASE_URL, REDIS_URL
+from tests.conftest import DATABASE_URL, REDIS_URL, fresh, wait_for
 from tests.factories import AgentFactory, ChannelFactory, member
-from tests.test_worker import _fresh, _wait_for, celery_process  # noqa: F401  (fixture)
 
 
 @pytest.fixture
@@ -42,7 +41,7 @@ def _breach_notifications() -> int:
 
 
 @pytest.mark.worker
-def test_beat_and_worker_send_an_overdue_breach_once(app, celery_process, tmp_path):  # noqa: F811
+def test_beat_and_worker_send_an_overdue_breach_once(app, celery_process, tmp_path):
     channel = ChannelFactory()
     brand = db.session.get(Brand, channel.brand_id)
     agent = AgentFactory()
@@ -77,9 +76,9 @@ def test_beat_and_worker_send_an_overdue_breach_once(app, celery_process, tmp_pa
 
     celery_process("worker", "--pool=solo", "--without-mingle", "--without-gossip")
     celery_process("beat", "--schedule", str(tmp_path / "beat-schedule"))
-    assert _wait_for(lambda: _breach_notifications() >= 1, timeout=60), "no breach was sent"
+    assert wait_for(lambda: _breach_notifications() >= 1, timeout=60), "no breach was sent"
 
     time.sleep(3)  # several more sweeps at one per second
-    assert _fresh(_breach_notifications) == 1
-    assert _fresh(lambda: db.session.scalar(select(func.count()).select_from(SlaReminder))) == 1
-    assert _fresh(lambda: db.session.get(Ticket, ticket_id).breached) == ["first_response"]
+    assert fresh(_breach_notifications) == 1
+    assert fresh(lambda: db.session.scalar(select(func.count()).select_from(SlaReminder))) == 1
+    assert fresh(lambda: db.session.get(Ticket, ticket_id).breached) == ["first_response"]

@@ -1,4 +1,5 @@
 import logging
+from datetime import timedelta
 
 from celery import shared_task
 
@@ -24,9 +25,9 @@ def process_webhook_event(event_id: int) -> None:
 
 
 @shared_task(ignore_result=True)
-def sweep_webhook_events() -> int:
+def sweep_webhook_events(older_than_seconds: float = 30) -> int:
     """Deliveries left pending (broker down, worker killed) are processed here."""
-    ids = intake.pending_event_ids()
+    ids = intake.pending_event_ids(older_than=timedelta(seconds=older_than_seconds))
     db.session.rollback()
     for event_id in ids:
         process_webhook_event(event_id)
