@@ -61,6 +61,10 @@ class Config:
     VANISH_PURGE_GRACE_SECONDS = int(os.environ.get("VANISH_PURGE_GRACE_SECONDS", 300))
     HEARTBEAT_SECONDS = float(os.environ.get("HEARTBEAT_SECONDS", 30))
     SLA_SWEEP_SECONDS = float(os.environ.get("SLA_SWEEP_SECONDS", 60))
+    # Outgoing webhooks never reach loopback or private networks unless this is set.
+    OUTGOING_WEBHOOKS_ALLOW_PRIVATE = os.environ.get(
+        "OUTGOING_WEBHOOKS_ALLOW_PRIVATE", ""
+    ).lower() in ("1", "true", "yes")
     SESSION_COOKIE_HTTPONLY = True
     SESSION_COOKIE_SAMESITE = "Lax"
     REMEMBER_COOKIE_HTTPONLY = True

@@ -11,6 +11,7 @@ TASK_MODULES = [
     "workers.tasks.assignment",
     "workers.tasks.heartbeat",
     "workers.tasks.intake",
+    "workers.tasks.outgoing",
     "workers.tasks.sla",
     "workers.tasks.tickets",
     "workers.tasks.vanish",
@@ -26,6 +27,7 @@ def _beat_schedule(app: Flask) -> dict:
         "release-scheduled": ("workers.tasks.tickets.release_scheduled_messages", 15),
         "assign-waiting": ("workers.tasks.assignment.assign_waiting_tickets", 60),
         "sweep-webhook-events": ("workers.tasks.intake.sweep_webhook_events", 30),
+        "outgoing-webhooks": ("workers.tasks.outgoing.deliver_outgoing_webhooks", 10),
     }
     return {
         name: {"task": task, "schedule": timedelta(seconds=seconds)}

@@ -18,6 +18,7 @@ from helpdesk.errors import ValidationError
 from helpdesk.extensions import db
 from helpdesk.notifications.models import NotificationKind
 from helpdesk.notifications.service import notify
+from helpdesk.outgoing.service import emit, ticket_data
 from helpdesk.tickets.events import record_event
 from helpdesk.tickets.models import ACTIVE_STATUSES, Ticket
 from helpdesk.types import utcnow
@@ -192,6 +193,7 @@ def _take(
         at=now,
     )
     db.session.refresh(ticket)
+    emit(ticket.brand_id, "ticket.assigned", ticket_data(ticket, actor_id=None, auto=True))
     return agent, False
 
 

@@ -14,6 +14,7 @@ from helpdesk.dm import service as dm
 from helpdesk.dm.models import Conversation, Message, MessageStatus, RequestState
 from helpdesk.errors import ReplyWindowClosed
 from helpdesk.extensions import db
+from helpdesk.outgoing.service import emit, message_data
 from helpdesk.tickets import service as tickets
 from helpdesk.tickets.models import Ticket
 from helpdesk.types import utcnow
@@ -23,6 +24,8 @@ def receive(channel: Channel, incoming: dm.InboundMessage, now: datetime | None 
     """Store a customer's message, then open or continue its ticket (keyword tags included)."""
     message = dm.receive_inbound(channel, incoming)
     tickets.on_inbound(message, now)
+    if not message.suppressed:
+        emit(message.brand_id, "message.created", message_data(message))
     return message
 
 
@@ -55,6 +58,7 @@ def reply(
         tickets.on_accept(conversation, now)
     if send_at is None and not automated:
         tickets.on_human_reply(message, now)
+    emit(message.brand_id, "message.created", message_data(message))
     return message
 
 

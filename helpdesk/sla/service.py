@@ -21,6 +21,7 @@ from helpdesk.errors import NotFound, ValidationError
 from helpdesk.extensions import db
 from helpdesk.notifications.models import NotificationKind
 from helpdesk.notifications.service import notify
+from helpdesk.outgoing.service import emit, ticket_data
 from helpdesk.sla.calendar import DAYS, BusinessCalendar, deadline_with_pauses
 from helpdesk.sla.models import BusinessHours, ReminderKind, SlaPolicy, SlaReminder, SlaTarget
 from helpdesk.tickets.events import record_event
@@ -589,6 +590,7 @@ def _fire(
         if target.value not in ticket.breached:
             ticket.breached = [*ticket.breached, target.value]
         record_event(ticket, "sla_breached", data=data, at=now)
+        emit(ticket.brand_id, "sla.breached", ticket_data(ticket, **data))
     else:
         record_event(ticket, "sla_warning", data=data, at=now)
     return True

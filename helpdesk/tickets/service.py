@@ -22,6 +22,7 @@ from helpdesk.errors import AlreadyAssigned, InvalidState, NotFound, ValidationE
 from helpdesk.extensions import db
 from helpdesk.notifications.models import NotificationKind
 from helpdesk.notifications.service import notify
+from helpdesk.outgoing.service import emit, ticket_data
 from helpdesk.tickets.events import record_event
 from helpdesk.tickets.models import (
     ACTIVE_STATUSES,
@@ -138,6 +139,7 @@ def open_ticket(
     apply_tag_rules(ticket, text)
     ticket.team_id = _route_team(ticket)
     _after_change(ticket, now)
+    emit(ticket.brand_id, "ticket.created", ticket_data(ticket))
     _try_auto_assign(ticket, now)
     return ticket
 
@@ -276,6 +278,7 @@ def _change_status(
     ticket.snoozed_until = snoozed_until if status is TicketStatus.SNOOZED else None
     if status is TicketStatus.RESOLVED:
         ticket.resolved_at = now
+        emit(ticket.brand_id, "ticket.resolved", ticket_data(ticket, actor_id=actor_id))
     if status is TicketStatus.CLOSED:
         ticket.closed_at = now
         ticket.resolved_at = ticket.resolved_at or now
@@ -431,6 +434,8 @@ def _assigned(ticket: Ticket, assignee_id: int | None, actor_id: int | None, now
             conversation_id=ticket.conversation_id,
             at=now,
         )
+    if assignee_id is not None:
+        emit(ticket.brand_id, "ticket.assigned", ticket_data(ticket, actor_id=actor_id))
     _after_change(ticket, now)
 
 

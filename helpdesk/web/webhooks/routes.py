@@ -64,9 +64,7 @@ def receive():
 
 def _enqueue(event_id: int) -> None:
     """Best effort: with the broker down the delivery stays pending and the sweep takes it."""
+    from workers.enqueue import enqueue
     from workers.tasks.intake import process_webhook_event
 
-    try:
-        process_webhook_event.apply_async((event_id,), retry=False)
-    except Exception as exc:  # the broker is unreachable; the row is already stored
-        current_app.logger.warning("webhook %s not enqueued: %s", event_id, type(exc).__name__)
+    enqueue(process_webhook_event, event_id)

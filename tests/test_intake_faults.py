@@ -1,0 +1,139 @@
+"""A 200 means stored, whatever the broker's state: Redis stopped during intake loses nothing."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import socket
+import subprocess
+import time
+
+import pytest
+from sqlalchemy import func, select
+
+from helpdesk import create_app
+from helpdesk.channels.service import connect_channel
+from helpdesk.dm.models import Message
+from helpdesk.extensions import db
+from helpdesk.intake.models import EventStatus, WebhookEvent
+from tests.conftest import DATABASE_URL, REDIS_URL, fresh, wait_for
+from tests.factories import BrandFactory
+from tests.test_webhooks import ACCOUNT, sign
+from workers.enqueue import reset as reset_enqueue_pause
+
+pytestmark = pytest.mark.worker
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class RedisServer:
+    """A Redis of the test's own on a free port, so the test may stop and restart it."""
+
+    def __init__(self, port: int, workdir) -> None:
+        self.port, self.workdir, self.process = port, workdir, None
+
+    def start(self) -> None:
+        self.process = subprocess.Popen(
+            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+             "--appendonly", "no", "--dir", str(self.workdir)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
+                return
+            except OSError:
+                time.sleep(0.05)
+        raise RuntimeError("redis-server did not start")
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(timeout=10)
+
+
+@pytest.fixture
+def own_redis(tmp_path):
+    if not REDIS_URL:
+        pytest.skip("needs Redis: runs when REDIS_URL is given")
+    if shutil.which("redis-server") is None:
+        pytest.skip("needs the redis-server program to stop and restart a Redis of its own")
+    server = RedisServer(_free_port(), tmp_path)
+    server.start()
+    yield server
+    server.stop()
+
+
+def _body(n: int) -> bytes:
+    event = {
+        "sender": {"id": f"61200000{n:08d}"},
+        "recipient": {"id": ACCOUNT},
+        "timestamp": 1763800000000 + n,
+        "message": {"mid": f"redis-down-{n}", "text": f"message {n}"},
+    }
+    return json.dumps(
+        {"object": "instagram", "entry": [{"id": ACCOUNT, "messaging": [event]}]}
+    ).encode()
+
+
+def test_deliveries_posted_while_redis_is_down_are_stored_and_processed_when_it_is_back(
+    app, own_redis, celery_process, worker_env
+):
+    broker = f"redis://127.0.0.1:{own_redis.port}/0"
+    intake_app = create_app(
+        {
+            "SQLALCHEMY_DATABASE_URI": DATABASE_URL,
+            "CELERY": {**app.config["CELERY"], "broker_url": broker, "result_backend": broker},
+        }
+    )
+    connect_channel(BrandFactory(), "instagram", ACCOUNT, "token")
+    db.session.commit()
+    try:
+        own_redis.stop()
+        client = intake_app.test_client()
+        for n in range(200):
+            raw = _body(n)
+            response = client.post(
+                "/webhooks/instagram", data=raw, headers={"X-Hub-Signature-256": sign(raw)}
+            )
+            assert response.status_code == 200
+        stored = fresh(
+            lambda: db.session.scalar(
+                select(func.count())
+                .select_from(WebhookEvent)
+                .where(WebhookEvent.status == EventStatus.PENDING)
+            )
+        )
+        assert stored == 200
+
+        own_redis.start()
+        reset_enqueue_pause()
+        worker_env.update(REDIS_URL=broker)
+        celery_process("worker", "--pool=solo", "--without-mingle", "--without-gossip")
+        from workers.tasks.intake import sweep_webhook_events
+
+        with intake_app.app_context():
+            sweep_webhook_events.apply_async(kwargs={"older_than_seconds": 0})
+        processed = wait_for(
+            lambda: db.session.scalar(select(func.count()).select_from(Message)) == 200,
+            timeout=90,
+        )
+        assert processed, "the sweep did not process every stored delivery"
+        assert (
+            fresh(
+                lambda: db.session.scalar(
+                    select(func.count())
+                    .select_from(WebhookEvent)
+                    .where(WebhookEvent.status == EventStatus.PROCESSED)
+                )
+            )
+            == 200
+        )
+    finally:
+        app.extensions["celery"].set_default()
