@@ -26,7 +26,7 @@ def _beat_schedule(app: Flask) -> dict:
         "wake-snoozed": ("workers.tasks.tickets.wake_snoozed_tickets", 30),
         "release-scheduled": ("workers.tasks.tickets.release_scheduled_messages", 15),
         "assign-waiting": ("workers.tasks.assignment.assign_waiting_tickets", 60),
-        "sweep-webhook-events": ("workers.tasks.intake.sweep_webhook_events", 30),
+        "sweep-webhook-events": ("workers.tasks.intake.sweep_webhook_events", 5),
         "outgoing-webhooks": ("workers.tasks.outgoing.deliver_outgoing_webhooks", 10),
     }
     return {

@@ -36,3 +36,17 @@ def reset() -> None:
     """Forget a past failure (tests, or an operator who knows the broker is back)."""
     global _closed_until
     _closed_until = 0.0
+    _last_sent.clear()
+
+
+_last_sent: dict[str, float] = {}
+COALESCE_SECONDS = 0.2
+
+
+def enqueue_coalesced(task, *args, **kwargs) -> bool:
+    """For tasks that drain a backlog: send at most one per COALESCE_SECONDS from this process."""
+    now = time.monotonic()
+    if now - _last_sent.get(task.name, 0.0) < COALESCE_SECONDS:
+        return False
+    _last_sent[task.name] = now
+    return enqueue(task, *args, **kwargs)

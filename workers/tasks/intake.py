@@ -1,4 +1,5 @@
 import logging
+import time
 from datetime import timedelta
 
 from celery import shared_task
@@ -25,15 +26,34 @@ def process_webhook_event(event_id: int) -> None:
 
 
 @shared_task(ignore_result=True)
-def sweep_webhook_events(older_than_seconds: float = 30) -> int:
-    """Deliveries left pending (broker down, worker killed) are processed here."""
-    ids = intake.pending_event_ids(older_than=timedelta(seconds=older_than_seconds))
-    db.session.rollback()
-    for event_id in ids:
-        process_webhook_event(event_id)
-    if ids:
-        log.info("processed %d pending webhook deliveries", len(ids))
-    return len(ids)
+def process_pending_webhooks(older_than_seconds: float = 0, budget_seconds: float = 30) -> int:
+    """Process stored deliveries until none is pending: the intake enqueues this (coalesced),
+    and beat runs it as a sweep for anything left behind (broker down, worker killed)."""
+    deadline = time.monotonic() + budget_seconds
+    done: set[int] = set()
+    while time.monotonic() < deadline:
+        ids = [
+            event_id
+            for event_id in intake.pending_event_ids(
+                older_than=timedelta(seconds=older_than_seconds), limit=200
+            )
+            if event_id not in done
+        ]
+        db.session.rollback()
+        if not ids:
+            break
+        for event_id in ids:
+            process_webhook_event(event_id)
+            done.add(event_id)
+    if done:
+        log.info("processed %d webhook deliveries", len(done))
+    return len(done)
+
+
+@shared_task(ignore_result=True)
+def sweep_webhook_events(older_than_seconds: float = 2) -> int:
+    """Beat's safety net over process_pending_webhooks."""
+    return process_pending_webhooks(older_than_seconds=older_than_seconds)
 
 
 @shared_task(ignore_result=True)

@@ -63,8 +63,10 @@ def receive():
 
 
 def _enqueue(event_id: int) -> None:
-    """Best effort: with the broker down the delivery stays pending and the sweep takes it."""
-    from workers.enqueue import enqueue
-    from workers.tasks.intake import process_webhook_event
+    """Wake the intake worker, at most a few times a second per process: one task processes
+    every pending delivery, so a burst costs a handful of broker messages, not one each. With
+    the broker down the delivery stays pending and beat's sweep takes it."""
+    from workers.enqueue import enqueue_coalesced
+    from workers.tasks.intake import process_pending_webhooks
 
-    enqueue(process_webhook_event, event_id)
+    enqueue_coalesced(process_pending_webhooks)

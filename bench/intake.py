@@ -1,0 +1,234 @@
+"""Webhook intake against a trivial endpoint of the same app, side by side, under gunicorn.
+
+    DATABASE_URL=postgresql+psycopg://root@127.0.0.1/postgres python -m bench.intake
+
+Creates (and drops) a database `intakebench` on that server, starts gunicorn, and with a
+closed-loop load generator on loopback measures (a) GET /ping and (b) signed single-message
+webhook deliveries; then sends deliveries at a fixed rate and prints p50/p99 latency. Every
+delivery answered 200 is checked to be stored, once.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import hmac
+import http.client
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import psycopg
+from sqlalchemy.engine import make_url
+
+ROOT = Path(__file__).resolve().parent.parent
+SECRET = "bench-app-secret"
+ACCOUNT = "17841400000000001"
+DB_NAME = "intakebench"
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _admin_conninfo(url: str) -> str:
+    parsed = make_url(url)
+    host, port = parsed.host or "127.0.0.1", parsed.port or 5432
+    return f"host={host} port={port} user={parsed.username} dbname=postgres"
+
+
+def _bench_url(url: str) -> str:
+    return make_url(url).set(database=DB_NAME).render_as_string(hide_password=False)
+
+
+def _recreate_database(url: str) -> None:
+    with psycopg.connect(_admin_conninfo(url), autocommit=True) as conn:
+        conn.execute(f"DROP DATABASE IF EXISTS {DB_NAME} WITH (FORCE)")
+        conn.execute(f"CREATE DATABASE {DB_NAME}")
+
+
+def _flask(env: dict, *args: str) -> None:
+    subprocess.run(
+        [sys.executable, "-m", "flask", "--app", "wsgi", *args],
+        cwd=ROOT, env=env, check=True, stdout=subprocess.DEVNULL,
+    )  # fmt: skip
+
+
+def _body(n: int, run: str) -> bytes:
+    event = {
+        "sender": {"id": f"61{n % 5000:014d}"},
+        "recipient": {"id": ACCOUNT},
+        "timestamp": 1763800000000 + n,
+        "message": {"mid": f"bench-{run}-{n}", "text": f"Where is my order #{n}?"},
+    }
+    body = {"object": "instagram", "entry": [{"id": ACCOUNT, "time": 1, "messaging": [event]}]}
+    return json.dumps(body).encode()
+
+
+def _request(port: int, method: str, path: str, body: bytes | None = None) -> tuple[int, float]:
+    headers = {}
+    if body is not None:
+        signature = hmac.new(SECRET.encode(), body, hashlib.sha256).hexdigest()
+        headers = {"Content-Type": "application/json", "X-Hub-Signature-256": f"sha256={signature}"}
+    started = time.perf_counter()
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    try:
+        conn.request(method, path, body=body, headers=headers)
+        response = conn.getresponse()
+        response.read()
+        return response.status, time.perf_counter() - started
+    finally:
+        conn.close()
+
+
+def closed_loop(port: int, seconds: float, connections: int, make) -> tuple[int, int, list[float]]:
+    """`connections` clients, each sending its next request as soon as the last is answered."""
+    counter = iter(range(10**9))
+    lock = threading.Lock()
+    ok, failed, latencies = [0], [0], []
+    deadline = time.perf_counter() + seconds
+
+    def client() -> None:
+        while time.perf_counter() < deadline:
+            with lock:
+                n = next(counter)
+            method, path, body = make(n)
+            status, elapsed = _request(port, method, path, body)
+            with lock:
+                latencies.append(elapsed)
+                if status == 200:
+                    ok[0] += 1
+                else:
+                    failed[0] += 1
+
+    threads = [threading.Thread(target=client) for _ in range(connections)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return ok[0], failed[0], latencies
+
+
+def fixed_rate(port: int, seconds: float, rate: float, make) -> tuple[int, list[float]]:
+    """Open-loop: a request every 1/rate s whatever the answers, so latency is not hidden."""
+    latencies: list[float] = []
+    ok = [0]
+    lock = threading.Lock()
+    threads = []
+    start = time.perf_counter()
+    n = 0
+    while (now := time.perf_counter()) - start < seconds:
+        target = start + n / rate
+        if now < target:
+            time.sleep(target - now)
+        method, path, body = make(n)
+
+        def send(method=method, path=path, body=body) -> None:
+            status, elapsed = _request(port, method, path, body)
+            with lock:
+                latencies.append(elapsed)
+                ok[0] += status == 200
+
+        thread = threading.Thread(target=send)
+        thread.start()
+        threads.append(thread)
+        n += 1
+    for thread in threads:
+        thread.join()
+    return ok[0], latencies
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else float("nan")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=15)
+    parser.add_argument("--connections", type=int, default=16)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=8)
+    parser.add_argument("--rate", type=float, default=100, help="deliveries/s for the p99 run")
+    args = parser.parse_args()
+    base_url = os.environ.get("DATABASE_URL", "")
+    if not base_url.startswith("postgresql"):
+        print("set DATABASE_URL to a PostgreSQL server (postgresql+psycopg://...)")
+        return 2
+
+    _recreate_database(base_url)
+    instance = tempfile.mkdtemp(prefix="intakebench-")
+    env = dict(
+        os.environ,
+        DATABASE_URL=_bench_url(base_url),
+        INSTAGRAM_APP_SECRET=SECRET,
+        HELPDESK_INSTANCE=instance,
+        HELPDESK_ENV="production",
+    )
+    _flask(env, "db", "upgrade")
+    _flask(env, "create-brand", "bench", "--name", "Bench", "--timezone", "UTC")
+    _flask(env, "connect-instagram", "--brand", "bench", "--account-id", ACCOUNT,
+           "--access-token", "token")  # fmt: skip
+
+    port = _free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "gunicorn", "-w", str(args.workers), "-k", "gthread",
+         "--threads", str(args.threads), "-b", f"127.0.0.1:{port}", "--log-level", "warning",
+         "wsgi:app"],
+        cwd=ROOT, env=env,
+    )  # fmt: skip
+    try:
+        for _ in range(100):
+            try:
+                if _request(port, "GET", "/ping")[0] == 200:
+                    break
+            except OSError:
+                time.sleep(0.1)
+        run = str(int(time.time()))
+        ping = closed_loop(port, args.seconds, args.connections, lambda n: ("GET", "/ping", None))
+        hooks = closed_loop(
+            port, args.seconds, args.connections,
+            lambda n: ("POST", "/webhooks/instagram", _body(n, run)),
+        )  # fmt: skip
+        rated_ok, rated = fixed_rate(
+            port, args.seconds, args.rate,
+            lambda n: ("POST", "/webhooks/instagram", _body(n, run + "r")),
+        )  # fmt: skip
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+    with psycopg.connect(make_url(_bench_url(base_url)).set(drivername="postgresql")
+                         .render_as_string(hide_password=False)) as conn:  # fmt: skip
+        stored = conn.execute("SELECT COUNT(*) FROM webhook_events").fetchone()[0]
+
+    ping_rps = ping[0] / args.seconds
+    hook_rps = hooks[0] / args.seconds
+    print(f"gunicorn: {args.workers} workers x {args.threads} threads, client connections: "
+          f"{args.connections}, "
+          f"{args.seconds:.0f} s per phase")  # fmt: skip
+    print(f"(a) GET /ping:                {ping_rps:8.1f} req/s  p50 "
+          f"{percentile(ping[2], .5) * 1000:6.1f} ms  p99 {percentile(ping[2], .99) * 1000:6.1f} ms"
+          f"  errors {ping[1]}")  # fmt: skip
+    p50, p99 = percentile(hooks[2], 0.5) * 1000, percentile(hooks[2], 0.99) * 1000
+    print(f"(b) signed webhook delivery:  {hook_rps:8.1f} req/s  p50 {p50:6.1f} ms  p99 "
+          f"{p99:6.1f} ms  errors {hooks[1]}")  # fmt: skip
+    print(f"intake / trivial throughput ratio: {hook_rps / ping_rps:.2f} (target >= 0.5)")
+    print(f"fixed rate {args.rate:.0f}/s: {rated_ok} ok, p50 {percentile(rated, .5) * 1000:.1f} ms,"
+          f" p99 {percentile(rated, .99) * 1000:.1f} ms")  # fmt: skip
+    answered = hooks[0] + rated_ok
+    print(f"deliveries answered 200: {answered}, stored: {stored}"
+          f" ({'all stored, once' if stored == answered else 'MISMATCH'})")  # fmt: skip
+    return 0 if stored == answered else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
