@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import secrets
+from datetime import timedelta
 from pathlib import Path
 
 BASE_DIR = Path(__file__).resolve().parent
@@ -56,6 +57,7 @@ class Config:
     INSTAGRAM_APP_SECRET = os.environ.get("INSTAGRAM_APP_SECRET", "")
     INSTAGRAM_VERIFY_TOKEN = os.environ.get("INSTAGRAM_VERIFY_TOKEN", "")
     GRAPH_API_BASE = os.environ.get("GRAPH_API_BASE", "https://graph.instagram.com/v25.0")
+    GRAPH_API_TIMEOUT = float(os.environ.get("GRAPH_API_TIMEOUT", 10))
     TOKEN_ENCRYPTION_KEY = os.environ.get("TOKEN_ENCRYPTION_KEY") or None
     MAX_CONTENT_LENGTH = 1024 * 1024
     VANISH_PURGE_GRACE_SECONDS = int(os.environ.get("VANISH_PURGE_GRACE_SECONDS", 300))
@@ -68,6 +70,17 @@ class Config:
     SESSION_COOKIE_HTTPONLY = True
     SESSION_COOKIE_SAMESITE = "Lax"
     REMEMBER_COOKIE_HTTPONLY = True
+    REMEMBER_COOKIE_SAMESITE = "Lax"
+    REMEMBER_COOKIE_DURATION = timedelta(days=14)
+    # Flask-Login drops the session when the client's address or browser changes.
+    SESSION_PROTECTION = "strong"
+    # Console sign-in throttling: this many failures within the window lock the email (or the
+    # client address) for the window; several web processes share the count in the database.
+    LOGIN_MAX_FAILURES_PER_EMAIL = int(os.environ.get("LOGIN_MAX_FAILURES_PER_EMAIL", 5))
+    LOGIN_MAX_FAILURES_PER_IP = int(os.environ.get("LOGIN_MAX_FAILURES_PER_IP", 20))
+    LOGIN_THROTTLE_WINDOW = timedelta(minutes=int(os.environ.get("LOGIN_THROTTLE_MINUTES", 15)))
+    # Behind a reverse proxy, how many X-Forwarded-For hops to trust for the client address.
+    PROXY_FIX_X_FOR = int(os.environ.get("PROXY_FIX_X_FOR", 0))
     CELERY = _celery_config(REDIS_URL)
 
 

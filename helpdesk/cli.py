@@ -15,6 +15,10 @@ def _fail(exc: DomainError) -> None:
 
 
 def register_cli(app: Flask) -> None:
+    from helpdesk.graphsim.cli import graph_sim
+
+    app.cli.add_command(graph_sim)
+
     @app.cli.command("create-brand")
     @click.argument("slug")
     @click.option("--name", required=True)
@@ -51,6 +55,27 @@ def register_cli(app: Flask) -> None:
         click.echo(f"agent {agent.email} ({role} of {brand_slug})")
         if password is None and chosen is not None:
             click.echo(f"password: {chosen}")
+
+    @app.cli.command("create-token")
+    @click.option("--brand", "brand_slug", required=True)
+    @click.option("--name", required=True)
+    @click.option(
+        "--role",
+        type=click.Choice(["agent", "manager", "admin"]),
+        default="admin",
+        show_default=True,
+    )
+    def create_token_command(brand_slug: str, name: str, role: str) -> None:
+        """Create an API token for a brand; it is printed alone, once, and only its hash is kept."""
+        from helpdesk.accounts.tokens import create_token
+        from helpdesk.brands.service import get_brand_by_slug
+
+        try:
+            _row, token = create_token(get_brand_by_slug(brand_slug), name, role)
+        except DomainError as exc:
+            _fail(exc)
+        db.session.commit()
+        click.echo(token)
 
     @app.cli.command("connect-instagram")
     @click.option("--brand", "brand_slug", required=True)

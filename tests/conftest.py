@@ -189,3 +189,14 @@ def celery_process(worker_env, tmp_path):
             except subprocess.TimeoutExpired:
                 os.killpg(process.pid, signal.SIGKILL)
                 process.wait()
+
+
+def drain_broker(app, queue: str = "celery") -> list[tuple[str, list]]:
+    """Take every task message waiting in the real broker: (task name, args), oldest first."""
+    taken = []
+    with app.extensions["celery"].connection_for_read() as connection:
+        channel = connection.default_channel
+        while (message := channel.basic_get(queue, no_ack=True)) is not None:
+            args, _kwargs, _embed = message.decode()
+            taken.append((message.headers["task"], list(args)))
+    return taken

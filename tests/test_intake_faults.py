@@ -16,10 +16,10 @@ from helpdesk.channels.service import connect_channel
 from helpdesk.dm.models import Message
 from helpdesk.extensions import db
 from helpdesk.intake.models import EventStatus, WebhookEvent
+from helpdesk.queueing import reset as reset_enqueue_pause
 from tests.conftest import DATABASE_URL, REDIS_URL, fresh, wait_for
 from tests.factories import BrandFactory
 from tests.test_webhooks import ACCOUNT, sign
-from workers.enqueue import reset as reset_enqueue_pause
 
 pytestmark = pytest.mark.worker
 

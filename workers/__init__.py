@@ -9,6 +9,7 @@ from flask import Flask, has_app_context
 
 TASK_MODULES = [
     "workers.tasks.assignment",
+    "workers.tasks.delivery",
     "workers.tasks.heartbeat",
     "workers.tasks.intake",
     "workers.tasks.outgoing",
@@ -27,6 +28,7 @@ def _beat_schedule(app: Flask) -> dict:
         "release-scheduled": ("workers.tasks.tickets.release_scheduled_messages", 15),
         "assign-waiting": ("workers.tasks.assignment.assign_waiting_tickets", 60),
         "sweep-webhook-events": ("workers.tasks.intake.sweep_webhook_events", 5),
+        "sweep-deliveries": ("workers.tasks.delivery.sweep_deliveries", 60),
         "outgoing-webhooks": ("workers.tasks.outgoing.deliver_outgoing_webhooks", 10),
     }
     return {

@@ -2,6 +2,7 @@ import logging
 
 from celery import shared_task
 
+from helpdesk.delivery.service import enqueue_delivery
 from helpdesk.extensions import db
 from helpdesk.inbox import service as inbox
 from helpdesk.tickets import service as tickets
@@ -23,6 +24,8 @@ def release_scheduled_messages() -> int:
     """Due scheduled messages become queued; delivery picks them up from there."""
     released = inbox.release_scheduled()
     db.session.commit()
+    for message_id in released:
+        enqueue_delivery(message_id)
     if released:
         log.info("released %d scheduled messages", len(released))
     return len(released)

@@ -11,6 +11,7 @@ from werkzeug.exceptions import RequestEntityTooLarge
 
 from helpdesk.extensions import db
 from helpdesk.intake import service as intake
+from helpdesk.queueing import send_task_coalesced
 from helpdesk.web.webhooks import bp
 
 
@@ -66,7 +67,4 @@ def _enqueue(event_id: int) -> None:
     """Wake the intake worker, at most a few times a second per process: one task processes
     every pending delivery, so a burst costs a handful of broker messages, not one each. With
     the broker down the delivery stays pending and beat's sweep takes it."""
-    from workers.enqueue import enqueue_coalesced
-    from workers.tasks.intake import process_pending_webhooks
-
-    enqueue_coalesced(process_pending_webhooks)
+    send_task_coalesced("workers.tasks.intake.process_pending_webhooks")

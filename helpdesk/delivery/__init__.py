@@ -1,0 +1,1 @@
+"""Outbound delivery: queued replies and brand reactions sent through the Send API, at most once."""

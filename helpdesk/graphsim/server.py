@@ -1,0 +1,583 @@
+"""The simulated Graph API: Send API, profile lookups and the `/_sim` control endpoints.
+
+Everything Meta would do that a test needs to provoke is reachable over HTTP, so the simulator
+behaves the same whether it runs in a test thread, beside `make run`, or in its own process.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import secrets
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from flask import Flask, jsonify, request
+from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
+
+from helpdesk.graphsim import webhooks
+
+log = logging.getLogger(__name__)
+
+MAX_TEXT_BYTES = 1000
+ATTACHMENT_TYPES = ("image", "video", "audio", "file")
+SENDER_ACTIONS = ("react", "unreact", "typing_on", "typing_off", "mark_seen")
+PROFILE_FIELDS = (
+    "name",
+    "username",
+    "profile_pic",
+    "is_user_follow_business",
+    "is_business_follow_user",
+)
+DEFAULT_APP_ID = "555000111222333"
+WINDOW_CLOSED_MESSAGE = "This message is sent outside of allowed window."
+POLL_SECONDS = 0.05  # how soon a stopped background server notices
+
+# Meta's wording, error type and HTTP status for the codes the app has to handle.
+ERRORS: dict[int, tuple[str, str, int]] = {
+    1: ("An unknown error occurred", "IGApiException", 500),
+    2: (
+        "An unexpected error has occurred. Please retry your request later.",
+        "IGApiException",
+        500,
+    ),
+    4: ("(#4) Application request limit reached", "OAuthException", 400),
+    10: (f"(#10) {WINDOW_CLOSED_MESSAGE}", "OAuthException", 400),
+    17: ("(#17) User request limit reached", "OAuthException", 400),
+    100: ("(#100) Invalid parameter", "OAuthException", 400),
+    190: ("Error validating access token: Session has expired", "OAuthException", 401),
+    200: ("(#200) Permissions error", "OAuthException", 403),
+    341: ("(#341) Application limit reached", "OAuthException", 400),
+    551: ("(#551) This person isn't available right now.", "IGApiException", 400),
+    613: ("(#613) Calls to this api have exceeded the rate limit.", "OAuthException", 400),
+}
+DEFAULT_SUBCODES = {10: 2018278, 190: 463, 551: 1545041}
+
+
+class MetaError(Exception):
+    """An answer in Meta's error shape."""
+
+    def __init__(
+        self,
+        code: int,
+        message: str | None = None,
+        subcode: int | None = None,
+        status: int | None = None,
+        type_: str | None = None,
+    ):
+        default_message, default_type, default_status = ERRORS.get(
+            code, (f"(#{code}) Simulated error", "OAuthException", 400)
+        )
+        super().__init__(message or default_message)
+        self.code = code
+        self.message = message or default_message
+        self.subcode = subcode if subcode is not None else DEFAULT_SUBCODES.get(code)
+        self.status = status or default_status
+        self.type = type_ or default_type
+
+    def body(self) -> dict:
+        error: dict[str, Any] = {"message": self.message, "type": self.type, "code": self.code}
+        if self.subcode is not None:
+            error["error_subcode"] = self.subcode
+        error["fbtrace_id"] = "A" + secrets.token_urlsafe(15)
+        return {"error": error}
+
+
+@dataclass
+class ErrorRule:
+    """The next `times` calls (all of them when None) fail with `code`, or only answer late."""
+
+    code: int | None = None
+    subcode: int | None = None
+    message: str | None = None
+    type: str | None = None
+    status: int | None = None
+    times: int | None = 1
+    recipient_id: str | None = None
+    delay_ms: int = 0
+    endpoint: str = "messages"  # or "profile"
+
+    def matches(self, endpoint: str, recipient_id: str | None) -> bool:
+        if self.endpoint not in (endpoint, "any"):
+            return False
+        return self.recipient_id is None or self.recipient_id == recipient_id
+
+
+@dataclass
+class EchoConfig:
+    url: str
+    secret: str
+    app_id: str = DEFAULT_APP_ID
+    enabled: bool = True
+    delay_ms: int = 0
+
+
+@dataclass
+class SimState:
+    """What the simulator remembers; shared by the request threads, so guarded by a lock."""
+
+    echo: EchoConfig | None = None
+    requests: list[dict] = field(default_factory=list)
+    echoes: list[dict] = field(default_factory=list)
+    rules: list[ErrorRule] = field(default_factory=list)
+    closed_windows: set[str] = field(default_factory=set)
+    profiles: dict[str, dict] = field(default_factory=dict)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    _sequence: int = 0
+
+    def record(self, entry: dict) -> dict:
+        with self.lock:
+            self._sequence += 1
+            entry["seq"] = self._sequence
+            self.requests.append(entry)
+        return entry
+
+    def take_rule(self, endpoint: str, recipient_id: str | None) -> ErrorRule | None:
+        with self.lock:
+            for rule in self.rules:
+                if rule.matches(endpoint, recipient_id):
+                    if rule.times is not None:
+                        rule.times -= 1
+                        if rule.times <= 0:
+                            self.rules.remove(rule)
+                    return rule
+        return None
+
+    def reset(self) -> None:
+        with self.lock:
+            self.requests.clear()
+            self.echoes.clear()
+            self.rules.clear()
+            self.closed_windows.clear()
+            self.profiles.clear()
+
+
+def _now_iso() -> str:
+    return datetime.now(UTC).isoformat()
+
+
+def _token() -> str | None:
+    header = request.headers.get("Authorization", "")
+    if header.lower().startswith("bearer "):
+        return header[7:].strip() or None
+    return request.args.get("access_token") or None
+
+
+def _recorded(endpoint: str, body: Any, raw: bytes) -> dict:
+    """The request as received, with the token reduced to a hint and a fingerprint."""
+    token = _token()
+    headers = {
+        name: ("Bearer <redacted>" if name.lower() == "authorization" else value)
+        for name, value in request.headers.items()
+    }
+    args = {key: ("<redacted>" if key == "access_token" else v) for key, v in request.args.items()}
+    return {
+        "endpoint": endpoint,
+        "method": request.method,
+        "path": request.path,
+        "args": args,
+        "headers": headers,
+        "token_hint": f"...{token[-4:]}" if token else None,
+        "token_sha256": hashlib.sha256(token.encode()).hexdigest()[:16] if token else None,
+        "json": body,
+        "raw": None if body is not None else raw.decode("utf-8", "replace"),
+        "received_at": _now_iso(),
+        "status": None,
+        "response": None,
+    }
+
+
+def _answer(entry: dict, payload: dict, status: int = 200):
+    entry["status"] = status
+    entry["response"] = payload
+    return jsonify(payload), status
+
+
+def _apply_rule(state: SimState, endpoint: str, recipient_id: str | None) -> None:
+    rule = state.take_rule(endpoint, recipient_id)
+    if rule is None:
+        return
+    if rule.delay_ms:
+        time.sleep(rule.delay_ms / 1000)
+    if rule.code is not None:
+        raise MetaError(rule.code, rule.message, rule.subcode, rule.status, rule.type)
+
+
+def _invalid(message: str) -> MetaError:
+    return MetaError(100, f"(#100) {message}")
+
+
+def _recipient_id(body: Any) -> str | None:
+    recipient = body.get("recipient") if isinstance(body, dict) else None
+    if not isinstance(recipient, dict):
+        return None
+    value = recipient.get("id") or recipient.get("thread_key")
+    return str(value) if value else None
+
+
+def _validate_send(body: Any) -> str:
+    """Check the body as the Send API does; returns the recipient id."""
+    if not isinstance(body, dict):
+        raise _invalid("The request body must be a JSON object")
+    if "recipient" not in body:
+        raise _invalid("The parameter recipient is required")
+    recipient_id = _recipient_id(body)
+    if recipient_id is None:
+        raise _invalid("param recipient must contain id or thread_key")
+    if "sender_action" in body:
+        _validate_sender_action(body)
+        return recipient_id
+    message = body.get("message")
+    if not isinstance(message, dict) or not message:
+        raise _invalid("param message must be non-empty")
+    has_text, has_attachment = "text" in message, "attachment" in message
+    if has_text == has_attachment:
+        raise _invalid("param message must have exactly one of text and attachment")
+    if has_text:
+        text = message["text"]
+        if not isinstance(text, str) or not text:
+            raise _invalid("param message[text] must be a non-empty string")
+        if len(text.encode()) > MAX_TEXT_BYTES:
+            raise _invalid(f"param message[text] must be at most {MAX_TEXT_BYTES} bytes")
+    else:
+        _validate_attachment(message["attachment"])
+    if body.get("messaging_type") == "MESSAGE_TAG" and body.get("tag") != "HUMAN_AGENT":
+        raise _invalid("param tag must be HUMAN_AGENT with messaging_type MESSAGE_TAG")
+    if "tag" in body and body.get("messaging_type") != "MESSAGE_TAG":
+        raise _invalid("param tag needs messaging_type MESSAGE_TAG")
+    reply_to = body.get("reply_to", message.get("reply_to"))
+    if reply_to is not None and not (isinstance(reply_to, dict) and reply_to.get("mid")):
+        raise _invalid("param reply_to must be {mid}")
+    return recipient_id
+
+
+def _validate_attachment(attachment: Any) -> None:
+    if not isinstance(attachment, dict) or attachment.get("type") not in ATTACHMENT_TYPES:
+        raise _invalid("param message[attachment][type] must be image, video, audio or file")
+    payload = attachment.get("payload")
+    url = payload.get("url") if isinstance(payload, dict) else None
+    if not isinstance(url, str) or not url.startswith(("https://", "http://")):
+        raise _invalid("param message[attachment][payload][url] must be a URL")
+
+
+def _validate_sender_action(body: dict) -> None:
+    action = body["sender_action"]
+    if action not in SENDER_ACTIONS:
+        raise _invalid(f"param sender_action must be one of {', '.join(SENDER_ACTIONS)}")
+    if action in ("react", "unreact"):
+        payload = body.get("payload")
+        if not isinstance(payload, dict) or not payload.get("message_id"):
+            raise _invalid("param payload[message_id] is required")
+        if action == "react" and not payload.get("reaction"):
+            raise _invalid("param payload[reaction] is required")
+
+
+def _made_up_profile(igsid: str) -> dict:
+    tail = igsid[-4:] if len(igsid) >= 4 else igsid
+    return {
+        "id": igsid,
+        "name": f"Sim Customer {tail}",
+        "username": f"sim_customer_{tail}",
+        "profile_pic": f"https://graph-sim.invalid/profile_pic/{igsid}.jpg",
+        "is_user_follow_business": False,
+        "is_business_follow_user": False,
+    }
+
+
+def _send_echo(state: SimState, account_id: str, body: dict, mid: str) -> None:
+    """Meta echoes API sends too; the app reconciles them with the message it sent."""
+    echo = state.echo
+    if echo is None or not echo.enabled or "message" not in body:
+        return
+    message = body["message"]
+    reply_to = body.get("reply_to") or message.get("reply_to")
+    fields = webhooks.message_fields(
+        mid,
+        message.get("text"),
+        [message["attachment"]] if "attachment" in message else None,
+        reply_to.get("mid") if reply_to else None,
+        is_echo=True,
+        app_id=echo.app_id,
+    )
+    recipient_id = _recipient_id(body)
+    payload = webhooks.envelope(
+        account_id, [webhooks.event(account_id, recipient_id, message=fields)]
+    )
+
+    def post() -> None:
+        if echo.delay_ms:
+            time.sleep(echo.delay_ms / 1000)
+        outcome: dict[str, Any] = {"mid": mid, "url": echo.url, "sent_at": _now_iso()}
+        try:
+            posted = webhooks.post_webhook(echo.url, echo.secret, payload)
+            outcome["status"] = posted.status_code
+        except Exception as exc:  # an unreachable app is reported, never fatal to the simulator
+            outcome["error"] = f"{type(exc).__name__}: {exc}"
+        with state.lock:
+            state.echoes.append(outcome)
+
+    threading.Thread(target=post, name="graphsim-echo", daemon=True).start()
+
+
+def create_simulator(
+    state: SimState | None = None,
+    echo_to: str | None = None,
+    app_secret: str | None = None,
+    app_id: str = DEFAULT_APP_ID,
+) -> Flask:
+    """The simulator as a WSGI app; `echo_to` is the app's webhook URL (echoes need the secret)."""
+    state = state or SimState()
+    if echo_to:
+        state.echo = EchoConfig(url=echo_to, secret=app_secret or "", app_id=app_id)
+    app = Flask("graphsim")
+    app.extensions["graphsim"] = state
+
+    @app.errorhandler(MetaError)
+    def meta_error(exc: MetaError):
+        return jsonify(exc.body()), exc.status
+
+    def send(account_id: str):
+        raw = request.get_data()
+        body = request.get_json(force=True, silent=True)
+        entry = state.record(_recorded("messages", body, raw))
+        entry["account_id"] = account_id
+        try:
+            if _token() is None:
+                raise MetaError(190, "An active access token must be used", subcode=None)
+            _apply_rule(state, "messages", _recipient_id(body))
+            recipient_id = _validate_send(body)
+            if recipient_id in state.closed_windows:
+                raise MetaError(10, f"(#10) {WINDOW_CLOSED_MESSAGE}", subcode=2018278)
+        except MetaError as exc:
+            return _answer(entry, exc.body(), exc.status)
+        if "sender_action" in body:
+            return _answer(entry, {"recipient_id": recipient_id})
+        mid = "m_sim_" + secrets.token_urlsafe(24)
+        response = _answer(entry, {"recipient_id": recipient_id, "message_id": mid})
+        _send_echo(state, account_id, body, mid)
+        return response
+
+    def profile(igsid: str):
+        entry = state.record(_recorded("profile", None, b""))
+        try:
+            if _token() is None:
+                raise MetaError(190, "An active access token must be used", subcode=None)
+            _apply_rule(state, "profile", igsid)
+        except MetaError as exc:
+            return _answer(entry, exc.body(), exc.status)
+        with state.lock:
+            full = {**_made_up_profile(igsid), **state.profiles.get(igsid, {})}
+        wanted = [f for f in request.args.get("fields", ",".join(PROFILE_FIELDS)).split(",") if f]
+        return _answer(entry, {"id": igsid, **{f: full[f] for f in wanted if f in full}})
+
+    app.add_url_rule(
+        "/<path:prefix>/<account_id>/messages",
+        "send",
+        lambda prefix, account_id: send(account_id),
+        methods=["POST"],
+    )
+    app.add_url_rule("/<account_id>/messages", "send_bare", send, methods=["POST"])
+    app.add_url_rule(
+        "/<path:prefix>/<igsid>", "profile", lambda prefix, igsid: profile(igsid), methods=["GET"]
+    )
+    app.add_url_rule("/<igsid>", "profile_bare", profile, methods=["GET"])
+    _control_routes(app, state)
+    return app
+
+
+def _int_or_none(value: Any) -> int | None:
+    return None if value is None else int(value)
+
+
+def _str_or_none(value: Any) -> str | None:
+    return None if value is None else str(value)
+
+
+def _control_routes(app: Flask, state: SimState) -> None:
+    """`/_sim/...`: what tests and operators use to inspect and steer the simulator."""
+
+    @app.get("/_sim/health")
+    def health():
+        return {"ok": True}
+
+    @app.get("/_sim/requests")
+    def list_requests():
+        since = int(request.args.get("since", 0))
+        with state.lock:
+            items = [dict(entry) for entry in state.requests if entry["seq"] > since]
+        return {"requests": items}
+
+    @app.delete("/_sim/requests")
+    def clear_requests():
+        with state.lock:
+            state.requests.clear()
+        return {"ok": True}
+
+    @app.post("/_sim/errors")
+    def add_error():
+        data = request.get_json(silent=True) or {}
+        try:
+            rule = ErrorRule(
+                code=_int_or_none(data.get("code")),
+                subcode=_int_or_none(data.get("subcode")),
+                message=data.get("message"),
+                type=data.get("type"),
+                status=_int_or_none(data.get("status")),
+                times=_int_or_none(data["times"]) if "times" in data else 1,
+                recipient_id=_str_or_none(data.get("recipient_id")),
+                delay_ms=int(data.get("delay_ms") or 0),
+                endpoint=data.get("endpoint", "messages"),
+            )
+        except (TypeError, ValueError):
+            return {"error": "code, subcode, status, times and delay_ms are integers"}, 400
+        if rule.times is not None and rule.times < 1:
+            return {"error": "times is at least 1 (null: until cleared)"}, 400
+        if rule.code is None and not rule.delay_ms:
+            return {"error": "give a code to fail with, a delay_ms, or both"}, 400
+        if rule.endpoint not in ("messages", "profile", "any"):
+            return {"error": "endpoint is messages, profile or any"}, 400
+        with state.lock:
+            state.rules.append(rule)
+        return {"rule": asdict(rule)}, 201
+
+    @app.get("/_sim/errors")
+    def list_errors():
+        with state.lock:
+            return {"rules": [asdict(rule) for rule in state.rules]}
+
+    @app.delete("/_sim/errors")
+    def clear_errors():
+        with state.lock:
+            state.rules.clear()
+        return {"ok": True}
+
+    @app.post("/_sim/window")
+    def set_window():
+        data = request.get_json(silent=True) or {}
+        if not data.get("recipient_id"):
+            return {"error": "recipient_id is required"}, 400
+        recipient_id = str(data["recipient_id"])
+        with state.lock:
+            if data.get("closed", True):
+                state.closed_windows.add(recipient_id)
+            else:
+                state.closed_windows.discard(recipient_id)
+            closed = sorted(state.closed_windows)
+        return {"closed": closed}
+
+    @app.delete("/_sim/window")
+    def open_all_windows():
+        with state.lock:
+            state.closed_windows.clear()
+        return {"closed": []}
+
+    @app.post("/_sim/profiles")
+    def set_profile():
+        data = request.get_json(silent=True) or {}
+        if not data.get("id"):
+            return {"error": "id is required"}, 400
+        igsid = str(data["id"])
+        fields = {key: data[key] for key in PROFILE_FIELDS if key in data}
+        with state.lock:
+            state.profiles[igsid] = {**state.profiles.get(igsid, {}), **fields}
+            return {"profile": {"id": igsid, **state.profiles[igsid]}}
+
+    @app.delete("/_sim/profiles")
+    def clear_profiles():
+        with state.lock:
+            state.profiles.clear()
+        return {"ok": True}
+
+    @app.post("/_sim/echo")
+    def set_echo():
+        data = request.get_json(silent=True) or {}
+        if not data.get("url") and state.echo is None:
+            return {"error": "url is required"}, 400
+        current = state.echo or EchoConfig(url=data["url"], secret="")
+        state.echo = EchoConfig(
+            url=data.get("url", current.url),
+            secret=data.get("secret", current.secret),
+            app_id=str(data.get("app_id", current.app_id)),
+            enabled=bool(data.get("enabled", True)),
+            delay_ms=int(data.get("delay_ms", current.delay_ms)),
+        )
+        return {"echo": {**asdict(state.echo), "secret": "<redacted>"}}
+
+    @app.delete("/_sim/echo")
+    def disable_echo():
+        if state.echo is not None:
+            state.echo.enabled = False
+        return {"ok": True}
+
+    @app.get("/_sim/echoes")
+    def list_echoes():
+        with state.lock:
+            return {"echoes": list(state.echoes)}
+
+    @app.post("/_sim/reset")
+    def reset():
+        state.reset()
+        return {"ok": True}
+
+
+class QuietRequestHandler(WSGIRequestHandler):
+    """Tests run the simulator in-process: its access log would only bury their output."""
+
+    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
+        log.debug("%s %s -> %s", self.command, self.path, code)
+
+
+@dataclass
+class RunningServer:
+    server: BaseWSGIServer
+    thread: threading.Thread
+    state: SimState
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.server.host}:{self.server.port}"
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join(timeout=10)
+
+
+def start_in_thread(
+    host: str = "127.0.0.1",
+    port: int = 0,
+    echo_to: str | None = None,
+    app_secret: str | None = None,
+    app_id: str = DEFAULT_APP_ID,
+) -> RunningServer:
+    """Serve on `port` (0: a free one) from a daemon thread; threaded, so a slow answer to one
+    request never holds up the others."""
+    state = SimState()
+    app = create_simulator(state, echo_to=echo_to, app_secret=app_secret, app_id=app_id)
+    server = make_server(host, port, app, threaded=True, request_handler=QuietRequestHandler)
+    thread = threading.Thread(
+        target=server.serve_forever, args=(POLL_SECONDS,), name="graphsim", daemon=True
+    )
+    thread.start()
+    return RunningServer(server, thread, state)
+
+
+def serve(
+    host: str = "127.0.0.1",
+    port: int = 8081,
+    echo_to: str | None = None,
+    app_secret: str | None = None,
+    app_id: str = DEFAULT_APP_ID,
+) -> None:
+    """Serve in the foreground until interrupted (the command line's `serve`)."""
+    app = create_simulator(echo_to=echo_to, app_secret=app_secret, app_id=app_id)
+    server = make_server(host, port, app, threaded=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
