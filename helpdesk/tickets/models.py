@@ -146,7 +146,7 @@ class Tag(db.Model):
     id: Mapped[int] = mapped_column(primary_key=True)
     brand_id: Mapped[int] = mapped_column(ForeignKey("brands.id", ondelete="CASCADE"))
     name: Mapped[str] = mapped_column(String(64))
-    name_key: Mapped[str] = mapped_column(String(64))
+    name_key: Mapped[str] = mapped_column(String(255))
     colour: Mapped[str] = mapped_column(String(7), default="#6b7280")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 

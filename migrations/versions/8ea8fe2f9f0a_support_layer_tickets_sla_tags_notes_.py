@@ -49,7 +49,7 @@ def upgrade():
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('brand_id', sa.Integer(), nullable=False),
     sa.Column('name', sa.String(length=64), nullable=False),
-    sa.Column('name_key', sa.String(length=64), nullable=False),
+    sa.Column('name_key', sa.String(length=255), nullable=False),
     sa.Column('colour', sa.String(length=7), nullable=False),
     sa.Column('created_at', helpdesk.types.UTCDateTime(timezone=True), nullable=False),
     sa.ForeignKeyConstraint(['brand_id'], ['brands.id'], name=op.f('fk_tags_brand_id_brands'), ondelete='CASCADE'),

@@ -1,0 +1,80 @@
+"""Brand isolation for every id in a path: another brand's id is answered 404, like no id at all.
+
+Every integer path parameter is checked before the body is read, so a foreign id is a 404 and
+never a 422; a new parameter name without an entry in OWNED fails loudly instead of leaking.
+"""
+
+from __future__ import annotations
+
+from typing import Any, TypeVar
+
+from flask import g, request
+
+from helpdesk.accounts.models import Agent
+from helpdesk.accounts.service import role_in
+from helpdesk.canned.models import CannedReply
+from helpdesk.dm.models import Conversation, Message
+from helpdesk.errors import NotFound
+from helpdesk.extensions import db
+from helpdesk.outgoing.models import WebhookSubscription
+from helpdesk.sla.models import SlaPolicy
+from helpdesk.tickets.models import Ticket
+from helpdesk.web.api.auth import brand_id
+
+Model = TypeVar("Model")
+
+OWNED: dict[str, type] = {
+    "conversation_id": Conversation,
+    "message_id": Message,
+    "ticket_id": Ticket,
+    "reply_id": CannedReply,
+    "policy_id": SlaPolicy,
+    "agent_id": Agent,
+    "subscription_id": WebhookSubscription,
+}
+NAMES = {
+    Conversation: "conversation",
+    Message: "message",
+    Ticket: "ticket",
+    CannedReply: "canned reply",
+    SlaPolicy: "SLA policy",
+    Agent: "agent",
+    WebhookSubscription: "webhook subscription",
+}
+
+
+def _visible(row: Any) -> bool:
+    if isinstance(row, Agent):
+        return role_in(row.id, brand_id()) is not None
+    if row.brand_id != brand_id():
+        return False
+    if isinstance(row, CannedReply):
+        return row.owner_id is None  # agents' personal replies are theirs alone
+    if isinstance(row, Message):
+        return not row.suppressed  # a blocked contact's messages are never shown
+    return True
+
+
+def owned(model: type[Model], row_id: int) -> Model:
+    """The row of the token's brand, or NotFound; remembered for the request, so the view's own
+    call after the check before it costs nothing."""
+    seen = g.setdefault("api_owned", {})
+    if (model, row_id) not in seen:
+        row = db.session.get(model, row_id)
+        if row is None or not _visible(row):
+            raise NotFound(f"no such {NAMES.get(model, 'thing')}")
+        seen[model, row_id] = row
+    return seen[model, row_id]
+
+
+def check_path_ids() -> None:
+    """Runs after the token check and before the body is parsed, for every API view."""
+    g.api_owned = {}
+    for name, value in (request.view_args or {}).items():
+        if isinstance(value, str) and "\x00" in value:
+            raise NotFound("no such thing")  # no stored name has NUL (PostgreSQL refuses it)
+        if not isinstance(value, int):
+            continue
+        if name not in OWNED:
+            raise RuntimeError(f"path parameter {name!r} has no brand check in OWNED")
+        owned(OWNED[name], value)

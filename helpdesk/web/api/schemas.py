@@ -1,0 +1,505 @@
+"""Marshmallow schemas of API v1: what a request may carry (validated before any service runs)
+and what a response holds (the OpenAPI document is generated from both)."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime
+from typing import Any
+
+from marshmallow import Schema, ValidationError, fields, validate, validates_schema
+
+from helpdesk.accounts.models import Availability, Role
+from helpdesk.dm.models import Folder, MessageKind, RequestState
+from helpdesk.outgoing.models import EVENTS
+from helpdesk.sla.calendar import DAYS
+from helpdesk.tickets.models import Priority, TicketStatus
+from helpdesk.web.api.pagination import DEFAULT_LIMIT, MAX_LIMIT
+
+MAX_ID = 2**31 - 1  # an INTEGER primary key: larger values would overflow PostgreSQL's column
+EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+LATEST = datetime(3000, 1, 1, tzinfo=UTC)
+OUTBOUND_ATTACHMENTS = ("image", "video", "audio", "file")
+INBOUND_ATTACHMENTS = tuple(
+    kind.value
+    for kind in MessageKind
+    if kind not in (MessageKind.TEXT, MessageKind.POSTBACK, MessageKind.UNSUPPORTED)
+)
+MINUTES_PER_YEAR = 366 * 24 * 60
+
+
+def _values(enum_cls: Any) -> list[str]:
+    return [member.value for member in enum_cls]
+
+
+# Fields -------------------------------------------------------------------------------------------
+
+
+class Text(fields.String):
+    """Text every backend can store: PostgreSQL refuses NUL characters and lone surrogates."""
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> str:
+        text = super()._deserialize(value, attr, data, **kwargs)
+        if "\x00" in text:
+            raise ValidationError("must not contain NUL characters")
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            raise ValidationError("must be valid Unicode text") from None
+        return text
+
+
+class When(fields.AwareDateTime):
+    """An ISO 8601 time, UTC when no offset is given, within years a database can hold."""
+
+    def __init__(self, **kwargs: Any):
+        super().__init__(format="iso", default_timezone=UTC, **kwargs)
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> datetime:
+        parsed = super()._deserialize(value, attr, data, **kwargs)
+        try:
+            parsed = parsed.astimezone(UTC)
+        except (OverflowError, ValueError):
+            raise ValidationError("is out of range") from None
+        if not EARLIEST <= parsed < LATEST:
+            raise ValidationError("must be between 1970 and 2999")
+        return parsed
+
+
+class Timestamp(fields.Field):
+    """Milliseconds since the epoch (seconds below 10^12, as on the webhook) or ISO 8601."""
+
+    def __init__(self, **kwargs: Any):
+        kwargs.setdefault(
+            "metadata",
+            {"description": "milliseconds since the epoch, or an ISO 8601 time"},
+        )
+        super().__init__(**kwargs)
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> datetime:
+        if isinstance(value, str):
+            return When()._deserialize(value, attr, data, **kwargs)
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ValidationError("must be milliseconds or an ISO 8601 time")
+        seconds = value / 1000 if value >= 10**12 else value
+        try:
+            parsed = datetime.fromtimestamp(seconds, UTC)
+        except (OverflowError, OSError, ValueError):
+            raise ValidationError("is out of range") from None
+        if not EARLIEST <= parsed < LATEST:
+            raise ValidationError("must be between 1970 and 2999")
+        return parsed
+
+
+class Assignee(fields.String):
+    """`none` or an agent id; `me` names the signed-in agent, and a token is no agent."""
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> int | str:
+        text = super()._deserialize(value, attr, data, **kwargs)
+        if text == "none":
+            return text
+        if text == "me":
+            raise ValidationError("`me` means the signed-in agent; a token is none: give an id")
+        if not re.fullmatch(r"[1-9][0-9]{0,9}", text) or int(text) > MAX_ID:
+            raise ValidationError("must be `none` or an agent id")
+        return int(text)
+
+
+def Id(**kwargs: Any) -> fields.Integer:
+    return fields.Integer(strict=True, validate=validate.Range(1, MAX_ID), **kwargs)
+
+
+def Url(**kwargs: Any) -> fields.Url:
+    return fields.Url(schemes={"http", "https"}, validate=validate.Length(max=2000), **kwargs)
+
+
+def OneOf(values: list[str] | tuple[str, ...], **kwargs: Any) -> Text:
+    return Text(validate=validate.OneOf(values), **kwargs)
+
+
+# Shared pieces ------------------------------------------------------------------------------------
+
+
+class ErrorDetailSchema(Schema):
+    code = fields.String(required=True, metadata={"description": "snake_case error code"})
+    message = fields.String(required=True)
+    field_errors = fields.Dict(
+        data_key="fields", metadata={"description": "problems per field, for validation errors"}
+    )
+
+
+class ErrorSchema(Schema):
+    error = fields.Nested(ErrorDetailSchema, required=True)
+
+
+class PageQuerySchema(Schema):
+    limit = fields.Integer(
+        load_default=DEFAULT_LIMIT,
+        validate=validate.Range(1, MAX_LIMIT),
+        metadata={"description": f"items per page, 1 to {MAX_LIMIT}"},
+    )
+    cursor = Text(
+        validate=validate.Length(max=512),
+        metadata={"description": "the next_cursor of the previous page"},
+    )
+
+
+def page_of(item: type[Schema], name: str) -> type[Schema]:
+    """A page schema per listing, named so the OpenAPI document shows what each page holds."""
+    return Schema.from_dict(
+        {
+            "items": fields.List(fields.Nested(item), required=True),
+            "next_cursor": fields.String(allow_none=True, required=True),
+        },
+        name=name,
+    )
+
+
+class AttachmentSchema(Schema):
+    type = OneOf(OUTBOUND_ATTACHMENTS, required=True)
+    url = Url(required=True)
+
+
+# Output -------------------------------------------------------------------------------------------
+
+
+class ContactSchema(Schema):
+    id = fields.Integer()
+    platform_id = fields.String(metadata={"description": "the Instagram-scoped id"})
+    username = fields.String(allow_none=True)
+    name = fields.String(allow_none=True)
+    follows_brand = fields.Boolean()
+    followed_by_brand = fields.Boolean()
+    blocked = fields.Boolean()
+
+
+class TicketSlaSchema(Schema):
+    policy_id = fields.Integer(allow_none=True)
+    first_response_due_at = fields.DateTime(allow_none=True)
+    next_response_due_at = fields.DateTime(allow_none=True)
+    resolution_due_at = fields.DateTime(allow_none=True)
+    breached = fields.List(fields.String())
+
+
+class TicketSchema(Schema):
+    id = fields.Integer()
+    conversation_id = fields.Integer()
+    status = fields.String(validate=validate.OneOf(_values(TicketStatus)))
+    priority = fields.String(validate=validate.OneOf(_values(Priority)))
+    assignee_id = fields.Integer(allow_none=True)
+    team_id = fields.Integer(allow_none=True)
+    tags = fields.List(fields.String())
+    opened_at = fields.DateTime()
+    first_response_at = fields.DateTime(allow_none=True)
+    resolved_at = fields.DateTime(allow_none=True)
+    snoozed_until = fields.DateTime(allow_none=True)
+    sla = fields.Nested(TicketSlaSchema)
+
+
+class ConversationSchema(Schema):
+    id = fields.Integer()
+    kind = fields.String(metadata={"description": "direct or group"})
+    channel_id = fields.Integer()
+    title = fields.String(allow_none=True)
+    contact = fields.Nested(ContactSchema, allow_none=True, metadata={"description": "direct"})
+    contacts = fields.List(fields.Nested(ContactSchema), metadata={"description": "everyone"})
+    folder = fields.String(validate=validate.OneOf(_values(Folder)))
+    request_state = fields.String(validate=validate.OneOf(_values(RequestState)))
+    status = fields.String(validate=validate.OneOf(_values(TicketStatus)))
+    vanish_mode = fields.Boolean()
+    window_closes_at = fields.DateTime(
+        allow_none=True, metadata={"description": "after this a reply is refused (human agent)"}
+    )
+    standard_window_closes_at = fields.DateTime(
+        allow_none=True, metadata={"description": "24 h after the customer's last message"}
+    )
+    last_message_at = fields.DateTime(allow_none=True)
+    preview = fields.String(allow_none=True)
+    current_ticket = fields.Nested(TicketSchema, allow_none=True)
+
+
+class ReactionSchema(Schema):
+    emoji = fields.String()
+    reactor = fields.String(metadata={"description": "brand or contact"})
+    contact_id = fields.Integer(allow_none=True)
+    reacted_at = fields.DateTime()
+
+
+class ReplyToSchema(Schema):
+    id = fields.Integer(allow_none=True)
+    mid = fields.String(allow_none=True)
+
+
+class MessageSchema(Schema):
+    id = fields.Integer()
+    conversation_id = fields.Integer()
+    contact_id = fields.Integer(allow_none=True)
+    mid = fields.String(allow_none=True)
+    direction = fields.String(metadata={"description": "inbound or outbound"})
+    kind = fields.String(validate=validate.OneOf(_values(MessageKind)))
+    text = fields.String(allow_none=True)
+    attachments = fields.List(fields.Dict())
+    reply_to = fields.Nested(ReplyToSchema, allow_none=True)
+    reactions = fields.List(fields.Nested(ReactionSchema))
+    sent_at = fields.DateTime(allow_none=True)
+    send_at = fields.DateTime(allow_none=True, metadata={"description": "a scheduled message"})
+    status = fields.String()
+    error = fields.String(allow_none=True)
+    edited = fields.Boolean()
+    unsent = fields.Boolean()
+
+
+class NoteSchema(Schema):
+    id = fields.Integer()
+    ticket_id = fields.Integer()
+    author_id = fields.Integer(allow_none=True)
+    body = fields.String()
+    mentions = fields.List(fields.Integer())
+    created_at = fields.DateTime()
+
+
+class CannedReplySchema(Schema):
+    id = fields.Integer()
+    shortcode = fields.String()
+    title = fields.String()
+    body = fields.String()
+    attachments = fields.List(fields.Nested(AttachmentSchema))
+    shared = fields.Boolean()
+    owner_id = fields.Integer(allow_none=True)
+    usage_count = fields.Integer()
+
+
+class RenderedSchema(Schema):
+    text = fields.String()
+    missing = fields.List(fields.String(), metadata={"description": "placeholders left empty"})
+    too_long = fields.Boolean(metadata={"description": "over the platform's 1000 bytes"})
+
+
+class SlaConditionsSchema(Schema):
+    priority = OneOf(_values(Priority), allow_none=True)
+    tag = Text(allow_none=True, validate=validate.Length(1, 64))
+    tag_id = Id(allow_none=True)
+    channel_id = Id(allow_none=True)
+
+
+def Minutes() -> fields.Integer:
+    return fields.Integer(
+        strict=True, allow_none=True, validate=validate.Range(1, MINUTES_PER_YEAR)
+    )
+
+
+class SlaTargetsSchema(Schema):
+    first_response_min = Minutes()
+    next_response_min = Minutes()
+    resolution_min = Minutes()
+
+
+class SlaPolicySchema(Schema):
+    id = fields.Integer(dump_only=True)
+    name = Text(required=True, validate=validate.Length(1, 120))
+    position = fields.Integer(
+        strict=True, load_default=0, validate=validate.Range(-1_000_000, 1_000_000)
+    )
+    conditions = fields.Nested(SlaConditionsSchema, load_default=dict)
+    targets = fields.Nested(SlaTargetsSchema, load_default=dict)
+    business_hours = fields.Boolean(load_default=True)
+    warning_pct = fields.Integer(strict=True, load_default=80, validate=validate.Range(1, 99))
+
+
+class SlaPolicyPatchSchema(Schema):
+    name = Text(validate=validate.Length(1, 120))
+    position = fields.Integer(strict=True, validate=validate.Range(-1_000_000, 1_000_000))
+    conditions = fields.Nested(SlaConditionsSchema)
+    targets = fields.Nested(SlaTargetsSchema)
+    business_hours = fields.Boolean()
+    warning_pct = fields.Integer(strict=True, validate=validate.Range(1, 99))
+
+
+class BusinessHoursSchema(Schema):
+    timezone = Text(required=True, validate=validate.Length(1, 64))
+    weekly = fields.Dict(
+        keys=OneOf(DAYS),
+        values=fields.List(
+            fields.List(Text(validate=validate.Length(max=5)), validate=validate.Length(equal=2)),
+            validate=validate.Length(max=24),
+        ),
+        load_default=dict,
+        metadata={"description": 'e.g. {"mon": [["09:00", "17:00"]]}'},
+    )
+    holidays = fields.List(
+        Text(validate=validate.Length(max=10)),
+        load_default=list,
+        validate=validate.Length(max=1000),
+    )
+    holidays_country = Text(allow_none=True, validate=validate.Length(1, 8))
+
+
+class AgentSchema(Schema):
+    id = fields.Integer()
+    email = fields.String()
+    name = fields.String()
+    role = fields.String(validate=validate.OneOf(_values(Role)))
+    availability = fields.String(validate=validate.OneOf(_values(Availability)))
+    capacity = fields.Integer()
+    team_ids = fields.List(fields.Integer())
+    active = fields.Boolean()
+
+
+class AgentCreatedSchema(AgentSchema):
+    password = fields.String(
+        allow_none=True, metadata={"description": "the generated password, shown this once"}
+    )
+
+
+class SubscriptionSchema(Schema):
+    id = fields.Integer()
+    url = fields.String()
+    events = fields.List(fields.String(validate=validate.OneOf(EVENTS)))
+    active = fields.Boolean()
+    created_at = fields.DateTime()
+
+
+class SubscriptionCreatedSchema(SubscriptionSchema):
+    secret = fields.String(
+        metadata={"description": "signs X-Helpdesk-Signature: sha256=...; shown this once"}
+    )
+
+
+# Input --------------------------------------------------------------------------------------------
+
+
+class ConversationQuerySchema(PageQuerySchema):
+    folder = OneOf(_values(Folder))
+    status = OneOf(_values(TicketStatus))
+    request_state = OneOf(
+        _values(RequestState),
+        metadata={"description": "default: the inbox (none, pending, accepted)"},
+    )
+    assignee = Assignee(metadata={"description": "none or an agent id (`me` is no agent)"})
+    tag = Text(validate=validate.Length(1, 64))
+    q = Text(validate=validate.Length(1, 200), metadata={"description": "contact or preview"})
+
+
+class TicketQuerySchema(PageQuerySchema):
+    status = OneOf(_values(TicketStatus))
+    assignee = Assignee(metadata={"description": "none or an agent id (`me` is no agent)"})
+    tag = Text(validate=validate.Length(1, 64))
+    sla = OneOf(("at_risk", "breached"))
+
+
+class CannedQuerySchema(PageQuerySchema):
+    q = Text(validate=validate.Length(1, 200), metadata={"description": "shortcode or words"})
+
+
+class ReplyInSchema(Schema):
+    text = Text(allow_none=True, validate=validate.Length(max=4000))
+    attachments = fields.List(
+        fields.Nested(AttachmentSchema), load_default=list, validate=validate.Length(max=10)
+    )
+    reply_to = Id(allow_none=True, metadata={"description": "id of a message quoted"})
+    send_at = When(allow_none=True, metadata={"description": "schedule for this time"})
+    canned_reply = Id(allow_none=True, metadata={"description": "send this canned reply"})
+
+    @validates_schema
+    def _something_to_send(self, data: dict, **_kwargs: Any) -> None:
+        if data.get("canned_reply") is not None:
+            if data.get("text") is not None:
+                raise ValidationError("give text or canned_reply, not both", "text")
+        elif not (data.get("text") or "").strip() and not data.get("attachments"):
+            raise ValidationError("a message needs text, attachments or a canned_reply", "text")
+
+
+class RequestActionSchema(Schema):
+    action = OneOf(("accept", "decline", "block"), required=True)
+
+
+class ReactionInSchema(Schema):
+    emoji = Text(required=True, validate=validate.Length(1, 32))
+
+
+class TicketPatchSchema(Schema):
+    status = OneOf(_values(TicketStatus))
+    priority = OneOf(_values(Priority))
+    assignee_id = Id(allow_none=True, metadata={"description": "null unassigns"})
+    team_id = Id(allow_none=True)
+    snoozed_until = When(allow_none=True, metadata={"description": "with status snoozed"})
+
+
+class TagInSchema(Schema):
+    name = Text(required=True, validate=validate.Length(1, 64))
+
+
+class NoteInSchema(Schema):
+    body = Text(required=True, validate=validate.Length(1, 5000))
+
+
+class CannedInSchema(Schema):
+    shortcode = Text(required=True, validate=validate.Length(1, 41))
+    title = Text(allow_none=True, validate=validate.Length(max=200))
+    body = Text(required=True, validate=validate.Length(1, 4000))
+    attachments = fields.List(
+        fields.Nested(AttachmentSchema), load_default=list, validate=validate.Length(max=10)
+    )
+
+
+class CannedPatchSchema(Schema):
+    shortcode = Text(validate=validate.Length(1, 41))
+    title = Text(allow_none=True, validate=validate.Length(max=200))
+    body = Text(validate=validate.Length(1, 4000))
+    attachments = fields.List(fields.Nested(AttachmentSchema), validate=validate.Length(max=10))
+
+
+class RenderInSchema(Schema):
+    conversation_id = Id(required=True)
+
+
+class AgentInSchema(Schema):
+    email = fields.Email(required=True, validate=validate.Length(max=254))
+    name = Text(required=True, validate=validate.Length(1, 200))
+    role = OneOf(_values(Role), load_default=Role.AGENT.value)
+    password = Text(
+        validate=validate.Length(8, 200),
+        metadata={"description": "generated (and answered once) when left out"},
+    )
+
+
+class AgentPatchSchema(Schema):
+    role = OneOf(_values(Role), metadata={"description": "needs an admin token"})
+    availability = OneOf(_values(Availability))
+    capacity = fields.Integer(strict=True, validate=validate.Range(0, 1000))
+    team_ids = fields.List(Id(), validate=validate.Length(max=100))
+
+
+class SubscriptionInSchema(Schema):
+    url = Text(required=True, validate=validate.Length(1, 2048))
+    events = fields.List(OneOf(EVENTS), required=True, validate=validate.Length(1, len(EVENTS)))
+
+
+class SenderSchema(Schema):
+    id = Text(required=True, validate=validate.Length(1, 64))
+    username = Text(allow_none=True, validate=validate.Length(max=64))
+    name = Text(allow_none=True, validate=validate.Length(max=200))
+
+
+class InboundAttachmentSchema(Schema):
+    type = OneOf(INBOUND_ATTACHMENTS, required=True)
+    url = Url(allow_none=True)
+
+
+class InboundSchema(Schema):
+    channel_id = Id(required=True, metadata={"description": "an `api` channel of the brand"})
+    sender = fields.Nested(SenderSchema, required=True)
+    mid = Text(required=True, validate=validate.Length(1, 255))
+    timestamp = Timestamp(required=True)
+    text = Text(allow_none=True, validate=validate.Length(max=20000))
+    attachments = fields.List(
+        fields.Nested(InboundAttachmentSchema), load_default=list, validate=validate.Length(max=20)
+    )
+    reply_to = Text(
+        allow_none=True, validate=validate.Length(1, 255), metadata={"description": "a mid"}
+    )
+
+    @validates_schema
+    def _something_said(self, data: dict, **_kwargs: Any) -> None:
+        if not (data.get("text") or "").strip() and not data.get("attachments"):
+            raise ValidationError("a message needs text or attachments", "text")

@@ -1,0 +1,176 @@
+"""Tickets: listing, detail and changes; their tags and private notes."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Select, String, and_, cast, exists, func, not_, or_, select
+
+from helpdesk.errors import AlreadyAssigned
+from helpdesk.extensions import db
+from helpdesk.tickets import notes, tags
+from helpdesk.tickets import service as tickets
+from helpdesk.tickets.models import ACTIVE_STATUSES, Tag, Ticket, TicketStatus, TicketTag
+from helpdesk.types import utcnow
+from helpdesk.web.api import present
+from helpdesk.web.api.auth import brand_id
+from helpdesk.web.api.blueprint import api_blueprint
+from helpdesk.web.api.errors import InvalidField
+from helpdesk.web.api.lookups import owned
+from helpdesk.web.api.pagination import Order, paginate
+from helpdesk.web.api.schemas import (
+    NoteInSchema,
+    NoteSchema,
+    TagInSchema,
+    TicketPatchSchema,
+    TicketQuerySchema,
+    TicketSchema,
+    page_of,
+)
+
+bp = api_blueprint("tickets", "Tickets, their tags and private notes")
+
+TICKETS = Order("tickets", Ticket.id)
+TARGETS = ("first_response", "next_response", "resolution")
+
+
+def _due(target: str) -> Any:
+    return getattr(Ticket, f"{target}_due_at")
+
+
+def _warn(target: str) -> Any:
+    return getattr(Ticket, f"{target}_warn_at")
+
+
+def _past(column: Any, now: datetime) -> Any:
+    """Never NULL (a clock that does not run is not past), so that NOT works on it."""
+    return and_(column.is_not(None), column <= now)
+
+
+def breached(now: datetime) -> Any:
+    """A breach the sweep recorded, or a clock already past due that it has not swept yet."""
+    recorded = func.coalesce(cast(Ticket.breached, String), "[]") != "[]"
+    overdue = or_(*(_past(_due(target), now) for target in TARGETS))
+    return or_(recorded, and_(Ticket.status.in_(ACTIVE_STATUSES), overdue))
+
+
+def at_risk(now: datetime) -> Any:
+    """Past a warning point but not yet due, on a ticket not breached."""
+    warned = or_(*(_past(_warn(target), now) for target in TARGETS))
+    return and_(Ticket.status.in_(ACTIVE_STATUSES), warned, not_(breached(now)))
+
+
+def ticket_query(args: dict[str, Any], now: datetime) -> Select:
+    query = select(Ticket).where(Ticket.brand_id == brand_id())
+    if "status" in args:
+        query = query.where(Ticket.status == args["status"])
+    if args.get("assignee") == "none":
+        query = query.where(Ticket.assignee_id.is_(None))
+    elif "assignee" in args:
+        query = query.where(Ticket.assignee_id == args["assignee"])
+    if "tag" in args:
+        query = query.where(
+            exists(
+                select(TicketTag.id)
+                .join(Tag, Tag.id == TicketTag.tag_id)
+                .where(
+                    TicketTag.ticket_id == Ticket.id,
+                    Tag.brand_id == brand_id(),
+                    Tag.name_key == args["tag"].lower(),
+                )
+            )
+        )
+    if args.get("sla") == "breached":
+        query = query.where(breached(now))
+    elif args.get("sla") == "at_risk":
+        query = query.where(at_risk(now))
+    return query
+
+
+def assign(ticket: Ticket, assignee_id: int | None, now: datetime) -> None:
+    """Assign an unassigned ticket, or unassign; a ticket someone else holds answers 409
+    `already_assigned` (unassign it first), so an integration never silently takes it over."""
+    if assignee_id is None:
+        if ticket.assignee_id is not None:
+            tickets.unassign(ticket, None, now)
+        return
+    if ticket.assignee_id == assignee_id:
+        return
+    if ticket.assignee_id is not None:
+        raise AlreadyAssigned(
+            f"the ticket is assigned to agent {ticket.assignee_id}; unassign it first"
+        )
+    tickets.assign(ticket, assignee_id, None, now, expect_unassigned=True)
+
+
+def change_ticket(ticket: Ticket, changes: dict[str, Any], now: datetime) -> None:
+    """A PATCH in one transaction: the assignee before the team (so routing does not auto-assign
+    over it), the status last (resolving may hand waiting tickets to the freed agent)."""
+    if "priority" in changes:
+        tickets.set_priority(ticket, changes["priority"], None, now)
+    if "assignee_id" in changes:
+        assign(ticket, changes["assignee_id"], now)
+    if "team_id" in changes:
+        tickets.set_team(ticket, changes["team_id"], None, now)
+    status, until = changes.get("status"), changes.get("snoozed_until")
+    if until is not None and (status or ticket.status) != TicketStatus.SNOOZED:
+        raise InvalidField("snoozed_until", "goes with status snoozed")
+    if status is not None or until is not None:
+        tickets.set_status(ticket, status or ticket.status, None, until, now)
+
+
+@bp.route("/tickets", methods=["GET"])
+@bp.arguments(TicketQuerySchema, location="query")
+@bp.response(200, page_of(TicketSchema, "TicketPage"))
+def list_tickets(args: dict[str, Any]) -> dict[str, Any]:
+    """Tickets, newest first."""
+    rows, cursor = paginate(ticket_query(args, utcnow()), TICKETS, args)
+    return {"items": present.tickets(rows), "next_cursor": cursor}
+
+
+@bp.route("/tickets/<id:ticket_id>", methods=["GET"])
+@bp.response(200, TicketSchema)
+def get_ticket(ticket_id: int) -> dict[str, Any]:
+    """A ticket with its tags and SLA clocks."""
+    return present.ticket(owned(Ticket, ticket_id))
+
+
+@bp.route("/tickets/<id:ticket_id>", methods=["PATCH"])
+@bp.arguments(TicketPatchSchema)
+@bp.response(200, TicketSchema)
+def patch_ticket(changes: dict[str, Any], ticket_id: int) -> dict[str, Any]:
+    """Change status, priority, assignee, team or snooze; assigning someone else's ticket is 409."""
+    ticket = owned(Ticket, ticket_id)
+    change_ticket(ticket, changes, utcnow())
+    db.session.commit()
+    return present.ticket(ticket)
+
+
+@bp.route("/tickets/<id:ticket_id>/tags", methods=["POST"])
+@bp.arguments(TagInSchema)
+@bp.response(200, TicketSchema)
+def add_tag(data: dict[str, Any], ticket_id: int) -> dict[str, Any]:
+    """Tag the ticket, creating the brand's tag if new; tagging twice changes nothing."""
+    ticket = owned(Ticket, ticket_id)
+    tags.add_tag(ticket, data["name"], None)
+    db.session.commit()
+    return present.ticket(ticket)
+
+
+@bp.route("/tickets/<id:ticket_id>/tags/<path:name>", methods=["DELETE"])
+@bp.response(204)
+def remove_tag(ticket_id: int, name: str) -> None:
+    """Untag the ticket; 404 when it does not carry the tag."""
+    tags.remove_tag(owned(Ticket, ticket_id), name, None)
+    db.session.commit()
+
+
+@bp.route("/tickets/<id:ticket_id>/notes", methods=["POST"])
+@bp.arguments(NoteInSchema)
+@bp.response(201, NoteSchema)
+def add_note(data: dict[str, Any], ticket_id: int) -> dict[str, Any]:
+    """A private note (never sent); @mentions notify the agents named."""
+    note = notes.add_note(owned(Ticket, ticket_id), None, data["body"])
+    db.session.commit()
+    return present.note(note)
