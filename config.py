@@ -62,6 +62,7 @@ class Config:
     MAX_CONTENT_LENGTH = 1024 * 1024
     VANISH_PURGE_GRACE_SECONDS = int(os.environ.get("VANISH_PURGE_GRACE_SECONDS", 300))
     HEARTBEAT_SECONDS = float(os.environ.get("HEARTBEAT_SECONDS", 30))
+    JSON_LOGS = os.environ.get("JSON_LOGS", "").lower() in ("1", "true", "yes")
     SLA_SWEEP_SECONDS = float(os.environ.get("SLA_SWEEP_SECONDS", 60))
     # Outgoing webhooks never reach loopback or private networks unless this is set.
     OUTGOING_WEBHOOKS_ALLOW_PRIVATE = os.environ.get(
@@ -85,6 +86,7 @@ class Config:
 
 
 class ProductionConfig(Config):
+    JSON_LOGS = True
     SESSION_COOKIE_SECURE = True
     REMEMBER_COOKIE_SECURE = True
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 from celery import Celery, Task
+from celery.signals import setup_logging
 from flask import Flask, has_app_context
 
 TASK_MODULES = [
@@ -12,6 +13,7 @@ TASK_MODULES = [
     "workers.tasks.delivery",
     "workers.tasks.heartbeat",
     "workers.tasks.intake",
+    "workers.tasks.metrics",
     "workers.tasks.outgoing",
     "workers.tasks.sla",
     "workers.tasks.tickets",
@@ -29,6 +31,7 @@ def _beat_schedule(app: Flask) -> dict:
         "assign-waiting": ("workers.tasks.assignment.assign_waiting_tickets", 60),
         "sweep-webhook-events": ("workers.tasks.intake.sweep_webhook_events", 5),
         "sweep-deliveries": ("workers.tasks.delivery.sweep_deliveries", 60),
+        "sweep-metrics": ("workers.tasks.metrics.sweep_metrics", 60),
         "outgoing-webhooks": ("workers.tasks.outgoing.deliver_outgoing_webhooks", 10),
     }
     return {
@@ -48,6 +51,13 @@ def celery_init_app(app: Flask) -> Celery:
     celery_app = Celery(app.name, task_cls=FlaskTask, include=TASK_MODULES)
     celery_app.config_from_object(app.config["CELERY"])
     celery_app.conf.beat_schedule = _beat_schedule(app)
+
+    @setup_logging.connect(weak=False)
+    def _logging(**_kwargs) -> None:
+        from helpdesk.observability import configure_logging
+
+        configure_logging(json_logs=app.config.get("JSON_LOGS", False))
+
     celery_app.set_default()
     app.extensions["celery"] = celery_app
     return celery_app

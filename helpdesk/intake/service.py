@@ -87,6 +87,10 @@ def process_event(event_id: int) -> list[int]:
     return contacts_needing_profile(stored) if stored else []
 
 
+def request_id_of(event_id: int) -> str | None:
+    return db.session.scalar(select(WebhookEvent.request_id).where(WebhookEvent.id == event_id))
+
+
 def mark_failed(event_id: int, error: str) -> None:
     """After an unexpected error: retried by the sweep until MAX_ATTEMPTS, then left failed."""
     row = db.session.get(WebhookEvent, event_id)

@@ -6,12 +6,15 @@ from celery import shared_task
 
 from helpdesk.extensions import db
 from helpdesk.intake import service as intake
+from helpdesk.observability import request_id_var
 
 log = logging.getLogger(__name__)
 
 
 @shared_task(ignore_result=True)
 def process_webhook_event(event_id: int) -> None:
+    # Logs of this task carry the id of the request that stored the delivery.
+    request_id_var.set(intake.request_id_of(event_id))
     try:
         contact_ids = intake.process_event(event_id)
         db.session.commit()

@@ -52,6 +52,7 @@ def init_api(app: Flask) -> RestApi:
         canned,
         conversations,
         inbound,
+        metrics,
         settings,
         tickets,
         webhooks,
@@ -68,7 +69,7 @@ def init_api(app: Flask) -> RestApi:
     api.spec.options["security"] = [{"bearer": []}]
     # Exempting on the extension object works whether or not it is bound to the app yet.
     csrf = getattr(extensions, "csrf", None) or app.extensions.get("csrf")
-    for module in (conversations, inbound, tickets, canned, settings, agents, webhooks):
+    for module in (conversations, inbound, tickets, canned, settings, agents, webhooks, metrics):
         api.register_blueprint(module.bp)
         if csrf is not None:  # tokens, not cookies: there is no session to forge
             csrf.exempt(module.bp)

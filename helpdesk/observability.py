@@ -1,0 +1,183 @@
+"""What an operator sees: request ids that follow a message from webhook to worker, JSON logs,
+and Prometheus metrics at /metrics."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+import uuid
+from contextvars import ContextVar
+
+from flask import Flask, Response, g, request
+from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
+from prometheus_client.core import REGISTRY, GaugeMetricFamily
+from sqlalchemy import func, select
+
+request_id_var: ContextVar[str | None] = ContextVar("request_id", default=None)
+
+REQUESTS = Counter(
+    "helpdesk_http_requests_total", "HTTP requests answered", ["method", "endpoint", "status"]
+)
+LATENCY = Histogram(
+    "helpdesk_http_request_seconds", "Time to answer a request", ["endpoint"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)  # fmt: skip
+SECRET_KEYS = ("token", "password", "secret", "authorization", "access_token")
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line, with the request id of the request or task that logged it."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry = {
+            "time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S"),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        if request_id := request_id_var.get():
+            entry["request_id"] = request_id
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        return json.dumps(entry, ensure_ascii=False)
+
+
+class RedactSecrets(logging.Filter):
+    """Belt and braces: a log line that mentions a secret-looking key=value gets it masked."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        lowered = message.lower()
+        if any(key in lowered for key in SECRET_KEYS):
+            record.msg, record.args = _mask(message), ()
+        return True
+
+
+def _mask(text: str) -> str:
+    import re
+
+    return re.sub(
+        r"(?i)(token|password|secret|authorization|access_token)([\"']?\s*[:=]\s*[\"']?)"
+        r"(bearer\s+)?[^\s\"',&]+",
+        r"\1\2\3[redacted]",
+        text,
+    )
+
+
+def configure_logging(json_logs: bool) -> None:
+    handler = logging.StreamHandler()
+    handler.setFormatter(
+        JsonFormatter() if json_logs else logging.Formatter("%(levelname)s [%(name)s] %(message)s")
+    )
+    handler.addFilter(RedactSecrets())
+    handler._helpdesk = True  # replaced, not duplicated, when a second app is created
+    root = logging.getLogger()
+    root.handlers = [h for h in root.handlers if not getattr(h, "_helpdesk", False)] + [handler]
+    root.setLevel(logging.INFO)
+
+
+class QueueCollector:
+    """Intake lag, queue depth and delivery outcomes read at scrape time, so every web and
+    worker process reports the same figures without shared memory."""
+
+    def __init__(self, app: Flask) -> None:
+        self.app = app
+
+    def describe(self):
+        """Names only: registering must not query a database that may not be migrated yet."""
+        return [
+            GaugeMetricFamily("helpdesk_intake_lag_seconds", ""),
+            GaugeMetricFamily("helpdesk_outbound_messages", "", labels=["status"]),
+            GaugeMetricFamily("helpdesk_sla_breaches", ""),
+            GaugeMetricFamily("helpdesk_queue_depth", ""),
+        ]
+
+    def collect(self):
+        from flask import current_app, has_app_context
+
+        app = current_app._get_current_object() if has_app_context() else self.app
+        yield from self._collect(app)
+
+    def _collect(self, app: Flask):
+        from helpdesk.dm.models import Message
+        from helpdesk.extensions import db
+        from helpdesk.intake.models import EventStatus, WebhookEvent
+        from helpdesk.sla.models import ReminderKind, SlaReminder
+        from helpdesk.types import utcnow
+
+        with app.app_context():
+            try:
+                oldest = db.session.scalar(
+                    select(func.min(WebhookEvent.received_at)).where(
+                        WebhookEvent.status == EventStatus.PENDING
+                    )
+                )
+                statuses = db.session.execute(
+                    select(Message.status, func.count())
+                    .where(Message.direction == "outbound")
+                    .group_by(Message.status)
+                ).all()
+                breaches = db.session.scalar(
+                    select(func.count())
+                    .select_from(SlaReminder)
+                    .where(SlaReminder.kind == ReminderKind.BREACH)
+                )
+            finally:
+                db.session.remove()
+        lag = GaugeMetricFamily(
+            "helpdesk_intake_lag_seconds", "Age of the oldest webhook delivery not processed yet"
+        )
+        lag.add_metric([], (utcnow() - oldest).total_seconds() if oldest else 0.0)
+        yield lag
+        outcomes = GaugeMetricFamily(
+            "helpdesk_outbound_messages", "Outbound messages by delivery status", labels=["status"]
+        )
+        for status, count in statuses:
+            outcomes.add_metric([getattr(status, "value", str(status))], count)
+        yield outcomes
+        sla = GaugeMetricFamily("helpdesk_sla_breaches", "SLA breach reminders fired, all time")
+        sla.add_metric([], breaches or 0)
+        yield sla
+        depth = GaugeMetricFamily("helpdesk_queue_depth", "Tasks waiting in the broker")
+        depth.add_metric([], self._queue_depth(app))
+        yield depth
+
+    @staticmethod
+    def _queue_depth(app: Flask) -> float:
+        try:
+            with app.extensions["celery"].connection_for_read() as connection:
+                return float(
+                    connection.default_channel.queue_declare("celery", passive=True).message_count
+                )
+        except Exception:  # the broker is down: no figure rather than a failed scrape
+            return float("nan")
+
+
+def init_observability(app: Flask) -> None:
+    configure_logging(json_logs=app.config.get("JSON_LOGS", False))
+    collector = QueueCollector(app)
+    try:
+        REGISTRY.register(collector)
+    except ValueError:
+        pass  # another app of this process (tests) registered its collector already
+
+    @app.before_request
+    def _start() -> None:
+        g.request_id = request.headers.get("X-Request-Id", "")[:64] or uuid.uuid4().hex
+        g.started = time.perf_counter()
+        request_id_var.set(g.request_id)
+
+    @app.after_request
+    def _finish(response: Response) -> Response:
+        endpoint = request.endpoint or "unmatched"
+        REQUESTS.labels(request.method, endpoint, response.status_code).inc()
+        LATENCY.labels(endpoint).observe(
+            time.perf_counter() - g.get("started", time.perf_counter())
+        )
+        response.headers["X-Request-Id"] = g.get("request_id", "")
+        return response
+
+    @app.get("/metrics")
+    def metrics() -> Response:
+        return Response(generate_latest(REGISTRY), mimetype=CONTENT_TYPE_LATEST)
