@@ -15,7 +15,9 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
     from helpdesk.cli import register_cli
     from helpdesk.database import configure_sqlite
     from helpdesk.extensions import db, migrate
+    from helpdesk.observability import init_observability
     from helpdesk.web import register_blueprints
+    from helpdesk.web.auth import init_auth
     from workers import celery_init_app
 
     app = Flask(
@@ -41,6 +43,8 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
         app, db, directory=os.path.join(os.path.dirname(__file__), os.pardir, "migrations")
     )
     celery_init_app(app)
+    init_auth(app)  # sign-in and CSRF first: blueprints (the API) exempt themselves from CSRF
     register_blueprints(app)
     register_cli(app)
+    init_observability(app)
     return app

@@ -18,6 +18,9 @@ def register_cli(app: Flask) -> None:
     from helpdesk.graphsim.cli import graph_sim
 
     app.cli.add_command(graph_sim)
+    from helpdesk.metrics.cli import recompute_metrics_command
+
+    app.cli.add_command(recompute_metrics_command)
 
     @app.cli.command("create-brand")
     @click.argument("slug")

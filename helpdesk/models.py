@@ -1,5 +1,6 @@
 """Imports every model so that metadata (and Alembic) sees the whole schema."""
 
+import helpdesk.metrics.models  # noqa: F401  (metric events, rollups, volume)
 from helpdesk.accounts.models import Agent, Membership, Role, Team, TeamMember
 from helpdesk.accounts.tokens import ApiToken
 from helpdesk.brands.models import Brand
@@ -15,9 +16,12 @@ from helpdesk.dm.models import (
     Reaction,
 )
 from helpdesk.heartbeat import Heartbeat
+from helpdesk.inbox.models import ConversationView
 from helpdesk.intake.models import PendingAction, UnknownAccount, WebhookEvent
+from helpdesk.logins.models import LoginAttempt
 from helpdesk.notifications.models import Notification
 from helpdesk.outgoing.models import WebhookDelivery, WebhookSubscription
+from helpdesk.search.models import messages_text_fts
 from helpdesk.sla.models import BusinessHours, SlaPolicy, SlaReminder
 from helpdesk.tickets.models import (
     Note,
@@ -32,6 +36,9 @@ from helpdesk.tickets.models import (
 
 __all__ = [
     "Agent",
+    "ConversationView",
+    "LoginAttempt",
+    "messages_text_fts",
     "ApiToken",
     "PendingAction",
     "UnknownAccount",

@@ -4,8 +4,16 @@ from flask import Flask
 
 
 def register_blueprints(app: Flask) -> None:
+    from helpdesk.web.auth import bp as auth_bp
+    from helpdesk.web.console import bp as console_bp
     from helpdesk.web.main import bp as main_bp
     from helpdesk.web.webhooks import bp as webhooks_bp
 
     app.register_blueprint(main_bp)
     app.register_blueprint(webhooks_bp)
+    app.register_blueprint(auth_bp)
+    app.register_blueprint(console_bp)
+
+    from helpdesk.web.api import init_api
+
+    init_api(app)

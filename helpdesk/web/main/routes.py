@@ -1,9 +1,7 @@
 from flask import current_app, jsonify, redirect, render_template, url_for
 from flask_login import current_user
-from sqlalchemy import func, select, text
+from sqlalchemy import text
 
-from helpdesk.brands.models import Brand
-from helpdesk.dm.models import Conversation, Message
 from helpdesk.extensions import db
 from helpdesk.heartbeat import last_beat
 from helpdesk.web.main import bp
@@ -13,16 +11,8 @@ from helpdesk.web.main import bp
 def home():
     if current_user.is_authenticated:
         return redirect(url_for("console.inbox"))
-    brands = db.session.scalars(select(Brand).order_by(Brand.name)).all()
-    counts = dict(
-        db.session.execute(
-            select(Conversation.brand_id, func.count()).group_by(Conversation.brand_id)
-        ).all()
-    )
-    messages = db.session.scalar(select(func.count()).select_from(Message))
-    return render_template(
-        "main/home.html", brands=brands, counts=counts, messages=messages, beat=last_beat()
-    )
+    # Anonymous visitors learn nothing about the tenants: only whether the workers are alive.
+    return render_template("main/home.html", beat=last_beat())
 
 
 @bp.get("/ping")

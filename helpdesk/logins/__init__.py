@@ -1,0 +1,1 @@
+"""Console sign-in: password checks and throttling of repeated failures."""

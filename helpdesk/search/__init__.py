@@ -1,0 +1,1 @@
+"""Search over a brand's messages and contacts for the console."""

@@ -1,0 +1,124 @@
+"""Console sign-in: Flask-Login sessions, CSRF on every form, and the login and logout pages.
+
+`init_auth` runs in the app factory before the blueprints are registered, so that blueprints
+can find the CSRF extension (the API exempts its own) and the console can rely on `current_user`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from urllib.parse import urlsplit
+
+from flask import Blueprint, Flask, current_app, g, jsonify, redirect, request, url_for
+from flask_login import UserMixin
+from werkzeug.middleware.proxy_fix import ProxyFix
+
+from helpdesk.accounts.models import Agent
+from helpdesk.extensions import csrf, db, login_manager
+
+bp = Blueprint("auth", __name__)
+
+# Paths that authenticate otherwise (tokens, signatures): never checked for a CSRF token.
+CSRF_EXEMPT_PREFIXES = ("/api/", "/webhooks/")
+SAFE_METHODS = ("GET", "HEAD", "OPTIONS", "TRACE")
+
+
+class ConsoleUser(UserMixin):
+    """The signed-in agent as Flask-Login sees it; services are given `.agent`.
+
+    The session id carries a fingerprint of the password hash, so changing a password signs out
+    every other session and every remember-me cookie.
+    """
+
+    def __init__(self, agent: Agent):
+        self.agent = agent
+        self.id = agent.id
+
+    @property
+    def is_active(self) -> bool:
+        return self.agent.active
+
+    def get_id(self) -> str:
+        return f"{self.agent.id}.{fingerprint(self.agent)}"
+
+
+def fingerprint(agent: Agent) -> str:
+    key = current_app.config["SECRET_KEY"].encode()
+    return hmac.new(key, agent.password_hash.encode(), hashlib.sha256).hexdigest()[:20]
+
+
+def _load_user(user_id: str) -> ConsoleUser | None:
+    agent_id, _, mark = (user_id or "").partition(".")
+    if not agent_id.isdigit():
+        return None
+    agent = db.session.get(Agent, int(agent_id))
+    if agent is None or not agent.active or not hmac.compare_digest(mark, fingerprint(agent)):
+        return None
+    return ConsoleUser(agent)
+
+
+def safe_path(target: str | None, default: str) -> str:
+    """A path of this site to go to next; anything else (another host: an open redirect) falls
+    back to `default`."""
+    target = (target or "").strip()
+    parts = urlsplit(target)
+    if not target.startswith("/") or target.startswith("//") or "\\" in target:
+        return default
+    if parts.scheme or parts.netloc:
+        return default
+    return target
+
+
+def wants_json() -> bool:
+    view = current_app.view_functions.get(request.endpoint or "")
+    return bool(getattr(view, "json_endpoint", False))
+
+
+def _unauthorized():
+    if wants_json():
+        return jsonify(error={"code": "unauthorized", "message": "sign in first"}), 401
+    target = request.full_path if request.query_string else request.path
+    return redirect(url_for("auth.login", next=target))
+
+
+# What Flask-Login, Flask-WTF and the console keep in `g` for one request.
+REQUEST_STATE = ("_login_user", "csrf_token", "csrf_valid", "agent", "brand", "role", "brands")
+
+
+def _fresh_request_state() -> None:
+    """Read the user and the CSRF token from this request's session, never from an enclosing
+    app context that several requests share (tests, scripts driving a test client)."""
+    for name in (*REQUEST_STATE, current_app.config.get("WTF_CSRF_FIELD_NAME", "csrf_token")):
+        g.pop(name, None)
+
+
+def _check_csrf() -> None:
+    """Every state-changing request outside the token- and signature-authenticated paths carries
+    the session's CSRF token; decided by path so blueprints registered elsewhere are covered."""
+    if not current_app.config.get("WTF_CSRF_ENABLED", True):
+        return
+    if request.method in SAFE_METHODS or request.path.startswith(CSRF_EXEMPT_PREFIXES):
+        return
+    csrf.protect()
+
+
+def init_auth(app: Flask) -> None:
+    app.config.setdefault("WTF_CSRF_TIME_LIMIT", None)  # the token lives as long as the session
+    app.config["WTF_CSRF_CHECK_DEFAULT"] = False  # `_check_csrf` decides, by path
+    csrf.init_app(app)
+    app.before_request(_fresh_request_state)
+    app.before_request(_check_csrf)
+    login_manager.init_app(app)
+    login_manager.session_protection = app.config.get("SESSION_PROTECTION", "strong")
+    login_manager.login_view = "auth.login"
+    login_manager.user_loader(_load_user)
+    login_manager.unauthorized_handler(_unauthorized)
+    if app.config.get("PROXY_FIX_X_FOR"):
+        # Behind a reverse proxy: the client address (for login throttling) is in X-Forwarded-For.
+        app.wsgi_app = ProxyFix(
+            app.wsgi_app, x_for=app.config["PROXY_FIX_X_FOR"], x_proto=1, x_host=1
+        )
+
+
+from helpdesk.web.auth import routes  # noqa: E402,F401

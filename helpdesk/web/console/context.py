@@ -1,0 +1,150 @@
+"""Who is asking and for which brand: loaded once per console request, checked on every object."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from flask import abort, flash, g, redirect, request, session, url_for
+from flask_login import current_user
+from sqlalchemy import select
+
+from helpdesk.accounts.models import Agent, Membership, Role
+from helpdesk.brands.models import Brand
+from helpdesk.dm.models import Conversation, Message, RequestState
+from helpdesk.errors import DomainError, ValidationError
+from helpdesk.extensions import db
+from helpdesk.web.auth import safe_path
+
+log = logging.getLogger(__name__)
+BRAND_KEY = "brand_id"
+
+
+@dataclass(frozen=True)
+class BrandChoice:
+    id: int
+    name: str
+    role: Role
+
+
+def load_context() -> None:
+    """g.agent, g.brand, g.role and g.brands for this request; the brand kept in the session is
+    used only while the agent is still a member of it (default: the first membership)."""
+    agent: Agent = current_user.agent
+    rows = db.session.execute(
+        select(Brand, Membership.role)
+        .join(Membership, Membership.brand_id == Brand.id)
+        .where(Membership.agent_id == agent.id)
+        .order_by(Brand.name, Brand.id)
+    ).all()
+    if not rows:
+        abort(403, description="Your account is not a member of any brand yet.")
+    chosen = session.get(BRAND_KEY)
+    brand, role = next(((b, r) for b, r in rows if b.id == chosen), rows[0])
+    session[BRAND_KEY] = brand.id
+    g.agent, g.brand, g.role = agent, brand, role
+    g.brands = [BrandChoice(b.id, b.name, r) for b, r in rows]
+
+
+def me() -> Agent:
+    return g.agent
+
+
+def brand() -> Brand:
+    return g.brand
+
+
+def require(minimum: Role) -> None:
+    """403 below the role; every object was already checked to be the current brand's."""
+    if g.role.rank < minimum.rank:
+        abort(403, description=f"This needs the {minimum.value} role.")
+
+
+def is_admin() -> bool:
+    return g.role.rank >= Role.ADMIN.rank
+
+
+def conversation_or_404(conversation_id: int) -> Conversation:
+    """Another brand's conversation does not exist here; hidden requests are for admins."""
+    conversation = db.session.get(Conversation, conversation_id)
+    if conversation is None or conversation.brand_id != g.brand.id:
+        abort(404)
+    if conversation.request_state is RequestState.HIDDEN:
+        require(Role.ADMIN)
+    return conversation
+
+
+def message_or_404(conversation: Conversation, message_id: int) -> Message:
+    message = db.session.get(Message, message_id)
+    if message is None or message.conversation_id != conversation.id or message.suppressed:
+        abort(404)
+    return message
+
+
+def back(default: str | None = None):
+    return redirect(safe_path(request.form.get("next"), default or url_for("console.inbox")))
+
+
+def perform(
+    action: Callable[[], object],
+    success: str | None,
+    default: str | None = None,
+    after: Callable[[object], object] | None = None,
+):
+    """Run one service call, commit, say so, and go back; a refusal is a flash, nothing saved.
+
+    `after` runs once the commit is done: work for the queues must see committed rows.
+    """
+    try:
+        result = action()
+    except DomainError as refused:
+        db.session.rollback()
+        flash(refused.message, "error")
+        return back(default)
+    db.session.commit()
+    if after is not None:
+        after(result)
+    if success:
+        flash(success, "success")
+    return back(default)
+
+
+def timezone() -> ZoneInfo:
+    try:
+        return ZoneInfo(g.brand.timezone) if g.get("brand") else ZoneInfo("UTC")
+    except (ZoneInfoNotFoundError, ValueError):
+        return ZoneInfo("UTC")
+
+
+def parse_local(value: str | None, what: str) -> datetime | None:
+    """A `datetime-local` input typed in the brand's time zone, as an aware UTC time."""
+    value = (value or "").strip()
+    if not value:
+        return None
+    try:
+        naive = datetime.fromisoformat(value)
+    except ValueError:
+        raise ValidationError(f"{what}: not a date and time") from None
+    if naive.tzinfo is not None:
+        return naive.astimezone(UTC)
+    return naive.replace(tzinfo=timezone()).astimezone(UTC)
+
+
+def enqueue_delivery(message_id: int) -> None:
+    """After the commit: hand the message to the delivery worker, if this install has one."""
+    try:
+        from helpdesk.delivery.service import enqueue_delivery as enqueue
+    except ImportError:
+        return
+    enqueue(message_id)
+
+
+def enqueue_reaction(message_id: int, emoji: str | None) -> None:
+    try:
+        from helpdesk.delivery.service import enqueue_reaction as enqueue
+    except ImportError:
+        return
+    enqueue(message_id, emoji)

@@ -1,0 +1,45 @@
+"""The notifications panel: SLA warnings and breaches, mentions, assignments."""
+
+from __future__ import annotations
+
+from flask import abort, render_template, url_for
+from flask.typing import ResponseReturnValue
+
+from helpdesk.extensions import db
+from helpdesk.notifications import service as notifications
+from helpdesk.notifications.models import Notification
+from helpdesk.web.console import bp
+from helpdesk.web.console.context import brand, me, perform
+
+PANEL_LIMIT = 100
+
+
+@bp.get("/notifications")
+def notifications_panel() -> ResponseReturnValue:
+    items = notifications.list_for(me().id, brand().id, limit=PANEL_LIMIT)
+    return render_template("console/notifications.html", items=items)
+
+
+@bp.post("/notifications/<int:notification_id>/read")
+def notification_read(notification_id: int) -> ResponseReturnValue:
+    notification = db.session.get(Notification, notification_id)
+    if (
+        notification is None
+        or notification.agent_id != me().id
+        or notification.brand_id != brand().id
+    ):
+        abort(404)
+    return perform(
+        lambda: notifications.mark_read(me().id, brand().id, [notification.id]),
+        None,
+        url_for(".notifications_panel"),
+    )
+
+
+@bp.post("/notifications/read-all")
+def notifications_read_all() -> ResponseReturnValue:
+    return perform(
+        lambda: notifications.mark_read(me().id, brand().id),
+        "All notifications marked read.",
+        url_for(".notifications_panel"),
+    )
