@@ -1,0 +1,211 @@
+"""What the dashboard shows, shaped from `summary()` so that page, CSV and JSON agree."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from helpdesk.metrics.summary import SAMPLE_MIN, previous_period, summary
+
+NO_DATA = "no data"
+TABLES = ("agent", "team", "tag", "channel", "day")
+TABLE_TITLES = {
+    "agent": "By agent",
+    "team": "By team",
+    "tag": "By tag",
+    "channel": "By channel",
+    "day": "By day",
+}
+
+
+def human(seconds: float | None) -> str:
+    """Durations as a person reads them ("1 h 05 m"), never raw seconds."""
+    if seconds is None:
+        return NO_DATA
+    seconds = int(round(abs(seconds)))
+    if seconds < 60:
+        return f"{seconds} s"
+    minutes = seconds // 60
+    if minutes < 60:
+        return f"{minutes} m"
+    hours, minutes = divmod(minutes, 60)
+    if hours < 24:
+        return f"{hours} h {minutes:02d} m"
+    days, hours = divmod(hours, 24)
+    return f"{days} d {hours:02d} h"
+
+
+def percent(value: float | None) -> str:
+    return NO_DATA if value is None else f"{value:.1f} %"
+
+
+@dataclass(frozen=True)
+class Figure:
+    """One headline number with its previous-period comparison."""
+
+    key: str
+    label: str
+    value: Any
+    text: str
+    delta: str
+    trend: str  # "better", "worse" or "" (no comparison, or no change)
+    small_sample: bool = False
+
+
+def _delta(now: Any, before: Any, kind: str, lower_is_better: bool) -> tuple[str, str]:
+    if now is None or before is None:
+        return "no comparison", ""
+    change = now - before
+    if abs(change) < 1e-9:
+        return "no change", ""
+    sign = "+" if change > 0 else "−"
+    if kind == "duration":
+        text = f"{sign}{human(change)}"
+    elif kind == "percent":
+        text = f"{sign}{abs(change):.1f} pts"
+    else:
+        text = f"{sign}{abs(change)}"
+    better = (change < 0) == lower_is_better
+    return f"{text} vs previous period", "better" if better else "worse"
+
+
+DURATIONS = (
+    ("first_response_median", "First response · median", "first_response", "median_s"),
+    ("first_response_p90", "First response · p90", "first_response", "p90_s"),
+    ("response_median", "Response · median", "response", "median_s"),
+    ("resolution_median", "Resolution · median", "resolution", "median_s"),
+)
+SLAS = (
+    ("first_response_met_pct", "SLA met · first response"),
+    ("resolution_met_pct", "SLA met · resolution"),
+)
+VOLUMES = (
+    ("tickets_opened", "Tickets opened"),
+    ("messages_in", "Messages in"),
+    ("messages_out", "Messages out"),
+)
+
+
+def headline(current: dict[str, Any], previous: dict[str, Any]) -> list[Figure]:
+    """The range's figures, each against the previous period of the same length."""
+    figures = []
+    for key, label, kind, stat in DURATIONS:
+        now, before = current[kind][stat], previous[kind][stat]
+        delta, trend = _delta(now, before, "duration", lower_is_better=True)
+        small = 0 < current[kind]["count"] < SAMPLE_MIN
+        figures.append(Figure(key, label, now, human(now), delta, trend, small))
+    for key, label in SLAS:
+        now, before = current["sla"][key], previous["sla"][key]
+        delta, trend = _delta(now, before, "percent", lower_is_better=False)
+        figures.append(Figure(key, label, now, percent(now), delta, trend))
+    for key, label in VOLUMES:
+        now, before = current["volume"][key], previous["volume"][key]
+        delta, _trend = _delta(now, before, "count", lower_is_better=True)
+        figures.append(Figure(key, label, now, str(now), delta, ""))  # volume: not good or bad
+    return figures
+
+
+def period_figures(brand, period) -> tuple[dict[str, Any], list[Figure]]:
+    """The summary of the period and its headline figures against the period before it."""
+    current = summary(brand, period.start, period.end, period.business_hours)
+    before_start, before_end = previous_period(period.start, period.end)
+    previous = summary(brand, before_start, before_end, period.business_hours)
+    return current, headline(current, previous)
+
+
+# Tables ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Column:
+    key: str
+    label: str
+    kind: str  # "text", "duration", "percent" or "count"
+
+
+COLUMNS = (
+    Column("label", "Name", "text"),
+    Column("first_response_median", "First response median", "duration"),
+    Column("first_response_p90", "First response p90", "duration"),
+    Column("first_responses", "First responses", "count"),
+    Column("response_median", "Response median", "duration"),
+    Column("resolution_median", "Resolution median", "duration"),
+    Column("resolutions", "Resolutions", "count"),
+    Column("first_response_met_pct", "SLA met first response", "percent"),
+    Column("resolution_met_pct", "SLA met resolution", "percent"),
+)
+VOLUME_COLUMNS = (
+    Column("tickets_opened", "Tickets opened", "count"),
+    Column("messages_in", "Messages in", "count"),
+    Column("messages_out", "Messages out", "count"),
+)
+
+
+def columns(table: str) -> tuple[Column, ...]:
+    """Volume is kept per day and per channel only, so only those tables show it."""
+    label = Column("label", "Day" if table == "day" else table.title(), "text")
+    extra = VOLUME_COLUMNS if table in ("day", "channel") else ()
+    return (label, *COLUMNS[1:], *extra)
+
+
+def _values(group: dict[str, Any]) -> dict[str, Any]:
+    values = {
+        "label": group["label"],
+        "first_response_median": group["first_response"]["median_s"],
+        "first_response_p90": group["first_response"]["p90_s"],
+        "first_responses": group["first_response"]["count"],
+        "response_median": group["response"]["median_s"],
+        "resolution_median": group["resolution"]["median_s"],
+        "resolutions": group["resolution"]["count"],
+        **group["sla"],
+    }
+    return values | group.get("volume", {})
+
+
+def cell_text(column: Column, value: Any) -> str:
+    if column.kind == "duration":
+        return human(value)
+    if column.kind == "percent":
+        return percent(value)
+    return str(value)
+
+
+def raw(column: Column, value: Any) -> str:
+    """What the CSV holds: seconds and percentages as numbers, nothing for no data."""
+    if value is None:
+        return ""
+    if column.kind == "duration":
+        return str(int(round(value)))
+    return str(value)
+
+
+@dataclass(frozen=True)
+class Table:
+    name: str
+    columns: tuple[Column, ...]
+    rows: list[dict[str, Any]]
+    sort: str
+    direction: str
+
+    @property
+    def title(self) -> str:
+        return TABLE_TITLES[self.name]
+
+
+def table(brand, period, name: str, sort: str = "", direction: str = "asc") -> Table:
+    """One breakdown, sorted as asked; rows without a value sort last either way."""
+    cols = columns(name)
+    keys = {c.key for c in cols}
+    sort = sort if sort in keys else "label"
+    direction = direction if direction in ("asc", "desc") else "asc"
+    figures = summary(brand, period.start, period.end, period.business_hours, group_by=name)
+    rows = [_values(group) for group in figures["groups"]]
+    if sort != "label" or direction != "asc" or name == "day":
+        present = [r for r in rows if r.get(sort) is not None]
+        missing = [r for r in rows if r.get(sort) is None]
+        present.sort(
+            key=lambda r: r[sort].lower() if isinstance(r[sort], str) else r[sort],
+            reverse=direction == "desc",
+        )
+        rows = present + missing
+    return Table(name, cols, rows, sort, direction)
