@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from helpdesk.metrics.summary import SAMPLE_MIN, previous_period, summary
+from helpdesk.web.console.formatting import duration
 
 NO_DATA = "no data"
 TABLES = ("agent", "team", "tag", "channel", "day")
@@ -19,20 +20,8 @@ TABLE_TITLES = {
 
 
 def human(seconds: float | None) -> str:
-    """Durations as a person reads them ("1 h 05 m"), never raw seconds."""
-    if seconds is None:
-        return NO_DATA
-    seconds = int(round(abs(seconds)))
-    if seconds < 60:
-        return f"{seconds} s"
-    minutes = seconds // 60
-    if minutes < 60:
-        return f"{minutes} m"
-    hours, minutes = divmod(minutes, 60)
-    if hours < 24:
-        return f"{hours} h {minutes:02d} m"
-    days, hours = divmod(hours, 24)
-    return f"{days} d {hours:02d} h"
+    """Durations as a person reads them (the console's format), never raw seconds."""
+    return NO_DATA if seconds is None else duration(round(seconds))
 
 
 def percent(value: float | None) -> str:
