@@ -17,6 +17,7 @@ import math
 import random
 import sys
 import time
+from abc import ABC, abstractmethod
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -202,7 +203,7 @@ def _preview(kind: str, body: str | None) -> str:
 # Writing ------------------------------------------------------------------------------------------
 
 
-class _Writer:
+class _Writer(ABC):
     """Reserves ids and writes whole chunks, each in its own transaction, for one backend.
 
     `json` makes a JSON column's value; `on_written` is called (in the caller's thread) with each
@@ -214,13 +215,15 @@ class _Writer:
     def __init__(self, on_written: Callable[[dict[str, list[tuple]]], None]) -> None:
         self.on_written = on_written
 
+    @abstractmethod
     def ids(self, table: Table, count: int) -> Sequence[int]:
-        raise NotImplementedError
+        """Ids for `count` new rows of `table`."""
 
+    @abstractmethod
     def submit(self, rows: dict[str, list[tuple]]) -> None:
-        raise NotImplementedError
+        """Write one chunk: {table name: rows}."""
 
-    def close(self, failed: bool = False) -> None:
+    def close(self, failed: bool = False) -> None:  # noqa: B027  (optional: nothing to release)
         """Wait for every submitted chunk (unless `failed`) and release the connections."""
 
 
