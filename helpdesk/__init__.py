@@ -15,6 +15,7 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
     from helpdesk.cli import register_cli
     from helpdesk.database import configure_sqlite
     from helpdesk.extensions import db, migrate
+    from helpdesk.intake.writer import DeliveryWriter
     from helpdesk.observability import init_observability
     from helpdesk.web import register_blueprints
     from helpdesk.web.auth import init_auth
@@ -37,6 +38,7 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
         app.config.setdefault("SQLALCHEMY_ENGINE_OPTIONS", {"pool_pre_ping": True})
 
     db.init_app(app)
+    app.extensions["delivery_writer"] = DeliveryWriter(app)
     with app.app_context():
         configure_sqlite(db.engine)
     migrate.init_app(

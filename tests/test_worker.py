@@ -11,9 +11,9 @@ from tests.conftest import wait_for
 
 @pytest.mark.worker
 def test_worker_runs_a_task_sent_through_the_broker(app, celery_process):
-    from workers.tasks.heartbeat import heartbeat
-
-    heartbeat.delay()  # queued before the worker exists: the broker must keep it
+    # Queued before the worker exists: the broker must keep it. Sent through this app's Celery:
+    # the default Celery app is whichever app of this process was created last.
+    app.extensions["celery"].send_task("workers.tasks.heartbeat.heartbeat")
     celery_process("worker", "--pool=solo", "--without-mingle", "--without-gossip")
     beat = wait_for(last_beat)
     assert beat is not None and beat.count >= 1

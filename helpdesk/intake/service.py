@@ -7,8 +7,9 @@ import json
 import logging
 from datetime import datetime, timedelta
 
-from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
+from flask import current_app
+from sqlalchemy import insert, select
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from helpdesk.channels.models import Channel, ChannelKind
 from helpdesk.dm import service as dm
@@ -18,6 +19,7 @@ from helpdesk.extensions import db
 from helpdesk.intake import instagram
 from helpdesk.intake.instagram import Event, MalformedEvent
 from helpdesk.intake.models import EventStatus, PendingAction, UnknownAccount, WebhookEvent
+from helpdesk.intake.writer import Delivery, DeliveryNotStored
 from helpdesk.tickets import service as tickets
 from helpdesk.types import utcnow
 
@@ -30,19 +32,23 @@ def account_ids_of(body: object) -> list[str]:
     return sorted({str(e.get("id"))[:64] for e in instagram.entries(body) if e.get("id")})
 
 
-def store_delivery(raw: str, body: object, request_id: str | None = None) -> WebhookEvent:
-    """Keep the delivery exactly as received; the caller commits before answering 200."""
-    event = WebhookEvent(
-        source="instagram",
-        body=raw,
-        status=EventStatus.PENDING,
-        account_ids=account_ids_of(body),
-        request_id=request_id,
-        received_at=utcnow(),
-    )
-    db.session.add(event)
-    db.session.flush()
-    return event
+def store_delivery(raw: str, body: object, request_id: str | None = None) -> None:
+    """Keep the delivery exactly as received; returns once the row is committed.
+
+    On PostgreSQL the commit is shared with the other requests of this process (see `writer`);
+    SQLite takes one writer at a time anyway, so the request commits its own row there.
+    Raises DeliveryNotStored.
+    """
+    delivery = Delivery(raw, account_ids_of(body), request_id, utcnow())
+    if db.engine.dialect.name == "postgresql":
+        current_app.extensions["delivery_writer"].store(delivery)
+        return
+    try:
+        db.session.execute(insert(WebhookEvent), delivery._asdict())
+        db.session.commit()
+    except SQLAlchemyError as exc:
+        db.session.rollback()
+        raise DeliveryNotStored(str(exc)) from exc
 
 
 def process_event(event_id: int) -> list[int]:

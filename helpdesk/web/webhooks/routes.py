@@ -9,8 +9,8 @@ import json
 from flask import current_app, g, jsonify, request
 from werkzeug.exceptions import RequestEntityTooLarge
 
-from helpdesk.extensions import db
 from helpdesk.intake import service as intake
+from helpdesk.intake.writer import DeliveryNotStored
 from helpdesk.queueing import send_task_coalesced
 from helpdesk.web.webhooks import bp
 
@@ -57,13 +57,15 @@ def receive():
         return _error(400, "bad_json", "the body is not JSON")
     if not isinstance(body, dict | list):
         return _error(400, "bad_json", "the body is not a JSON object or list")
-    event = intake.store_delivery(text, body, request_id=g.get("request_id"))
-    db.session.commit()
-    _enqueue(event.id)
+    try:
+        intake.store_delivery(text, body, request_id=g.get("request_id"))
+    except DeliveryNotStored:
+        return _error(503, "unavailable", "the delivery could not be stored; retry later")
+    _enqueue()
     return "EVENT_RECEIVED", 200, {"Content-Type": "text/plain"}
 
 
-def _enqueue(event_id: int) -> None:
+def _enqueue() -> None:
     """Wake the intake worker, at most a few times a second per process: one task processes
     every pending delivery, so a burst costs a handful of broker messages, not one each. With
     the broker down the delivery stays pending and beat's sweep takes it."""

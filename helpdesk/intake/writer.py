@@ -1,0 +1,156 @@
+"""Group commit for webhook deliveries: one INSERT and one COMMIT for every request waiting.
+
+Each request hands its delivery to the process's writer thread and blocks until the row is
+committed, so a 200 still means stored. While one batch is being written the next requests
+queue up and go together in the next one: under load a commit (an fsync on the database
+server) is shared by many deliveries instead of paid by each.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import queue
+import threading
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import NamedTuple
+
+from flask import Flask
+from sqlalchemy import Connection, Engine
+from sqlalchemy.exc import DBAPIError
+
+from helpdesk.extensions import db
+from helpdesk.intake.models import EventStatus, WebhookEvent
+
+log = logging.getLogger(__name__)
+MAX_BATCH = 200
+IDLE_SECONDS = 10.0
+
+
+# The whole batch as one statement whose parameters are four arrays: one round trip, and
+# almost no per-row work in Python. PostgreSQL only (the writer is used there alone).
+INSERT_BATCH = f"""
+INSERT INTO {WebhookEvent.__tablename__}
+    (source, body, status, attempts, account_ids, request_id, received_at)
+SELECT 'instagram', body, '{EventStatus.PENDING.value}', 0, account_ids::json, request_id,
+    received_at
+FROM unnest(%s::text[], %s::text[], %s::text[], %s::timestamptz[])
+    AS delivery(body, account_ids, request_id, received_at)
+"""
+
+
+class Delivery(NamedTuple):
+    """What a webhook_events row holds on arrival; the rest are the columns' defaults."""
+
+    body: str
+    account_ids: list[str]
+    request_id: str | None
+    received_at: datetime
+
+
+class DeliveryNotStored(Exception):
+    """The database did not take the delivery (or did not answer in time): answer 5xx, so the
+    sender retries; a retry that duplicates a late commit is absorbed by the message id."""
+
+
+@dataclass
+class _Pending:
+    delivery: Delivery
+    done: threading.Event = field(default_factory=threading.Event)
+    error: BaseException | None = None
+
+
+def _arrays(batch: list[_Pending]) -> tuple[list, list, list, list]:
+    deliveries = [pending.delivery for pending in batch]
+    return (
+        [d.body for d in deliveries],
+        [json.dumps(d.account_ids) for d in deliveries],
+        [d.request_id for d in deliveries],
+        [d.received_at for d in deliveries],
+    )
+
+
+class DeliveryWriter:
+    def __init__(self, app: Flask, wait_seconds: float = 10.0) -> None:
+        self.app = app
+        self.wait_seconds = wait_seconds
+        self._queue: queue.SimpleQueue[_Pending] = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self._owner_pid: int | None = None
+
+    def store(self, delivery: Delivery) -> None:
+        """Returns once the delivery's row is committed; raises DeliveryNotStored."""
+        pending = _Pending(delivery)
+        with self._lock:
+            self._ensure_thread()
+            self._queue.put(pending)
+        if not pending.done.wait(self.wait_seconds):
+            raise DeliveryNotStored("the database did not commit the delivery in time")
+        if pending.error is not None:
+            raise DeliveryNotStored(str(pending.error)) from pending.error
+
+    def _ensure_thread(self) -> None:
+        """Under the lock. A thread does not survive fork, so a server that loads the app before
+        forking gets one writer per worker; an idle writer stops, and the next delivery starts
+        another."""
+        if self._owner_pid != os.getpid():
+            self._queue = queue.SimpleQueue()
+            threading.Thread(target=self._run, name="delivery-writer", daemon=True).start()
+            self._owner_pid = os.getpid()
+
+    def _run(self) -> None:
+        incoming = self._queue
+        with self.app.app_context():
+            engine = db.engine
+        connection: Connection | None = None
+        try:
+            while True:
+                try:
+                    batch = [incoming.get(timeout=IDLE_SECONDS)]
+                except queue.Empty:
+                    with self._lock:
+                        if incoming.empty():
+                            self._owner_pid = None
+                            return
+                    continue
+                while len(batch) < MAX_BATCH:
+                    try:
+                        batch.append(incoming.get_nowait())
+                    except queue.Empty:
+                        break
+                connection = self._write(engine, connection, batch)
+        finally:
+            if connection is not None:
+                connection.close()
+
+    def _write(self, engine: Engine, connection: Connection | None, batch: list[_Pending]):
+        """Insert and commit the batch on the writer's connection; returns the connection for the
+        next batch (None after a failure, so the next one checks a healthy one out of the pool).
+        A connection the server dropped while idle is replaced and the batch tried once more."""
+        arrays = _arrays(batch)
+        try:
+            for attempt in (1, 2):
+                if connection is None:
+                    connection = engine.connect()
+                try:
+                    with connection.begin():
+                        connection.exec_driver_sql(INSERT_BATCH, arrays)
+                    break
+                except DBAPIError as exc:
+                    if attempt == 2 or not exc.connection_invalidated:
+                        raise
+                    connection.close()
+                    connection = None
+        except Exception as exc:  # the whole batch failed: every request in it answers 5xx
+            log.warning("could not store %d webhook deliveries: %s", len(batch), exc)
+            for pending in batch:
+                pending.error = exc
+            if connection is not None:
+                connection.close()
+            connection = None
+        finally:
+            for pending in batch:
+                pending.done.set()
+        return connection
