@@ -21,6 +21,7 @@ from helpdesk.accounts.tokens import ApiToken, create_token, revoke_token
 from helpdesk.brands.models import Brand
 from helpdesk.canned import service as canned
 from helpdesk.channels.models import Channel, ChannelKind
+from helpdesk.delivery.service import DELIVER_TASK, REACTION_TASK
 from helpdesk.dm import service as dm
 from helpdesk.dm.models import Conversation, Message, MessageStatus, Reaction
 from helpdesk.dm.service import InboundMessage
@@ -33,7 +34,7 @@ from helpdesk.tickets import service as tickets
 from helpdesk.tickets import tags
 from helpdesk.tickets.models import Note, Ticket, TicketStatus
 from helpdesk.types import utcnow
-from tests.conftest import table_counts
+from tests.conftest import drain_broker, table_counts
 from tests.factories import AgentFactory, BrandFactory, ChannelFactory, ContactFactory, member
 
 API = "/api/v1"
@@ -617,11 +618,8 @@ def test_messages_newest_first_with_reactions_and_quotes(api, desk):
     assert items[1]["sent_at"].endswith(("Z", "+00:00"))
 
 
-def test_reply_is_queued_and_handed_to_delivery(api, desk, monkeypatch):
-    handed: list[tuple] = []
-    monkeypatch.setattr(
-        "helpdesk.web.api.conversations.enqueue_delivery", lambda mid: handed.append(mid)
-    )
+def test_reply_is_queued_and_handed_to_delivery(app, api, desk):
+    drain_broker(app)
     response = api.post(
         f"/conversations/{desk.conversation.id}/messages",
         json={"text": "On its way!", "reply_to": desk.message.id},
@@ -631,24 +629,14 @@ def test_reply_is_queued_and_handed_to_delivery(api, desk, monkeypatch):
     assert set(body) == MESSAGE_KEYS
     assert body["status"] == "queued" and body["direction"] == "outbound"
     assert body["reply_to"]["id"] == desk.message.id
-    assert handed == [body["id"]]
+    assert drain_broker(app) == [(DELIVER_TASK, [body["id"]])]
     db.session.expire_all()
     assert db.session.get(Message, body["id"]).status is MessageStatus.QUEUED
     assert db.session.get(Ticket, desk.ticket.id).first_response_at is not None
 
 
-def test_enqueue_delivery_reaches_the_delivery_service(api, desk, monkeypatch):
-    import helpdesk.delivery.service as delivery
-
-    sent: list[int] = []
-    monkeypatch.setattr(delivery, "enqueue_delivery", lambda message_id: sent.append(message_id))
-    response = api.post(f"/conversations/{desk.conversation.id}/messages", json={"text": "Hi"})
-    assert response.status_code == 202 and sent == [response.get_json()["id"]]
-
-
-def test_a_scheduled_reply_waits_for_its_time(api, desk, monkeypatch):
-    handed: list[int] = []
-    monkeypatch.setattr("helpdesk.web.api.conversations.enqueue_delivery", handed.append)
+def test_a_scheduled_reply_waits_for_its_time(app, api, desk):
+    drain_broker(app)
     send_at = (utcnow() + timedelta(hours=2)).isoformat()
     response = api.post(
         f"/conversations/{desk.conversation.id}/messages",
@@ -656,7 +644,7 @@ def test_a_scheduled_reply_waits_for_its_time(api, desk, monkeypatch):
     )
     assert response.status_code == 202
     assert response.get_json()["status"] == "scheduled" and response.get_json()["send_at"]
-    assert handed == []
+    assert drain_broker(app) == []
 
 
 def test_a_reply_outside_the_window_is_409_and_stores_nothing(api, desk):
@@ -668,8 +656,7 @@ def test_a_reply_outside_the_window_is_409_and_stores_nothing(api, desk):
     assert table_counts() == before
 
 
-def test_a_canned_reply_is_rendered_for_the_conversation(api, desk, monkeypatch):
-    monkeypatch.setattr("helpdesk.web.api.conversations.enqueue_delivery", lambda _id: None)
+def test_a_canned_reply_is_rendered_for_the_conversation(app, api, desk):
     reply = canned.create(
         desk.brand,
         None,
@@ -687,6 +674,7 @@ def test_a_canned_reply_is_rendered_for_the_conversation(api, desk, monkeypatch)
     body = response.get_json()
     assert body["text"] == "Thanks acme_fan, from Acme"
     assert body["attachments"] == [{"type": "image", "url": "https://cdn.example.test/a.png"}]
+    drain_broker(app)
 
 
 def test_a_reply_may_not_quote_or_use_another_brands_rows(api, desk, other):
@@ -701,11 +689,8 @@ def test_a_reply_may_not_quote_or_use_another_brands_rows(api, desk, other):
     assert table_counts() == before
 
 
-def test_react_and_unreact_as_the_brand(api, desk, monkeypatch):
-    sent: list[tuple] = []
-    monkeypatch.setattr(
-        "helpdesk.web.api.conversations.enqueue_reaction", lambda *args: sent.append(args)
-    )
+def test_react_and_unreact_as_the_brand(app, api, desk):
+    drain_broker(app)
     path = f"/messages/{desk.message.id}/reactions"
     first = api.post(path, json={"emoji": "👍"})
     assert first.status_code == 200
@@ -723,7 +708,11 @@ def test_react_and_unreact_as_the_brand(api, desk, monkeypatch):
     assert db.session.scalar(select(func.count()).select_from(Reaction)) == 0
     again = api.delete(path)
     assert again.status_code == 404 and error_of(again)["code"] == "not_found"
-    assert sent == [(desk.message.id, "👍"), (desk.message.id, "❤️"), (desk.message.id, None)]
+    assert drain_broker(app) == [
+        (REACTION_TASK, [desk.message.id, "👍"]),
+        (REACTION_TASK, [desk.message.id, "❤️"]),
+        (REACTION_TASK, [desk.message.id, None]),
+    ]
 
 
 # Inbound ------------------------------------------------------------------------------------------

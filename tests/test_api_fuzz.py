@@ -6,6 +6,8 @@ derandomized, so a run is repeatable and stays well under two minutes on two cor
 
 from __future__ import annotations
 
+import socket
+from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
@@ -22,6 +24,7 @@ from helpdesk.extensions import db
 from helpdesk.outgoing import service as outgoing
 from helpdesk.sla import service as sla
 from helpdesk.tickets import tags
+from tests.conftest import drain_broker
 from tests.factories import ChannelFactory, ContactFactory
 from tests.test_api import make_desk, token_for, write
 
@@ -44,13 +47,18 @@ BODY_IDS = {  # body fields naming a row, and the path parameter whose row they 
 
 
 @pytest.fixture
-def seeded(monkeypatch) -> dict[str, Any]:
+def seeded(app, monkeypatch) -> Iterator[dict[str, Any]]:
     """A brand with a few rows of every kind, another brand, and the first brand's admin token."""
-    monkeypatch.setattr(  # webhook hosts resolve to a public address without any DNS
-        "helpdesk.outgoing.service.socket.getaddrinfo",
-        lambda host, port, **_kw: [(2, 1, 6, "", ("93.184.216.34", port))],
-    )
-    monkeypatch.setattr("helpdesk.web.api.enqueue._call", lambda *_args: True)
+    real_getaddrinfo = socket.getaddrinfo
+
+    def getaddrinfo(host, port, *args, **kwargs):
+        """Webhook hosts resolve to a public address without any DNS; the rest (the broker's
+        address) as usual: the patch is on the socket module every library shares."""
+        if isinstance(host, str) and host.endswith(".example.test"):
+            return [(2, 1, 6, "", ("93.184.216.34", port))]
+        return real_getaddrinfo(host, port, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
     desk = make_desk("fuzz")
     ChannelFactory(brand=desk.brand, kind=ChannelKind.API, account_id="api-fuzz-2")
     ContactFactory(channel=desk.channel, platform_id="fuzz-2", followed_by_brand=True)
@@ -68,7 +76,8 @@ def seeded(monkeypatch) -> dict[str, Any]:
     )
     db.session.commit()
     make_desk("elsewhere")  # another brand, whose ids must answer 404 and nothing else
-    return {
+    drain_broker(app)
+    yield {
         "token": token_for(desk.brand, Role.ADMIN),
         "ids": {
             "conversation_id": desk.conversation.id,
@@ -82,6 +91,7 @@ def seeded(monkeypatch) -> dict[str, Any]:
             "name": "vip",
         },
     }
+    drain_broker(app)  # replies and reactions the fuzz queued for delivery: no worker runs here
 
 
 def with_real_ids(case: Any, ids: dict[str, Any]) -> Any:
