@@ -2,7 +2,9 @@
 
     DATABASE_URL=postgresql+psycopg://root@127.0.0.1/postgres python -m bench.intake
 
-Creates (and drops) a database `intakebench` on that server, starts gunicorn, and with a
+The app runs as in production, on PostgreSQL and Redis (REDIS_URL, by default database 12 of a
+local Redis: the webhook wakes the intake worker through it). Creates (and drops) a database
+`intakebench` on that server, starts gunicorn, and with a
 closed-loop load generator on loopback measures (a) GET /ping and (b) signed single-message
 webhook deliveries; then sends deliveries at a fixed rate and prints p50/p99 latency. Every
 delivery answered 200 is checked to be stored, once.
@@ -172,6 +174,7 @@ def main() -> int:
         INSTAGRAM_APP_SECRET=SECRET,
         HELPDESK_INSTANCE=instance,
         HELPDESK_ENV="production",
+        REDIS_URL=os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/12"),
     )
     _flask(env, "db", "upgrade")
     _flask(env, "create-brand", "bench", "--name", "Bench", "--timezone", "UTC")
