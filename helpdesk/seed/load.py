@@ -41,6 +41,7 @@ CHUNK_MESSAGES = 50_000
 LONG_CONVERSATION = 500  # always present from 10,000 messages on: the "open a long thread" case
 REACTION_RATE = 0.05
 DAY = 86_400
+IDLE_RESOLVED_AFTER = 3 * DAY
 STANDARD_SECONDS = int(STANDARD_WINDOW.total_seconds())
 # Agents answer inside the human-agent window, so every reply is one the services would accept.
 MAX_REPLY_DELAY = int(HUMAN_AGENT_WINDOW.total_seconds()) - DAY
@@ -540,8 +541,12 @@ class _Generator:
                 else:
                     folder, state, followed = "primary", "none", True
             last_at = start + span
-            answered_long_ago = (
-                last_outbound == last_at and self.now - last_at > DAY and not pending
+            # A desk resolves what it answered, and what went quiet: only recent conversations
+            # (and pending requests) are open, so the backlog follows the recent traffic, not
+            # the length of the history.
+            idle = self.now - last_at
+            resolved = not pending and (
+                (last_outbound == last_at and idle > DAY) or idle > IDLE_RESOLVED_AFTER
             )
             created = stamp(start)
             contacts.append((
@@ -551,7 +556,7 @@ class _Generator:
             ))
             conversations.append((
                 conversation_id, brand_id, channel_id, "direct", f"direct:{platform_id}",
-                contact_id, folder, state, "resolved" if answered_long_ago else "open", False, 2,
+                contact_id, folder, state, "resolved" if resolved else "open", False, 2,
                 stamp(last_inbound), stamp(last_at), preview,
                 stamp(last_outbound) if last_outbound is not None else None, created,
             ))
