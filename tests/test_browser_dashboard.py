@@ -1,0 +1,247 @@
+"""The managers' dashboard in a real browser: Debian's Chromium driven by Playwright, against the
+app served for real on a loopback port, over the two-week history of test_metrics (webhook
+intake, console actions, the metrics workers). Screenshots go to the test output folder.
+
+Skips when Playwright or /usr/bin/chromium is missing (`.ci/run` installs Chromium as root).
+"""
+
+from __future__ import annotations
+
+import csv
+import re
+import shutil
+import threading
+from pathlib import Path
+
+import pytest
+from werkzeug.serving import make_server
+
+from helpdesk.extensions import db
+from helpdesk.metrics.summary import summary
+from helpdesk.web.dashboard.figures import columns, human, percent
+from tests.factories import PASSWORD
+from tests.test_metrics import FIRST, LAST, History
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+    "--disable-quic",
+]
+TIMEOUT_MS = 15_000
+RANGE = f"from={FIRST.isoformat()}&to={LAST.isoformat()}"
+
+pytestmark = pytest.mark.browser
+
+playwright_api = pytest.importorskip(
+    "playwright.sync_api", reason="Playwright is not installed (pip install -e '.[test]')"
+)
+if not CHROMIUM.exists() or shutil.which(str(CHROMIUM)) is None:
+    pytest.skip(
+        f"{CHROMIUM} is missing: install Debian's Chromium (apt-get install -y chromium)",
+        allow_module_level=True,
+    )
+
+
+@pytest.fixture
+def served(app):
+    """The app on a free loopback port, in a thread."""
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, name="browser-dashboard", daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.port}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=10)
+
+
+@pytest.fixture
+def browser():
+    with playwright_api.sync_playwright() as p:
+        chromium = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            yield chromium
+        finally:
+            chromium.close()
+
+
+@pytest.fixture
+def history(client) -> History:
+    """Two weeks of tickets through the intake and the console, measured as the workers do; the
+    session is left with no transaction open, so the server thread never waits for a lock."""
+    history = History(client)
+    history.build()
+    history.run_workers()
+    db.session.commit()
+    return history
+
+
+def _signed_in(browser, base_url: str, email: str):
+    context = browser.new_context(
+        base_url=base_url, viewport={"width": 1400, "height": 900}, accept_downloads=True
+    )
+    context.set_default_timeout(TIMEOUT_MS)
+    context.set_default_navigation_timeout(TIMEOUT_MS)
+    page = context.new_page()
+    page.goto("/login")
+    page.fill("#email", email)
+    page.fill("#password", PASSWORD)
+    page.click("button[type=submit]")
+    page.wait_for_url(re.compile(r"/inbox"))
+    return page
+
+
+def _screenshot(page, path: Path) -> None:
+    """The whole dashboard: its main pane scrolls inside the window, so a full-page shot alone
+    would stop at the fold; the window is made as tall as the pane for the shot."""
+    viewport = page.viewport_size
+    height = page.evaluate(
+        "() => document.querySelector('main').getBoundingClientRect().top"
+        " + document.querySelector('main').scrollHeight"
+    )
+    page.set_viewport_size({"width": viewport["width"], "height": max(viewport["height"], height)})
+    page.screenshot(path=str(path), full_page=True)
+    page.set_viewport_size(viewport)
+
+
+def _expected(history: History, business_hours: bool) -> tuple[dict, dict]:
+    """The range's summary and its agents' rows, read in a short transaction of its own."""
+    try:
+        overall = summary(history.brand, FIRST, LAST, business_hours)
+        agents = summary(history.brand, FIRST, LAST, business_hours, group_by="agent")
+        return overall, {g["label"]: g for g in agents["groups"]}
+    finally:
+        db.session.rollback()
+
+
+def _figure(page, key: str) -> str:
+    return page.locator(f"[data-figure={key}] .value").inner_text().strip()
+
+
+def _table(page, name: str) -> tuple[list[str], list[list[str]]]:
+    """A dashboard table as the reader sees it: header labels (without the sort arrow), cells."""
+    table = page.locator(f"table[data-table={name}]")
+    header = [
+        re.sub(r"\s*[▲▼]$", "", text.strip())
+        for text in table.locator("thead th").all_inner_texts()
+    ]
+    rows = [
+        [cell.strip() for cell in row.locator("td").all_inner_texts()]
+        for row in table.locator("tbody tr").all()
+    ]
+    return header, rows
+
+
+def _as_shown(name: str, line: list[str]) -> list[str]:
+    """A CSV line (raw seconds and percentages) in the page's format."""
+    shown = []
+    for column, value in zip(columns(name), line, strict=True):
+        if column.kind == "duration":
+            shown.append(human(float(value)) if value else "no data")
+        elif column.kind == "percent":
+            shown.append(percent(float(value)) if value else "no data")
+        else:
+            shown.append(value)
+    return shown
+
+
+def test_the_dashboard_in_a_browser(served, browser, history, output_dir):
+    expect = playwright_api.expect
+    expect.set_options(timeout=TIMEOUT_MS)
+    calendar, _agents = _expected(history, business_hours=False)
+    business, business_agents = _expected(history, business_hours=True)
+    manager_email, agent_email = history.manager.email, history.a.email
+    db.session.rollback()
+
+    page = _signed_in(browser, served, manager_email)
+    expect(page.locator("a[href='/dashboard']").first).to_be_visible()
+    page.goto(f"/dashboard?{RANGE}")
+    expect(page.locator("h1")).to_contain_text("Dashboard")
+    # The headline figures are summary()'s, as a person reads them.
+    assert _figure(page, "first_response_median") == "32m"
+    assert _figure(page, "first_response_p90") == "6h 10m"
+    assert _figure(page, "response_median") == human(calendar["response"]["median_s"])
+    assert _figure(page, "resolution_median") == human(calendar["resolution"]["median_s"])
+    assert _figure(page, "first_response_met_pct") == percent(60.0)
+    assert _figure(page, "resolution_met_pct") == percent(75.0)
+    assert _figure(page, "tickets_opened") == "5"
+    assert _figure(page, "messages_in") == "11"
+    assert _figure(page, "messages_out") == "9"
+    expect(page.locator("[data-backlog=open]")).to_have_text("2")
+    expect(page.locator("[data-backlog=unassigned]")).to_have_text("1")
+    expect(page.locator("[data-backlog=breached]")).to_have_text("1")
+    # Both charts are drawn by the server as inline SVG with a mark per day and per hour.
+    trend = page.locator("svg[data-chart=trend]")
+    expect(trend).to_be_visible()
+    expect(trend.locator("rect.bar")).to_have_count(14)
+    expect(trend.locator("polyline.line")).to_have_count(1)
+    heat = page.locator("svg[data-chart=heatmap]")
+    expect(heat).to_be_visible()
+    expect(heat.locator("rect")).to_have_count(7 * 24)
+    assert trend.bounding_box()["width"] > 300 and heat.bounding_box()["width"] > 300
+    _screenshot(page, output_dir / "dashboard.png")
+
+    # Counting in business hours reloads the same range with the other clock.
+    page.select_option("select[name=business_hours]", "1")
+    page.click(".dash-range button[type=submit]")
+    page.wait_for_url(re.compile(r"business_hours=1"))
+    expect(page.locator(".dash-head")).to_contain_text("business hours")
+    # The evening and weekend waits no longer count: T2's first response is one open hour.
+    for key, kind, stat in (
+        ("first_response_median", "first_response", "median_s"),
+        ("first_response_p90", "first_response", "p90_s"),
+        ("response_median", "response", "median_s"),
+        ("resolution_median", "resolution", "median_s"),
+    ):
+        assert _figure(page, key) == human(business[kind][stat])
+    assert _figure(page, "first_response_p90") == human(3330) != "6h 10m"
+    assert _figure(page, "resolution_median") == "13h 00m" != human(180_000)
+    _screenshot(page, output_dir / "dashboard-business-hours.png")
+
+    # A header sorts its table, slowest resolution first on the second click.
+    agent_table = page.locator("#table-agent")
+    agent_table.locator("th a", has_text="Resolution median").click()
+    page.wait_for_url(re.compile(r"sort=agent\.resolution_median&dir=asc"))
+    agent_table.locator("th a", has_text="Resolution median").click()
+    page.wait_for_url(re.compile(r"sort=agent\.resolution_median&dir=desc"))
+    assert "business_hours=1" in page.url
+    expect(agent_table.locator("th[aria-sort=descending]")).to_contain_text("Resolution median")
+    header, rows = _table(page, "agent")
+    labels = [row[0] for row in rows]
+    assert sorted(labels) == sorted(business_agents)
+    medians = [business_agents[label]["resolution"]["median_s"] for label in labels]
+    known = [m for m in medians if m is not None]
+    assert known == sorted(known, reverse=True) and len(known) >= 2
+    assert medians == known + [None] * (len(medians) - len(known))  # no data sorts last
+    agent_table.scroll_into_view_if_needed()
+    agent_table.screenshot(path=str(output_dir / "dashboard-agents-sorted.png"))
+
+    # The table's CSV holds the same rows in the same order, numbers unformatted.
+    with page.expect_download() as download_info:
+        agent_table.locator("a", has_text="Export CSV").click()
+    download = download_info.value
+    assert download.suggested_filename.endswith(f"-agent-{FIRST}-{LAST}.csv")
+    with open(download.path(), newline="", encoding="utf-8") as handle:
+        exported = list(csv.reader(handle))
+    assert exported[0] == header == [c.label for c in columns("agent")]
+    assert [_as_shown("agent", line) for line in exported[1:]] == rows
+    resolution = header.index("Resolution median")
+    exported_medians = [int(line[resolution]) for line in exported[1:] if line[resolution]]
+    assert exported_medians == [round(m) for m in known]
+    page.context.close()
+
+    # An agent works the queue; the team's numbers are refused.
+    agent = _signed_in(browser, served, agent_email)
+    expect(agent.locator("a[href='/dashboard']")).to_have_count(0)
+    response = agent.goto(f"/dashboard?{RANGE}")
+    assert response.status == 403
+    expect(agent.locator(".error-page")).to_contain_text("Not allowed")
+    expect(agent.locator(".error-page")).to_contain_text("manager role")
+    assert agent.locator("[data-figure]").count() == 0
+    agent.screenshot(path=str(output_dir / "dashboard-agent-refused.png"))
+    agent.context.close()
