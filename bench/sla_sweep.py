@@ -6,11 +6,12 @@ open tickets with the same number due, times the sweep again and prints both fig
 ratio; the 100k sweep should cost at most twice the 1k sweep. Also prints the plan of the sweep's
 read of the tickets table at both sizes.
 
-    DATABASE_URL=postgresql+psycopg://root@127.0.0.1/slabench python -m bench.sla_sweep --fresh
+    DATABASE_URL=postgresql+psycopg://root@127.0.0.1/postgres python -m bench.sla_sweep --fresh
     python bench/sla_sweep.py                    # a temporary SQLite file
 
-The database must be empty (it is migrated from scratch). On PostgreSQL a missing database is
-created, and ``--fresh`` drops and recreates it first, through the ``postgres`` database.
+On PostgreSQL the benchmark works in a database of its own, ``slabench``, on DATABASE_URL's
+server (never the database the URL names); it must be empty (it is migrated from scratch):
+a missing one is created, and ``--fresh`` drops and recreates it first.
 """
 
 from __future__ import annotations
@@ -41,6 +42,9 @@ def _arguments() -> argparse.Namespace:
     return parser.parse_args()
 
 
+DB_NAME = "slabench"
+
+
 def _prepare_postgres(url, fresh: bool) -> None:
     """Create the benchmark's own database, so that no other database is ever touched."""
     import psycopg
@@ -69,9 +73,11 @@ def _database_url(fresh: bool) -> str:
     if not url:
         return f"sqlite:///{tempfile.mkdtemp(prefix='slabench-')}/slabench.db"
     parsed = make_url(url)
-    if parsed.get_backend_name() == "postgresql":
-        _prepare_postgres(parsed, fresh)
-    return url
+    if parsed.get_backend_name() != "postgresql":
+        return url
+    parsed = parsed.set(database=DB_NAME)
+    _prepare_postgres(parsed, fresh)
+    return parsed.render_as_string(hide_password=False)
 
 
 class Bench:
