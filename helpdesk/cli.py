@@ -80,6 +80,34 @@ def register_cli(app: Flask) -> None:
         db.session.commit()
         click.echo(token)
 
+    @app.cli.command("revoke-token")
+    @click.option("--brand", "brand_slug", required=True)
+    @click.option("--name", required=True, help="the name it was created with")
+    def revoke_token_command(brand_slug: str, name: str) -> None:
+        """Revoke a brand's API tokens of this name: they answer 401 from the next request on."""
+        from sqlalchemy import select
+
+        from helpdesk.accounts.tokens import ApiToken, revoke_token
+        from helpdesk.brands.service import get_brand_by_slug
+
+        try:
+            brand = get_brand_by_slug(brand_slug)
+        except DomainError as exc:
+            _fail(exc)
+        ids = db.session.scalars(
+            select(ApiToken.id).where(
+                ApiToken.brand_id == brand.id,
+                ApiToken.name == name.strip(),
+                ApiToken.revoked_at.is_(None),
+            )
+        ).all()
+        if not ids:
+            raise click.ClickException(f"no active token named {name!r} in {brand_slug}")
+        for token_id in ids:
+            revoke_token(brand.id, token_id)
+        db.session.commit()
+        click.echo(f"revoked {len(ids)} token{'s' * (len(ids) != 1)} named {name!r}")
+
     @app.cli.command("connect-instagram")
     @click.option("--brand", "brand_slug", required=True)
     @click.option("--account-id", required=True)

@@ -18,6 +18,7 @@ from helpdesk.dm.models import (
 from helpdesk.heartbeat import Heartbeat
 from helpdesk.inbox.models import ConversationView
 from helpdesk.intake.models import PendingAction, UnknownAccount, WebhookEvent
+from helpdesk.live.models import LiveEvent, Presence
 from helpdesk.logins.models import LoginAttempt
 from helpdesk.notifications.models import Notification
 from helpdesk.outgoing.models import WebhookDelivery, WebhookSubscription
@@ -37,7 +38,9 @@ from helpdesk.tickets.models import (
 __all__ = [
     "Agent",
     "ConversationView",
+    "LiveEvent",
     "LoginAttempt",
+    "Presence",
     "messages_text_fts",
     "ApiToken",
     "PendingAction",

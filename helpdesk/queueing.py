@@ -9,12 +9,16 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from flask import current_app
+from redis import Redis, RedisError
 
 log = logging.getLogger(__name__)
 PAUSE_AFTER_FAILURE_SECONDS = 10.0
 COALESCE_SECONDS = 0.2
+KICK_SECONDS = 5
 
 _lock = threading.Lock()
 _closed_until = 0.0
@@ -46,6 +50,78 @@ def send_task_coalesced(name: str) -> bool:
         return False
     _last_sent[name] = now
     return send_task(name)
+
+
+def kick(name: str) -> bool:
+    """Ask for a task that drains a backlog, unless one is already waiting for a worker.
+
+    With Redis, every web process shares one flag: at most one such task waits in the queue
+    however fast requests arrive, and the task clears the flag when it starts (`kicked`), so
+    work stored after that start asks again. Without Redis, each process coalesces its own.
+    """
+    client = redis_client()
+    if client is None:
+        return send_task_coalesced(name)
+    try:
+        if not client.set(_key(client, f"kick:{name}"), "1", nx=True, ex=KICK_SECONDS):
+            return False
+    except RedisError:
+        return False  # the broker is the same server: the periodic sweep will find the work
+    return send_task(name)
+
+
+def kicked(name: str) -> None:
+    """Called by the task when it starts: later work must send another."""
+    client = redis_client()
+    if client is not None:
+        try:
+            client.delete(_key(client, f"kick:{name}"))
+        except RedisError:
+            pass
+
+
+@contextmanager
+def single_runner(name: str, seconds: float) -> Iterator[bool]:
+    """Yield whether this process may run `name` now: with Redis, one runner at a time across
+    every worker (the hold lapses after `seconds` if its holder dies); without, always."""
+    client = redis_client()
+    if client is None:
+        yield True
+        return
+    lock = client.lock(_key(client, f"run:{name}"), timeout=seconds, blocking=False)
+    try:
+        held = lock.acquire()
+    except RedisError:
+        held = True  # cannot tell: running twice is safe (rows are claimed), only slower
+        lock = None
+    try:
+        yield held
+    finally:
+        if held and lock is not None:
+            try:
+                lock.release()
+            except RedisError:
+                pass  # lapsed or Redis gone: the hold expires on its own
+
+
+def redis_client() -> Redis | None:
+    """One client (a connection pool) per process and URL; short timeouts, since a request that
+    already committed must never wait long for Redis."""
+    url = current_app.config.get("REDIS_URL")
+    if not url:
+        return None
+    cached = current_app.extensions.get("redis")
+    if cached is None or cached[0] != url:
+        client = Redis.from_url(
+            url, socket_connect_timeout=2, socket_timeout=5, health_check_interval=30
+        )
+        cached = current_app.extensions["redis"] = (url, client)
+    return cached[1]
+
+
+def _key(client: Redis, name: str) -> str:
+    """Keys carry the database number, like the live channels, for installs sharing a server."""
+    return f"helpdesk:{client.connection_pool.connection_kwargs.get('db', 0)}:{name}"
 
 
 def reset() -> None:

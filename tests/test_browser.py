@@ -110,12 +110,12 @@ def _read(query):
 
 
 def test_agent_console_in_a_browser(app, served, browser, output_dir):
-    from helpdesk.delivery.service import deliver
     from helpdesk.dm.models import Contact, Direction, Message
     from helpdesk.graphsim.webhooks import send_dm
     from helpdesk.intake import service as intake
     from helpdesk.intake.models import EventStatus, WebhookEvent
     from helpdesk.seed.demo import DEMO_ACCOUNT_ID
+    from workers.tasks.delivery import deliver_message
 
     base_url, sim = served
     expect = playwright_api.expect
@@ -131,6 +131,14 @@ def test_agent_console_in_a_browser(app, served, browser, output_dir):
     page = _page(browser, base_url, "agent@demo.test", "demo-agent-pass")
     expect(page.locator("#rows .row").first).to_be_visible()
     page.screenshot(path=str(output_dir / "browser-inbox.png"), full_page=True)
+    page.keyboard.press("j")  # keyboard: the cursor walks the list
+    expect(page.locator("#rows .row").first).to_have_class(re.compile(r"\bcursor\b"))
+    page.keyboard.press("?")  # the help overlay lists the shortcuts; Esc closes it
+    expect(page.locator("#shortcuts")).to_be_visible()
+    expect(page.locator("#shortcuts")).to_contain_text("Resolve and open the next conversation")
+    page.screenshot(path=str(output_dir / "browser-shortcuts.png"))
+    page.keyboard.press("Escape")
+    expect(page.locator("#shortcuts")).to_be_hidden()
     page.click("a.side-link:has-text('Requests')")
     page.wait_for_url(re.compile(r"folder=requests"))
     row = page.locator("#rows .row", has_text="Anna Kuznetsova")
@@ -145,16 +153,21 @@ def test_agent_console_in_a_browser(app, served, browser, output_dir):
     expect(page.locator(".side-pane")).to_contain_text("Ticket")
     expect(page.locator("button[data-key=e]")).to_be_visible()
 
-    # A second agent has the same conversation open.
+    # A second agent has the same conversation open: each sees the other there.
     other = _page(browser, base_url, "manager@demo.test", "demo-manager-pass")
-    other.context.clock.install()
     other.goto(conversation_url)
     expect(other.locator("#thread")).to_contain_text("Riviera linen set")
+    other.evaluate("window.stillTheSamePage = true")  # gone if the page ever reloads
+    expect(other.locator("#presence")).to_have_text("Sam Rivera is viewing")
+    expect(page.locator("#presence")).to_have_text("Morgan Patel is viewing")
 
     # "/" opens the canned-reply picker; choosing renders the placeholders.
     text = page.locator("#composer-text")
-    text.click()
-    text.press_sequentially("/than")
+    page.keyboard.press("/")
+    expect(text).to_be_focused()
+    text.press_sequentially("than")
+    expect(other.locator("#presence")).to_have_text("Sam Rivera is typing…")
+    other.screenshot(path=str(output_dir / "browser-conversation-presence.png"))
     item = page.locator("#picker .picker-item", has_text="/thanks")
     expect(item).to_be_visible()
     item.dispatch_event("mousedown")
@@ -165,8 +178,10 @@ def test_agent_console_in_a_browser(app, served, browser, output_dir):
     page.wait_for_load_state()
     expect(page.locator(".flashes")).to_contain_text("Reply queued")
     expect(page.locator("#thread .msg.out").last).to_contain_text(rendered)
+    # The colleague's page shows the reply as it is queued, without a reload.
+    expect(other.locator("#thread .msg.out").last).to_contain_text(rendered)
 
-    # No worker here: deliver it as the worker would, to the simulator.
+    # No worker here: run the delivery task as the worker would, to the simulator.
     message_id = _read(
         lambda: db.session.scalar(
             select(Message.id)
@@ -177,27 +192,31 @@ def test_agent_console_in_a_browser(app, served, browser, output_dir):
             .order_by(Message.id.desc())
         )
     )
-    assert deliver(message_id) == "sent"
+    assert deliver_message(message_id) == "sent"
     db.session.commit()
     sends = sim.sends()
     assert len(sends) == 1, sends
     assert sends[0]["json"]["recipient"] == {"id": sender_id}
     assert sends[0]["json"]["message"]["text"] == rendered
+    expect(other.locator(f"#m{message_id} .status")).to_have_text("sent")  # announced live
     page.reload()
     expect(page.locator(f"#m{message_id} .status")).to_have_text("sent")
     page.screenshot(path=str(output_dir / "browser-conversation.png"), full_page=True)
 
-    # A tag, then resolve.
+    # A tag, then resolve with the keyboard; the colleague's page follows the status.
     page.fill("input[name=name][list=tag-list]", "linen")
     page.click(f"form[action='/conversations/{conversation_id}/tags'] button")
     expect(page.locator(".side-pane .tags")).to_contain_text("linen")
-    page.click("button[data-key=e]")
+    page.locator("body").click(position={"x": 5, "y": 300})  # out of the form fields
+    page.keyboard.press("e")
     page.wait_for_load_state()
     expect(page.locator("#status")).to_have_value("resolved")
+    expect(other.locator("#ticket-status .pill")).to_have_text("resolved")
 
-    # The customer writes again: the other agent's page learns of it without a reload.
-    other.reload()  # it shows the reply now: only the customer's next message is new
-    expect(other.locator("#thread")).to_contain_text(rendered)
+    # The customer writes again: the other agent's open page inserts the message, and the
+    # agent, back on the inbox, is told of it.
+    page.goto("/inbox")
+    expect(page.locator("#rows")).to_be_visible()
     posted = send_dm(
         base_url,
         app.config["INSTAGRAM_APP_SECRET"],
@@ -216,10 +235,27 @@ def test_agent_console_in_a_browser(app, served, browser, output_dir):
         intake.process_event(event_id)
         db.session.commit()
     before = other.url
-    other.context.clock.fast_forward(16_000)  # the page polls every 15 s
-    expect(other.locator("#thread-live")).to_be_visible()
-    expect(other.locator("#thread-live-count")).to_have_text("1 new message")
+    new_message = other.locator("#thread .msg.in.live-new", has_text="do you ship to Lisbon?")
+    expect(new_message).to_be_visible()
     assert other.url == before
-    other.click("#thread-live a")
-    expect(other.locator("#thread")).to_contain_text("do you ship to Lisbon?")
+    assert other.evaluate("window.stillTheSamePage") is True  # inserted, not reloaded
+    expect(other.locator("#ticket-status .pill")).to_have_text("open")  # reopened by it
+    # Anna's row lights up if it is on the page; otherwise the banner counts her conversation.
+    told = page.locator("#inbox-live:not([hidden]), #rows .row.live-changed")
+    expect(told.first).to_be_visible()
     other.screenshot(path=str(output_dir / "browser-conversation-live.png"), full_page=True)
+    page.screenshot(path=str(output_dir / "browser-inbox-live.png"), full_page=True)
+
+    # Keyboard: open the first row, resolve it and land on the next one (Shift+E), then back (k).
+    page.reload()
+    hrefs = page.locator("#rows .row").evaluate_all("rows => rows.map(r => r.dataset.href)")
+    page.keyboard.press("j")
+    page.keyboard.press("Enter")
+    page.wait_for_url(re.compile(re.escape(hrefs[0]) + "$"))
+    expect(page.locator("#resolve-form")).to_have_count(1)
+    page.keyboard.press("Shift+E")
+    page.wait_for_url(re.compile(re.escape(hrefs[1]) + "$"))
+    expect(page.locator(".flashes")).to_contain_text("Status: resolved.")
+    page.keyboard.press("k")
+    page.wait_for_url(re.compile(re.escape(hrefs[0]) + "$"))
+    expect(page.locator("#status")).to_have_value("resolved")

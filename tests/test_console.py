@@ -11,9 +11,11 @@ from zoneinfo import ZoneInfo
 import pytest
 from sqlalchemy import event, select
 
+from helpdesk import queueing
 from helpdesk.accounts.models import Availability, Role, Team
 from helpdesk.accounts.service import add_team_member, create_team
 from helpdesk.canned import service as canned
+from helpdesk.delivery import service as delivery
 from helpdesk.dm import service as dm
 from helpdesk.dm.models import (
     Conversation,
@@ -35,6 +37,7 @@ from helpdesk.tickets import service as tickets
 from helpdesk.tickets import tags
 from helpdesk.tickets.models import Note, Priority, Ticket, TicketStatus
 from helpdesk.types import utcnow
+from tests.conftest import drain_broker
 from tests.factories import AgentFactory, ContactFactory, member
 from tests.test_auth import World, known_contact, login, post, receive, signed_in
 
@@ -461,15 +464,14 @@ def test_group_conversations_name_their_participants(agent_client, world):
 
 
 @pytest.fixture
-def enqueued(monkeypatch) -> list[int]:
-    sent: list[int] = []
-    import helpdesk.delivery.service as delivery
+def broker(app):
+    """The real broker, emptied first: `broker()` takes what the console handed to the workers."""
+    queueing.reset()
+    drain_broker(app)
+    return lambda: drain_broker(app)
 
-    monkeypatch.setattr(delivery, "enqueue_delivery", lambda message_id: sent.append(message_id))
-    return sent
 
-
-def test_reply_is_queued_then_enqueued_after_commit(agent_client, world, enqueued):
+def test_reply_is_queued_then_enqueued_after_commit(agent_client, world, broker):
     response = post(
         agent_client,
         f"/conversations/{world.conversation.id}/reply",
@@ -480,12 +482,12 @@ def test_reply_is_queued_then_enqueued_after_commit(agent_client, world, enqueue
     assert message.status is MessageStatus.QUEUED
     assert message.author_agent_id == world.agent.id
     assert message.reply_to_id == world.message.id
-    assert enqueued == [message.id]
+    assert broker() == [(delivery.DELIVER_TASK, [message.id])]
     page = html(agent_client.get(f"/conversations/{world.conversation.id}"))
     assert "It ships today!" in page and "Reply queued" in page
 
 
-def test_reply_with_attachment_by_url(agent_client, world, enqueued):
+def test_reply_with_attachment_by_url(agent_client, world, broker):
     post(
         agent_client,
         f"/conversations/{world.conversation.id}/reply",
@@ -500,7 +502,7 @@ def test_reply_with_attachment_by_url(agent_client, world, enqueued):
     assert message.attachments == [{"type": "image", "url": "https://cdn.example/size-chart.png"}]
 
 
-def test_refused_reply_keeps_the_typed_text(agent_client, world, enqueued):
+def test_refused_reply_keeps_the_typed_text(agent_client, world, broker):
     old = conversation_with(world, "last week", minutes_ago=8 * 24 * 60)
     db.session.commit()
     typed = "Sorry for the wait — here's what happened <details>"
@@ -509,11 +511,11 @@ def test_refused_reply_keeps_the_typed_text(agent_client, world, enqueued):
     page = html(response)
     assert "reply window closed" in page
     assert "Sorry for the wait — here&#39;s what happened &lt;details&gt;</textarea>" in page
-    assert enqueued == []
+    assert broker() == []
     assert db.session.scalar(select(Message).where(Message.direction == "outbound")) is None
 
 
-def test_refused_attachment_keeps_everything_typed(agent_client, world, enqueued):
+def test_refused_attachment_keeps_everything_typed(agent_client, world, broker):
     response = post(
         agent_client,
         f"/conversations/{world.conversation.id}/reply",
@@ -530,7 +532,7 @@ def test_refused_attachment_keeps_everything_typed(agent_client, world, enqueued
     assert 'value="javascript:alert(1)"' in page  # shown back in the input, never used as a link
 
 
-def test_unfilled_placeholders_are_refused_before_sending(agent_client, world, enqueued):
+def test_unfilled_placeholders_are_refused_before_sending(agent_client, world, broker):
     response = post(
         agent_client,
         f"/conversations/{world.conversation.id}/reply",
@@ -538,10 +540,10 @@ def test_unfilled_placeholders_are_refused_before_sending(agent_client, world, e
     )
     assert response.status_code == 422
     assert "Fill in the highlighted" in html(response)
-    assert enqueued == []
+    assert broker() == []
 
 
-def test_scheduled_reply_is_typed_in_the_brand_time_zone(agent_client, world, enqueued):
+def test_scheduled_reply_is_typed_in_the_brand_time_zone(agent_client, world, broker):
     local = (utcnow() + timedelta(hours=3)).astimezone(ZoneInfo(world.brand.timezone))
     typed = local.strftime("%Y-%m-%dT%H:%M")
     post(
@@ -553,7 +555,7 @@ def test_scheduled_reply_is_typed_in_the_brand_time_zone(agent_client, world, en
     assert message.status is MessageStatus.SCHEDULED
     expected = datetime.fromisoformat(typed).replace(tzinfo=ZoneInfo(world.brand.timezone))
     assert message.send_at == expected.astimezone(UTC)
-    assert enqueued == []
+    assert broker() == []
     assert "Scheduled for" in html(agent_client.get(f"/conversations/{world.conversation.id}"))
 
 
@@ -576,7 +578,7 @@ def test_reply_prefills_the_quoted_message(agent_client, world):
     assert f'name="reply_to" id="reply-to" value="{world.message.id}"' in page
 
 
-def test_replying_to_a_request_accepts_it(agent_client, world, enqueued):
+def test_replying_to_a_request_accepts_it(agent_client, world, broker):
     stranger = ContactFactory(channel=world.channel)
     conversation_id = receive(world.channel, stranger.platform_id, "hello?").conversation_id
     db.session.commit()
@@ -792,11 +794,7 @@ def test_block_a_contact_from_the_contact_panel(agent_client, world):
     assert world.contact.blocked
 
 
-def test_react_and_unreact_as_the_brand(agent_client, world, monkeypatch):
-    sent = []
-    import helpdesk.delivery.service as delivery
-
-    monkeypatch.setattr(delivery, "enqueue_reaction", lambda mid, emoji: sent.append((mid, emoji)))
+def test_react_and_unreact_as_the_brand(agent_client, world, broker):
     path = f"/conversations/{world.conversation.id}/messages/{world.message.id}/react"
     post(agent_client, path, {"emoji": "❤️"})
     reaction = db.session.scalar(select(Reaction))
@@ -806,7 +804,10 @@ def test_react_and_unreact_as_the_brand(agent_client, world, monkeypatch):
     )
     post(agent_client, path, {"emoji": ""})
     assert db.session.scalar(select(Reaction)) is None
-    assert sent == [(world.message.id, "❤️"), (world.message.id, None)]
+    assert broker() == [
+        (delivery.REACTION_TASK, [world.message.id, "❤️"]),
+        (delivery.REACTION_TASK, [world.message.id, None]),
+    ]
 
 
 def test_availability_toggle(agent_client, world):
@@ -823,12 +824,16 @@ def test_leaving_the_page_marks_the_viewer_gone(agent_client, world):
     assert world.conversation.viewer_left_at is not None
 
 
-def test_conversation_updates_poll(agent_client, world):
-    url = f"/conversations/{world.conversation.id}/updates?after={world.message.id}"
-    assert agent_client.get(url).json == {"new": 0}
-    receive(world.channel, world.contact.platform_id, "ping")
+def test_the_open_page_gets_newer_messages_rendered_by_the_server(agent_client, world):
+    url = f"/conversations/{world.conversation.id}/thread/newer?after={world.message.id}"
+    assert 'class="msg' not in html(agent_client.get(url))
+    message = receive(world.channel, world.contact.platform_id, "ping <b>bold</b>")
     db.session.commit()
-    assert agent_client.get(url).json == {"new": 1}
+    fragment = html(agent_client.get(url))
+    assert f'id="m{message.id}"' in fragment
+    assert "ping &lt;b&gt;bold&lt;/b&gt;" in fragment
+    assert f'id="m{world.message.id}"' not in fragment
+    assert '<div class="day">' not in fragment  # same day as the message it follows
 
 
 # Search -------------------------------------------------------------------------------------------

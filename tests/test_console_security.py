@@ -23,8 +23,10 @@ JSON_ENDPOINTS = {
     "console.canned_search",
     "console.canned_render",
     "console.mention_candidates",
-    "console.conversation_updates",
     "console.inbox_updates",
+    "console.live_poll",
+    "console.live_stream",
+    "console.presence",
 }
 
 

@@ -40,6 +40,9 @@ class Agent(db.Model):
         value_enum(Availability), default=Availability.OFFLINE
     )
     capacity: Mapped[int] = mapped_column(default=10)
+    # Part of every session's and remember-me cookie's fingerprint: signing out bumps it, so a
+    # copy of a cookie taken before (the cookies themselves are not stored) stops working.
+    session_epoch: Mapped[int] = mapped_column(default=0)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
     memberships: Mapped[list[Membership]] = relationship(back_populates="agent")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import unicodedata
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -547,7 +548,10 @@ def unblock_contact(contact: Contact) -> Contact:
 
 
 def move_to_folder(conversation: Conversation, folder: Folder | str) -> Conversation:
-    folder = Folder(folder)
+    try:
+        folder = Folder(folder)
+    except ValueError:
+        raise ValidationError(f"unknown folder {str(folder)[:40]!r}") from None
     if conversation.request_state in OPEN_REQUEST_STATES or folder is Folder.REQUESTS:
         raise InvalidState("requests move to the inbox by being accepted")
     conversation.folder = folder
@@ -556,6 +560,31 @@ def move_to_folder(conversation: Conversation, folder: Folder | str) -> Conversa
 
 
 # Reactions, seen, edits, unsends ------------------------------------------------------------
+
+
+# Emoji whose Unicode category is not "other symbol": double exclamation and friends.
+_EMOJI_OUTSIDE_SO = frozenset("\u203c\u2049\u2139\u3030\u303d")
+
+
+def is_emoji(text: str) -> bool:
+    """One emoji as platforms send them: pictographs with their skin tones, variation selectors,
+    joiners, flag tags and keycaps, and no letters, digits, spaces or punctuation besides."""
+    if not text or len(text) > 32:
+        return False
+    keycap = "\u20e3" in text
+    pictograph = False
+    for char in text:
+        code = ord(char)
+        if unicodedata.category(char) == "So" or char in _EMOJI_OUTSIDE_SO:
+            pictograph = True
+        elif not (
+            0x1F3FB <= code <= 0x1F3FF  # skin tones
+            or char in "\ufe0e\ufe0f\u200d\u20e3"  # variation selectors, joiner, keycap
+            or 0xE0020 <= code <= 0xE007F  # tags of subdivision flags
+            or (keycap and char in "#*0123456789")
+        ):
+            return False
+    return pictograph or keycap
 
 
 def _reactor(contact: Contact | None) -> str:
@@ -570,7 +599,7 @@ def react(
     at: datetime | None = None,
 ) -> Reaction:
     """One emoji per person per message: reacting again replaces the emoji."""
-    if not emoji or len(emoji) > 32:
+    if not isinstance(emoji, str) or not is_emoji(emoji):
         raise ValidationError("a reaction is one emoji")
     if message.unsent:
         raise InvalidState("an unsent message cannot be reacted to")
@@ -837,7 +866,10 @@ def remove_participant(conversation: Conversation, contact: Contact) -> None:
 def set_notification_level(
     agent: Agent, conversation: Conversation, level: NotificationLevel | str
 ) -> NotificationSetting:
-    level = NotificationLevel(level)
+    try:
+        level = NotificationLevel(level)
+    except ValueError:
+        raise ValidationError(f"unknown notification level {str(level)[:40]!r}") from None
     if role_in(agent.id, conversation.brand_id) is None:
         raise NotFound("no such conversation")
     query = select(NotificationSetting).where(

@@ -14,6 +14,7 @@ from helpdesk.dm import service as dm
 from helpdesk.dm.models import Conversation, Message, MessageStatus, RequestState
 from helpdesk.errors import ReplyWindowClosed
 from helpdesk.extensions import db
+from helpdesk.live import events as live
 from helpdesk.outgoing.service import emit, message_data
 from helpdesk.tickets import service as tickets
 from helpdesk.tickets.models import Ticket
@@ -26,6 +27,7 @@ def receive(channel: Channel, incoming: dm.InboundMessage, now: datetime | None 
     tickets.on_inbound(message, now)
     if not message.suppressed:
         emit(message.brand_id, "message.created", message_data(message))
+        live.message_created(message)
     return message
 
 
@@ -59,6 +61,7 @@ def reply(
     if send_at is None and not automated:
         tickets.on_human_reply(message, now)
     emit(message.brand_id, "message.created", message_data(message))
+    live.message_created(message)
     return message
 
 
@@ -109,6 +112,7 @@ def release_scheduled(now: datetime | None = None, limit: int = 500) -> list[int
         dm.touch_conversation(conversation, message, now)
         if not message.is_automated:
             tickets.on_human_reply(message, now)
+        live.message_created(message)
         released.append(message.id)
     db.session.flush()
     return released

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -12,6 +13,11 @@ from helpdesk.dm.models import MessageKind
 SECONDS_LIMIT = 10**12  # below this a timestamp is in seconds, above it in milliseconds
 _URL = re.compile(r"https?://\S+", re.IGNORECASE)
 _MAX_TIMESTAMP_MS = 253402300799999  # 9999-12-31
+MAX_MID_CHARS = 255  # the mid columns
+# As for the API's intake. Meta sends at most 1000; far longer would pass PostgreSQL's size limit
+# of the full-text index on message text, and the message could never be stored.
+MAX_TEXT_CHARS = 20_000
+_PLAIN_DEPTH = 4  # how deep a free-form object (quick_reply, referral) is kept
 
 REACTION_EMOJI = {
     "love": "❤️",
@@ -73,7 +79,7 @@ def parse_timestamp(value: Any) -> datetime:
         raise MalformedEvent("timestamp is not a number")
     try:
         number = float(value)
-    except ValueError as exc:
+    except (ValueError, OverflowError) as exc:  # OverflowError: an int past a float's range
         raise MalformedEvent("timestamp is not a number") from exc
     if number != number or number < 0:
         raise MalformedEvent("timestamp out of range")
@@ -83,18 +89,60 @@ def parse_timestamp(value: Any) -> datetime:
     return datetime.fromtimestamp(millis / 1000, tz=UTC)
 
 
+def clean(text: str) -> str:
+    """Text every database stores: JSON may escape a NUL or a lone surrogate, which PostgreSQL
+    (NUL) and the UTF-8 codecs (surrogates) refuse; the NUL goes, the surrogate becomes U+FFFD."""
+    text = text.replace("\x00", "")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        text = text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+    return text
+
+
+def _plain(value: Any, depth: int = _PLAIN_DEPTH) -> Any:
+    """A free-form JSON value as it may be stored: clean text, finite numbers, a few levels."""
+    if isinstance(value, str):
+        return clean(value)
+    if value is None or isinstance(value, bool | int):
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if depth <= 0:
+        return None
+    if isinstance(value, dict):
+        return {clean(str(k)): _plain(v, depth - 1) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plain(v, depth - 1) for v in value]
+    return None
+
+
+def _account_id(entry: dict) -> dict:
+    """The entry with its `id` as clean text of at most 64 characters, or without one."""
+    value = entry.get("id")
+    entry = dict(entry)
+    if isinstance(value, str | int) and not isinstance(value, bool) and str(value):
+        entry["id"] = clean(str(value))[:64]
+    else:
+        entry.pop("id", None)
+    return entry
+
+
 def entries(body: Any) -> list[dict]:
-    """The entries of a delivery: `{"entry": [...]}`, or a top-level list of bodies or entries."""
+    """The entries of a delivery: `{"entry": [...]}`, or a top-level list of bodies or entries.
+    Each entry's `id` (the business account) is text, or missing when it has another shape."""
     if isinstance(body, dict):
         items = body.get("entry", [])
-        return [e for e in items if isinstance(e, dict)] if isinstance(items, list) else []
+        if not isinstance(items, list):
+            return []
+        return [_account_id(e) for e in items if isinstance(e, dict)]
     if isinstance(body, list):
         found: list[dict] = []
         for item in body:
             if isinstance(item, dict) and "entry" in item:
                 found.extend(entries(item))
             elif isinstance(item, dict):
-                found.append(item)
+                found.append(_account_id(item))
         return found
     return []
 
@@ -117,19 +165,31 @@ def raw_events(entry: dict) -> list[dict]:
 def _str_id(container: Any, key: str) -> str:
     value = container.get(key) if isinstance(container, dict) else None
     value = value.get("id") if isinstance(value, dict) else None
-    if isinstance(value, bool) or not isinstance(value, str | int) or str(value) == "":
+    if isinstance(value, bool) or not isinstance(value, str | int) or clean(str(value)) == "":
         raise MalformedEvent(f"{key}.id is missing")
-    return str(value)[:64]
+    return clean(str(value))[:64]
 
 
 def _text(value: Any) -> str | None:
-    return value if isinstance(value, str) else None
+    return clean(value) if isinstance(value, str) else None
+
+
+def _body_text(value: Any) -> str | None:
+    text = _text(value)
+    return text[:MAX_TEXT_CHARS] if text is not None else None
 
 
 def _mid(value: Any) -> str:
-    if not isinstance(value, str) or not value or len(value) > 255:
+    value = _text(value)
+    if not value or len(value) > MAX_MID_CHARS:
         raise MalformedEvent("mid is missing")
     return value
+
+
+def _reply_to_mid(value: Any) -> str | None:
+    """A quoted message's mid; one too long to be any message's is no quote."""
+    value = _text(value)
+    return value if value and len(value) <= MAX_MID_CHARS else None
 
 
 def _attachments(items: Any) -> list[dict]:
@@ -142,10 +202,10 @@ def _attachments(items: Any) -> list[dict]:
         if not isinstance(item, dict) or not isinstance(item.get("type"), str):
             continue
         payload = item.get("payload") if isinstance(item.get("payload"), dict) else {}
-        url = payload.get("url") if isinstance(payload.get("url"), str) else None
+        url = _text(payload.get("url"))
         if url and not url.lower().startswith(("https://", "http://")):
             url = None
-        kind = item["type"]
+        kind = clean(item["type"])
         media = payload.get("ig_post_media_id") or payload.get("reel_video_id") or url
         if kind in ("share", "ig_post", "ig_reel", "reel") and media:
             if str(media) in seen:
@@ -155,7 +215,7 @@ def _attachments(items: Any) -> list[dict]:
         attachment = {"type": kind, "url": url}
         for key in ("title", "ig_post_media_id", "reel_video_id", "sticker_id", "id"):
             if isinstance(payload.get(key), str | int) and not isinstance(payload.get(key), bool):
-                attachment[key] = payload[key]
+                attachment[key] = _plain(payload[key])
         result.append(attachment)
     return result
 
@@ -195,27 +255,28 @@ def parse_event(account_id: str, raw: dict) -> Event:
         mid = _mid(message.get("mid"))
         if message.get("is_deleted"):
             return Event(type="unsend", mid=mid, **base)
-        text = _text(message.get("text"))
+        text = _body_text(message.get("text"))
         attachments = _attachments(message.get("attachments"))
         reply_to = message.get("reply_to") if isinstance(message.get("reply_to"), dict) else {}
         extra: dict = {}
         if isinstance(reply_to.get("story"), dict):
             story = reply_to["story"]
             extra["story"] = {
-                k: story.get(k) for k in ("url", "id") if isinstance(story.get(k), str)
+                k: clean(story[k]) for k in ("url", "id") if isinstance(story.get(k), str)
             }
         for key in ("quick_reply", "referral"):
             if isinstance(message.get(key), dict):
-                extra[key] = message[key]
-        if message.get("app_id") is not None:
-            extra["app_id"] = str(message["app_id"])[:64]
+                extra[key] = _plain(message[key])
+        app_id = message.get("app_id")
+        if isinstance(app_id, str | int) and not isinstance(app_id, bool):
+            extra["app_id"] = clean(str(app_id))[:64]
         return Event(
             type="echo" if message.get("is_echo") else "message",
             mid=mid,
             text=text,
             kind=_kind(text, attachments, message),
             attachments=attachments,
-            reply_to_mid=reply_to.get("mid") if isinstance(reply_to.get("mid"), str) else None,
+            reply_to_mid=_reply_to_mid(reply_to.get("mid")),
             extra=extra,
             **base,
         )
@@ -227,7 +288,7 @@ def parse_event(account_id: str, raw: dict) -> Event:
         return Event(
             type="edit",
             mid=_mid(edit.get("mid")),
-            text=_text(edit.get("text")) or "",
+            text=_body_text(edit.get("text")) or "",
             num_edit=num_edit,
             **base,
         )
@@ -236,8 +297,9 @@ def parse_event(account_id: str, raw: dict) -> Event:
         action = reaction.get("action")
         if action not in ("react", "unreact"):
             raise MalformedEvent("reaction.action is react or unreact")
+        name = reaction.get("reaction")
         emoji = _text(reaction.get("emoji")) or REACTION_EMOJI.get(
-            str(reaction.get("reaction")), "❤️"
+            name if isinstance(name, str) else "", "❤️"
         )
         return Event(
             type="reaction" if action == "react" else "unreaction",
@@ -250,7 +312,8 @@ def parse_event(account_id: str, raw: dict) -> Event:
         return Event(type="read", mid=_mid(read.get("mid")), **base)
     postback = raw.get("postback")
     if isinstance(postback, dict):
-        title = _text(postback.get("title")) or _text(postback.get("payload")) or "postback"
+        title = _body_text(postback.get("title")) or _body_text(postback.get("payload"))
+        title = title or "postback"
         return Event(
             type="postback",
             mid=_mid(postback.get("mid")),
@@ -261,5 +324,5 @@ def parse_event(account_id: str, raw: dict) -> Event:
         )
     referral = raw.get("referral")
     if isinstance(referral, dict):
-        return Event(type="referral", extra={"referral": referral}, **base)
+        return Event(type="referral", extra={"referral": _plain(referral)}, **base)
     raise MalformedEvent("unknown event type")

@@ -20,6 +20,7 @@ from helpdesk.intake import instagram
 from helpdesk.intake.instagram import Event, MalformedEvent
 from helpdesk.intake.models import EventStatus, PendingAction, UnknownAccount, WebhookEvent
 from helpdesk.intake.writer import Delivery, DeliveryNotStored
+from helpdesk.live import events as live
 from helpdesk.tickets import service as tickets
 from helpdesk.types import utcnow
 
@@ -174,6 +175,7 @@ def _echo(channel: Channel, event: Event) -> Message | None:
     reconciled = _reconcile(channel, event)
     if reconciled is not None:
         _after_new_message(channel, reconciled)
+        live.message_updated(reconciled)
         return reconciled
     conversation = _direct_conversation(channel, event.recipient_id)
     was_request = conversation is not None and conversation.request_state in (
@@ -200,6 +202,7 @@ def _echo(channel: Channel, event: Event) -> Message | None:
         tickets.on_accept(conversation, event.at)
     tickets.on_human_reply(message, event.at)
     _after_new_message(channel, message)
+    live.message_created(message)
     return message
 
 
@@ -245,7 +248,10 @@ def _on_message(channel: Channel, event: Event) -> Message | None:
             )
         )
         return None
+    shown = live.as_shown(message)
     _apply_to_message(channel, message, event.type, event.sender_id, event.at, event)
+    if live.as_shown(message) != shown:  # a repeated event changes nothing, says nothing
+        live.message_updated(message)
     return message
 
 

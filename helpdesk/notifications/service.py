@@ -9,6 +9,7 @@ from sqlalchemy import func, select, update
 from helpdesk.dm.models import NotificationLevel
 from helpdesk.dm.service import notification_level
 from helpdesk.extensions import db
+from helpdesk.live import events as live
 from helpdesk.notifications.models import Notification, NotificationKind
 from helpdesk.types import utcnow
 
@@ -42,6 +43,7 @@ def notify(
     )
     db.session.add(notification)
     db.session.flush()
+    live.notification_created(notification)
     return notification
 
 

@@ -66,6 +66,9 @@ EVENT_HEADER = "X-Helpdesk-Event"
 DELIVERY_HEADER = "X-Helpdesk-Delivery"
 USER_AGENT = "dm-helpdesk-webhooks/1"
 NAT64 = ipaddress.ip_network("64:ff9b::/96")
+LOCAL_NAT64 = ipaddress.ip_network("64:ff9b:1::/48")  # RFC 8215: a network's own translator
+SIIT = ipaddress.ip_network("::ffff:0:0:0/96")  # IPv4-translated addresses (RFC 6052 / SIIT)
+COMPATIBLE = ipaddress.ip_network("::/96")  # IPv4-compatible (deprecated), :: and ::1 included
 
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 
@@ -79,13 +82,18 @@ def _allow_private() -> bool:
 
 def is_internal(address: Address) -> bool:
     """True for every address that reaches the host or its network rather than the internet,
-    including IPv4 addresses wrapped in IPv6 (mapped, NAT64), which reach the same places."""
+    including IPv4 addresses wrapped in IPv6 (mapped, translated, compatible, NAT64, 6to4),
+    which reach the same places; Python before 3.12.4 calls some of these wrappings global."""
     if isinstance(address, ipaddress.IPv6Address):
         if address.ipv4_mapped is not None:
             address = address.ipv4_mapped
-        elif address in NAT64:
+        elif any(address in network for network in (NAT64, SIIT, COMPATIBLE)):
+            if int(address) <= 1:  # :: and ::1
+                return True
             address = ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
-        elif address.is_site_local:
+        elif address.sixtofour is not None:
+            address = address.sixtofour
+        elif address in LOCAL_NAT64 or address.teredo is not None or address.is_site_local:
             return True
     return not address.is_global or address.is_multicast
 

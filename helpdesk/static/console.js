@@ -1,6 +1,8 @@
 /* DM Helpdesk console: small enhancements over pages that work without JavaScript.
-   Countdowns, auto-submitting selects, keyboard shortcuts, the canned-reply and @mention pickers,
-   reply-to, live-update polls. Customer text is only ever set with textContent. */
+   Countdowns, auto-submitting selects, keyboard shortcuts and their help, the canned-reply and
+   @mention pickers, reply-to, live updates (a Redis event stream, or a poll on the embedded
+   default) and who else is viewing or typing. Customer text is only ever set with textContent;
+   what the server renders (newer messages) is parsed inert with DOMParser and adopted. */
 (function () {
   "use strict";
   document.documentElement.classList.add("js");
@@ -10,11 +12,46 @@
   const csrfToken = () => ($('meta[name="csrf-token"]') || {}).content || "";
   const typing = (el) => el && (el.tagName === "INPUT" || el.tagName === "TEXTAREA" ||
     el.tagName === "SELECT" || el.isContentEditable);
+  const LIST_KEY = "helpdesk.inbox-list";
 
   async function getJSON(url) {
     const response = await fetch(url, { headers: { Accept: "application/json" }, credentials: "same-origin" });
     if (!response.ok) throw new Error("HTTP " + response.status);
     return response.json();
+  }
+  async function getHTML(url) {
+    const response = await fetch(url, { headers: { Accept: "text/html" }, credentials: "same-origin" });
+    if (!response.ok || response.redirected) throw new Error("HTTP " + response.status);
+    return response.text();
+  }
+  async function postForm(url, fields) {
+    const body = new FormData();
+    body.append("csrf_token", csrfToken());
+    Object.keys(fields).forEach((name) => body.append(name, fields[name]));
+    const response = await fetch(url, {
+      method: "POST", body, credentials: "same-origin", headers: { Accept: "application/json" },
+    });
+    if (!response.ok) throw new Error("HTTP " + response.status);
+    return response.json();
+  }
+  /* Server-rendered HTML, parsed without running anything in it, as nodes of this document. */
+  function fragment(html) {
+    const doc = new DOMParser().parseFromString(html, "text/html");
+    return Array.from(doc.body.children).map((node) => document.importNode(node, true));
+  }
+  function toast(message) {
+    let box = $(".flashes");
+    if (!box) {
+      box = document.createElement("div");
+      box.className = "flashes";
+      box.setAttribute("role", "status");
+      document.body.append(box);
+    }
+    const flash = document.createElement("div");
+    flash.className = "flash flash-info";
+    flash.textContent = message;
+    box.append(flash);
+    setTimeout(() => flash.remove(), 4000);
   }
 
   /* Countdowns: any element with data-due (ISO time) shows the time left or overdue. */
@@ -53,17 +90,141 @@
   /* Flash messages fade after a while. */
   setTimeout(() => $$(".flashes .flash-success, .flashes .flash-info").forEach((el) => el.remove()), 6000);
 
-  /* Global: "/" focuses search unless typing. */
-  document.addEventListener("keydown", (event) => {
-    if (event.key === "/" && !typing(document.activeElement) && !event.ctrlKey && !event.metaKey) {
-      const search = $(".topsearch input");
-      if (search) { event.preventDefault(); search.focus(); }
+  /* ------------------------------------------------------------ Live updates */
+  const live = $("#live");
+  const liveHandlers = [];
+  const reconnectHandlers = [];
+  const onLive = (handler) => liveHandlers.push(handler);
+
+  function startLive(conversationId) {
+    if (!live) return;
+    const query = conversationId ? "conversation=" + conversationId : "";
+    const seen = new Set();  // polled events carry ids: one seen twice is dropped
+    const dispatch = (item) => {
+      if (item.id) {
+        if (seen.has(item.id)) return;
+        seen.add(item.id);
+      }
+      liveHandlers.forEach((handler) => {
+        try { handler(item); } catch (e) { /* one handler failing leaves the others working */ }
+      });
+    };
+    if (live.dataset.streamUrl && window.EventSource) {
+      /* The server ends each stream after a while and EventSource reconnects by itself; after
+         a refusal (Redis down: 503) it gives up, so this opens a new one a little later. */
+      let opened = false;
+      let source = null;
+      const connect = () => {
+        source = new EventSource(live.dataset.streamUrl + (query ? "?" + query : ""));
+        source.addEventListener("open", () => {
+          if (opened) reconnectHandlers.forEach((handler) => handler());  // catch up on the gap
+          opened = true;
+        });
+        source.addEventListener("message", (message) => {
+          let item = null;
+          try { item = JSON.parse(message.data); } catch (e) { return; }
+          dispatch(item);
+        });
+        source.addEventListener("error", () => {
+          if (source.readyState === EventSource.CLOSED) setTimeout(connect, 10000);
+        });
+      };
+      connect();
+      window.addEventListener("pagehide", () => source.close());
+      window.addEventListener("pageshow", (event) => { if (event.persisted) connect(); });
+      return;
     }
+    let cursor = live.dataset.cursor || "";
+    let busy = false;
+    const poll = async () => {
+      if (busy || document.hidden) return;
+      busy = true;
+      try {
+        const params = [cursor ? "since=" + encodeURIComponent(cursor) : "", query].filter(Boolean);
+        const data = await getJSON(live.dataset.pollUrl + "?" + params.join("&"));
+        cursor = data.cursor;
+        (data.events || []).forEach(dispatch);
+        seen.forEach((id) => { if (id <= Number(cursor)) seen.delete(id); });
+        if (data.presence) dispatch({ type: "presence.snapshot", conversation_id: conversationId, viewers: data.presence });
+      } catch (e) { /* offline for a moment: the next tick tries again */ }
+      finally { busy = false; }
+    };
+    setInterval(poll, 2000);
+    /* Hidden tabs do not poll; one hidden for long may have lost old events: catch up. */
+    let hiddenAt = 0;
+    document.addEventListener("visibilitychange", () => {
+      if (document.hidden) { hiddenAt = Date.now(); return; }
+      poll();
+      if (Date.now() - hiddenAt > 60000) reconnectHandlers.forEach((handler) => handler());
+    });
+  }
+
+  /* Notifications for me: the badge counts up. */
+  onLive((item) => {
+    if (item.type !== "notification.created" || !item.alert) return;
+    let badge = $("#notification-badge");
+    if (!badge) {
+      const link = $("#nav-notifications");
+      if (!link) return;
+      badge = document.createElement("span");
+      badge.id = "notification-badge";
+      badge.className = "count count-alert";
+      badge.textContent = "0";
+      link.append(" ", badge);
+    }
+    badge.textContent = String((parseInt(badge.textContent, 10) || 0) + 1);
+    badge.classList.remove("bump");
+    void badge.offsetWidth;  // restart the animation
+    badge.classList.add("bump");
+  });
+
+  /* ------------------------------------------------------------ Help overlay */
+  const overlay = $("#shortcuts");
+  let overlayReturn = null;
+  function toggleHelp(show) {
+    if (!overlay) return;
+    show = show === undefined ? overlay.hidden : show;
+    if (show) {
+      overlayReturn = document.activeElement;
+      overlay.hidden = false;
+      $("#shortcuts-close").focus();
+    } else {
+      overlay.hidden = true;
+      if (overlayReturn && overlayReturn.focus) overlayReturn.focus();
+    }
+  }
+  if (overlay) {
+    $("#shortcuts-close").addEventListener("click", () => toggleHelp(false));
+    overlay.addEventListener("click", (event) => { if (event.target === overlay) toggleHelp(false); });
+  }
+
+  /* Key maps: the page fills them; one listener dispatches. */
+  const keys = {
+    "?": () => toggleHelp(),
+    "/": () => {
+      const search = $(".topsearch input");
+      if (search) search.focus();
+    },
+  };
+  document.addEventListener("keydown", (event) => {
+    if (event.key === "Escape" && overlay && !overlay.hidden) {
+      event.preventDefault();
+      toggleHelp(false);
+      return;
+    }
+    if (typing(document.activeElement) || event.ctrlKey || event.metaKey || event.altKey) return;
+    if (overlay && !overlay.hidden && event.key !== "?") return;
+    const action = keys[event.key];
+    if (!action) return;
+    event.preventDefault();
+    action(event);
   });
 
   /* ---------------------------------------------------------------- Inbox */
   const rows = $$("#rows .row");
-  if (rows.length || $("#bulk")) {
+  if (rows.length || $("#bulk")) setupInbox();
+
+  function setupInbox() {
     const selectAll = $("#select-all");
     const counter = $("#selected-count");
     const checks = $$(".row-check");
@@ -78,6 +239,14 @@
       checks.forEach((c) => { c.checked = selectAll.checked; });
       refresh();
     });
+    /* The conversation page's j/k follow this list. */
+    try {
+      sessionStorage.setItem(LIST_KEY, JSON.stringify({
+        list: rows.map((row) => new URL(row.dataset.href, window.location.href).pathname),
+        back: window.location.pathname + window.location.search,
+      }));
+    } catch (e) { /* storage disabled: j/k on a conversation go back to the inbox */ }
+
     let cursor = -1;
     const move = (to) => {
       if (!rows.length) return;
@@ -85,34 +254,77 @@
       rows.forEach((row, i) => row.classList.toggle("cursor", i === cursor));
       rows[cursor].scrollIntoView({ block: "nearest" });
     };
-    document.addEventListener("keydown", (event) => {
-      if (typing(document.activeElement) || event.ctrlKey || event.metaKey || event.altKey) return;
-      if (event.key === "j") move(cursor + 1);
-      else if (event.key === "k") move(cursor - 1);
-      else if (event.key === "Enter" && cursor >= 0) window.location = rows[cursor].dataset.href;
-      else if (event.key === "x" && cursor >= 0) {
-        const check = $(".row-check", rows[cursor]);
-        check.checked = !check.checked;
-        refresh();
-      } else return;
-      event.preventDefault();
+    keys.j = () => move(cursor + 1);
+    keys.k = () => move(cursor - 1);
+    keys.Enter = (event) => {
+      if (event.target.closest && event.target.closest("a, button")) {
+        event.target.click();  // Enter on a link or button does what it always does
+        return;
+      }
+      if (cursor >= 0) window.location = rows[cursor].dataset.href;
+    };
+    keys.x = () => {
+      if (cursor < 0) return;
+      const check = $(".row-check", rows[cursor]);
+      check.checked = !check.checked;
+      refresh();
+    };
+
+    /* Live: rows on the page light up; conversations not on it are counted in the banner. */
+    const banner = $("#inbox-live");
+    const bannerText = $("#inbox-live-count");
+    const elsewhere = new Set();
+    const rowOf = (id) => $('#rows .row[data-conversation-id="' + Number(id) + '"]');
+    const showBanner = (text) => {
+      if (!banner) return;
+      bannerText.textContent = text;
+      banner.hidden = false;
+    };
+    onLive((item) => {
+      if (item.type === "message.created") {
+        const row = rowOf(item.conversation_id);
+        if (row) {
+          row.classList.add("live-changed");
+          if (item.direction === "inbound") row.classList.add("unread");
+        } else if (item.direction === "inbound") {
+          elsewhere.add(item.conversation_id);
+          const n = elsewhere.size;
+          showBanner(n + " conversation" + (n > 1 ? "s have" : " has") + " new messages");
+        }
+      } else if (item.type === "ticket.updated") {
+        const row = rowOf(item.conversation_id);
+        if (row) row.classList.add("live-changed");
+      }
     });
-    const live = $("#inbox-live");
-    if (live) {
-      let since = live.dataset.since;
-      setInterval(async () => {
-        if (document.hidden) return;
-        try {
-          const data = await getJSON(live.dataset.updatesUrl + "?since=" + encodeURIComponent(since));
-          if (data.changed > 0) live.hidden = false;
-        } catch (e) { /* offline for a moment: try again at the next tick */ }
-      }, 20000);
-    }
+    reconnectHandlers.push(async () => {
+      if (!live || !live.dataset.since) return;
+      try {
+        const url = live.dataset.inboxUpdatesUrl + "?since=" + encodeURIComponent(live.dataset.since);
+        const data = await getJSON(url);
+        if (data.changed > 0) showBanner("New messages arrived");
+      } catch (e) { /* the next reconnect tries again */ }
+    });
+    startLive(null);
   }
 
   /* --------------------------------------------------------- Conversation */
   const thread = $("#thread");
-  if (thread) {
+  const composer = $("#composer");
+  const composing = composer ? setupComposer(composer) : null;
+  if (thread) setupConversation();
+  else if (!rows.length && !$("#bulk")) startLive(null);
+
+  function neighbour(step) {
+    let saved = null;
+    try { saved = JSON.parse(sessionStorage.getItem(LIST_KEY) || "null"); } catch (e) { saved = null; }
+    const back = (saved && saved.back) || "/inbox";
+    if (!saved || !Array.isArray(saved.list)) return { href: null, back };
+    const index = saved.list.indexOf(window.location.pathname);
+    return { href: index < 0 ? null : saved.list[index + step] || null, back };
+  }
+
+  function setupConversation() {
+    const conversationId = thread.dataset.conversationId;
     thread.scrollTop = thread.scrollHeight;
     if (window.location.hash && window.location.hash.startsWith("#m")) {
       const target = document.getElementById(window.location.hash.slice(1));
@@ -125,24 +337,220 @@
       body.append("csrf_token", csrfToken());
       try { navigator.sendBeacon(leaveUrl, body); } catch (e) { /* the grace period purges */ }
     });
-    const live = $("#thread-live");
-    if (live) {
-      setInterval(async () => {
-        if (document.hidden) return;
-        try {
-          const data = await getJSON(live.dataset.updatesUrl + "?after=" + live.dataset.after);
-          if (data.new > 0) {
-            $("#thread-live-count").textContent = data.new + " new message" + (data.new > 1 ? "s" : "");
-            live.hidden = false;
-          }
-        } catch (e) { /* try again at the next tick */ }
-      }, 15000);
+
+    /* Keys: next/previous of the inbox list, resolve (and next), assign to me, snooze. */
+    const go = (step) => {
+      const next = neighbour(step);
+      if (next.href) window.location = next.href;
+      else toast(step > 0 ? "That was the last conversation of the list." : "That was the first conversation of the list.");
+    };
+    keys.j = () => go(1);
+    keys.k = () => go(-1);
+    const resolveButton = () => $('button[data-key="e"]');
+    keys.e = () => { const button = resolveButton(); if (button) button.click(); };
+    keys.E = () => {
+      const next = neighbour(1);
+      const form = $("#resolve-form");
+      if (!form) { window.location = next.href || next.back; return; }
+      form.elements.next.value = next.href || next.back;
+      form.requestSubmit(resolveButton());
+    };
+    const assignToMe = () => {
+      const take = $('button[data-key="t"]');
+      if (take) { take.click(); return; }
+      const form = $("#assign-me");
+      if (form) form.requestSubmit();
+      else toast("It is already yours.");
+    };
+    keys.a = assignToMe;
+    keys.t = assignToMe;
+    const snooze = $("#snooze");
+    if (snooze) {
+      keys.s = () => { snooze.scrollIntoView({ block: "center" }); snooze.focus(); };
+      snooze.addEventListener("keydown", (event) => {
+        if (event.key === "Enter") { event.preventDefault(); snooze.form.requestSubmit(); }
+        else if (event.key === "Escape") snooze.blur();
+      });
     }
+    if (composing) {
+      keys.r = () => composing.focus("reply");
+      keys.n = () => composing.focus("note");
+      keys["/"] = () => composing.openCanned();
+    }
+
+    /* Reply-to links, including those of messages that arrive later. */
+    thread.addEventListener("click", (event) => {
+      const link = event.target.closest(".js-reply");
+      if (!link || !composing) return;
+      event.preventDefault();
+      composing.quote(link.dataset.replyTo, link.dataset.preview);
+    });
+
+    /* Newer messages, rendered by the server, appended in place. */
+    const note = $("#thread-live");
+    const noteText = $("#thread-live-text");
+    const appending = thread.dataset.liveAppend === "1";
+    let latest = Number(thread.dataset.latest) || 0;
+    let fetching = false;
+    let again = false;
+    let stale = false;
+    const nearBottom = () => thread.scrollHeight - thread.scrollTop - thread.clientHeight < 120;
+    const place = (node) => {
+      const scheduled = $("#thread-scheduled", thread);
+      if (scheduled) thread.insertBefore(node, scheduled);
+      else thread.append(node);
+    };
+    async function fetchNewer() {
+      if (!appending) {
+        noteText.textContent = "New messages";
+        note.hidden = false;
+        return;
+      }
+      if (document.hidden) { stale = true; return; }
+      if (fetching) { again = true; return; }
+      fetching = true;
+      try {
+        const bottom = nearBottom();
+        const nodes = fragment(await getHTML(thread.dataset.newerUrl + "?after=" + latest));
+        let added = 0;
+        nodes.forEach((node) => {
+          const existing = node.id && document.getElementById(node.id);
+          if (existing && !existing.classList.contains("scheduled")) return;
+          if (existing) existing.remove();  // a scheduled message went out: it joins the thread
+          if (node.dataset && node.dataset.messageId) {
+            latest = Math.max(latest, Number(node.dataset.messageId));
+            node.classList.add("live-new");
+            added += 1;
+          }
+          place(node);
+        });
+        if (added) {
+          const empty = $(".empty", thread);
+          if (empty) empty.remove();
+          const scheduled = $("#thread-scheduled", thread);
+          if (scheduled && !$(".msg.scheduled", thread)) scheduled.remove();
+          if (bottom) thread.scrollTop = thread.scrollHeight;
+          else {
+            noteText.textContent = added + " new message" + (added > 1 ? "s" : "") + " below";
+            note.hidden = false;
+          }
+        }
+      } catch (e) { /* the next event or reconnect fetches again */ }
+      finally {
+        fetching = false;
+        if (again) { again = false; fetchNewer(); }
+      }
+    }
+    async function refreshMessage(messageId) {
+      const current = document.getElementById("m" + Number(messageId));
+      if (!current || current.classList.contains("scheduled")) {
+        if (Number(messageId) > latest) fetchNewer();
+        return;
+      }
+      try {
+        const url = thread.dataset.messageUrl.replace("987654321", String(Number(messageId)));
+        const node = fragment(await getHTML(url)).find((n) => n.id === current.id);
+        if (node) current.replaceWith(node);
+      } catch (e) { /* it stays as it was until the page reloads */ }
+    }
+    if (appending) {
+      $("#thread-live-show").addEventListener("click", (event) => {
+        event.preventDefault();
+        thread.scrollTop = thread.scrollHeight;
+        note.hidden = true;
+      });
+      thread.addEventListener("scroll", () => { if (nearBottom()) note.hidden = true; });
+    }
+    document.addEventListener("visibilitychange", () => {
+      if (!document.hidden && stale) { stale = false; fetchNewer(); }
+    });
+    reconnectHandlers.push(fetchNewer);
+
+    /* The ticket as others change it: status and assignee. */
+    const showTicket = (item) => {
+      const pill = $("#ticket-status .pill");
+      if (pill && item.status) {
+        pill.className = "pill pill-" + item.status;
+        pill.textContent = item.status;
+      }
+      const status = $("#status");
+      if (status && item.status && document.activeElement !== status) status.value = item.status;
+      const assignee = $("#assignee");
+      if (assignee && document.activeElement !== assignee) {
+        const value = item.assignee_id == null ? "" : String(item.assignee_id);
+        if ($$("option", assignee).some((option) => option.value === value)) assignee.value = value;
+      }
+    };
+
+    /* Presence: who else has this conversation open, and who is typing in it. */
+    const presenceBox = $("#presence");
+    const viewers = new Map();
+    const setViewer = (viewer, now) => {
+      if (!(viewer.viewing > 0)) { viewers.delete(viewer.agent_id); return; }
+      viewers.set(viewer.agent_id, {
+        name: viewer.name,
+        viewingUntil: now + viewer.viewing * 1000,
+        typingUntil: now + (viewer.typing || 0) * 1000,
+      });
+    };
+    const snapshot = (list) => {
+      const now = Date.now();
+      viewers.clear();
+      (list || []).forEach((viewer) => setViewer(viewer, now));
+      renderPresence();
+    };
+    const names = (list) => list.length <= 2 ? list.join(" and ") : list.slice(0, -1).join(", ") + " and " + list[list.length - 1];
+    function renderPresence() {
+      const now = Date.now();
+      const typists = [];
+      const lookers = [];
+      viewers.forEach((viewer, id) => {
+        if (viewer.viewingUntil <= now) viewers.delete(id);
+        else (viewer.typingUntil > now ? typists : lookers).push(viewer.name);
+      });
+      const parts = [];
+      if (typists.length) parts.push(names(typists) + (typists.length > 1 ? " are typing…" : " is typing…"));
+      if (lookers.length) parts.push(names(lookers) + (lookers.length > 1 ? " are viewing" : " is viewing"));
+      presenceBox.textContent = parts.join(" · ");
+      presenceBox.hidden = parts.length === 0;
+      presenceBox.classList.toggle("presence-typing", typists.length > 0);
+    }
+    setInterval(renderPresence, 1000);
+
+    const presenceUrl = thread.dataset.presenceUrl;
+    let lastTyping = 0;
+    const beat = async (state) => {
+      try { snapshot((await postForm(presenceUrl, { state })).presence); } catch (e) { /* next beat */ }
+    };
+    beat("viewing");
+    setInterval(() => beat("viewing"), 5000);
+    if (composing) {
+      composing.text.addEventListener("input", () => {
+        if (Date.now() - lastTyping < 2000) return;
+        lastTyping = Date.now();
+        beat("typing");
+      });
+    }
+
+    onLive((item) => {
+      if (String(item.conversation_id) !== String(conversationId)) return;
+      if (item.type === "message.created") {
+        if (Number(item.message_id) > latest) fetchNewer();
+      } else if (item.type === "message.updated") {
+        refreshMessage(item.message_id);
+      } else if (item.type === "ticket.updated") {
+        showTicket(item);
+      } else if (item.type === "presence") {
+        setViewer(item, Date.now());
+        renderPresence();
+      } else if (item.type === "presence.snapshot") {
+        snapshot(item.viewers);
+      }
+    });
+    startLive(conversationId);
   }
 
-  const composer = $("#composer");
-  if (composer) setupComposer(composer);
-
+  /* ------------------------------------------------------------- Composer */
   function setupComposer(form) {
     const text = $("#composer-text", form);
     const picker = $("#picker", form);
@@ -171,26 +579,14 @@
     const quoting = $("#quoting", form);
     const replyTo = $("#reply-to", form);
     const cancelQuote = () => { replyTo.value = ""; quoting.hidden = true; };
-    $$(".js-reply").forEach((link) => link.addEventListener("click", (event) => {
-      event.preventDefault();
-      replyTo.value = link.dataset.replyTo;
-      $("#quoting-text", form).textContent = link.dataset.preview;
+    const quote = (messageId, previewText) => {
+      replyTo.value = messageId;
+      $("#quoting-text", form).textContent = previewText;
       quoting.hidden = false;
       setMode("reply");
       text.focus();
-    }));
+    };
     $("#quoting-cancel", form).addEventListener("click", (event) => { event.preventDefault(); cancelQuote(); });
-
-    /* Keyboard: r reply, n note, Ctrl+Enter send, Esc closes the picker or the quote. */
-    document.addEventListener("keydown", (event) => {
-      if (typing(document.activeElement) || event.ctrlKey || event.metaKey || event.altKey) return;
-      if (event.key === "r") { setMode("reply"); text.focus(); event.preventDefault(); }
-      else if (event.key === "n") { setMode("note"); text.focus(); event.preventDefault(); }
-      else if (event.key === "e" || event.key === "t") {
-        const button = $('button[data-key="' + event.key + '"]');
-        if (button) { event.preventDefault(); button.click(); }
-      }
-    });
 
     /* Unfilled canned-reply placeholders are flagged, and block sending until edited. */
     const checkPlaceholders = () => {
@@ -312,5 +708,20 @@
       event.preventDefault();
     });
     text.addEventListener("blur", () => setTimeout(closePicker, 150));
+
+    return {
+      text,
+      quote,
+      focus(next) { setMode(next); text.focus(); },
+      /* "/" from outside the box: the reply box, a slash at the caret, the picker open. */
+      openCanned() {
+        setMode("reply");
+        text.focus();
+        const start = text.selectionStart;
+        const before = text.value.slice(0, start);
+        text.setRangeText(before && !/\s$/.test(before) ? " /" : "/", start, text.selectionEnd, "end");
+        lookup();
+      },
+    };
   }
 })();

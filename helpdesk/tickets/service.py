@@ -20,6 +20,7 @@ from helpdesk.dm.models import (
 from helpdesk.dm.service import atomic
 from helpdesk.errors import AlreadyAssigned, InvalidState, NotFound, ValidationError
 from helpdesk.extensions import db
+from helpdesk.live import events as live
 from helpdesk.notifications.models import NotificationKind
 from helpdesk.notifications.service import notify
 from helpdesk.outgoing.service import emit, ticket_data
@@ -48,6 +49,7 @@ def _after_change(ticket: Ticket, now: datetime) -> None:
         conversation.status = ConversationStatus(ticket.status.value)
     refresh_ticket_sla(ticket, now)
     db.session.flush()
+    live.ticket_updated(ticket)
 
 
 def _try_auto_assign(ticket: Ticket, now: datetime) -> None:

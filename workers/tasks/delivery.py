@@ -3,7 +3,9 @@ import logging
 from celery import shared_task
 
 from helpdesk.delivery import service
+from helpdesk.dm.models import Message
 from helpdesk.extensions import db
+from helpdesk.live import events as live
 
 log = logging.getLogger(__name__)
 
@@ -13,9 +15,19 @@ def deliver_message(self, message_id: int) -> str:
     """Only a retryable refusal is retried: the service counts attempts in the row and gives up
     after six, so a redelivered or duplicate task can never push past that."""
     outcome = service.deliver(message_id)
+    if outcome != service.SKIPPED:
+        _announce(message_id)
     if outcome == service.RETRY:
         raise self.retry(countdown=service.backoff_seconds(self.request.retries + 1))
     return outcome
+
+
+def _announce(message_id: int) -> None:
+    """The attempt committed its outcome (sent, failed, will retry): consoles show it now."""
+    message = db.session.get(Message, message_id)
+    if message is not None:
+        live.message_updated(message)
+    db.session.commit()
 
 
 @shared_task(bind=True, ignore_result=True, max_retries=service.MAX_ATTEMPTS - 1)

@@ -10,7 +10,7 @@ import hashlib
 import hmac
 from urllib.parse import urlsplit
 
-from flask import Blueprint, Flask, current_app, g, jsonify, redirect, request, url_for
+from flask import Blueprint, Flask, abort, current_app, g, jsonify, redirect, request, url_for
 from flask_login import UserMixin
 from werkzeug.middleware.proxy_fix import ProxyFix
 
@@ -27,8 +27,10 @@ SAFE_METHODS = ("GET", "HEAD", "OPTIONS", "TRACE")
 class ConsoleUser(UserMixin):
     """The signed-in agent as Flask-Login sees it; services are given `.agent`.
 
-    The session id carries a fingerprint of the password hash, so changing a password signs out
-    every other session and every remember-me cookie.
+    The session id carries a fingerprint of the password hash and the session epoch, so changing
+    a password or signing out ends every session and every remember-me cookie of the agent,
+    copies included: the cookies are signed, not stored, so only what they are checked against
+    can change.
     """
 
     def __init__(self, agent: Agent):
@@ -45,7 +47,10 @@ class ConsoleUser(UserMixin):
 
 def fingerprint(agent: Agent) -> str:
     key = current_app.config["SECRET_KEY"].encode()
-    return hmac.new(key, agent.password_hash.encode(), hashlib.sha256).hexdigest()[:20]
+    material = agent.password_hash
+    if agent.session_epoch:  # epoch 0 keeps the fingerprints issued before epochs existed
+        material += f":{agent.session_epoch}"
+    return hmac.new(key, material.encode(), hashlib.sha256).hexdigest()[:20]
 
 
 def _load_user(user_id: str) -> ConsoleUser | None:
@@ -103,12 +108,23 @@ def _check_csrf() -> None:
     csrf.protect()
 
 
+def _refuse_nul() -> None:
+    """A NUL character in a form or query value is never typed: PostgreSQL can neither store
+    nor compare it, so it is refused before any view (the API's schemas refuse it themselves)."""
+    if request.path.startswith(CSRF_EXEMPT_PREFIXES):
+        return
+    for source in (request.args, request.form):
+        if any("\x00" in value for _key, values in source.lists() for value in values):
+            abort(400, description="A value contains a NUL character.")
+
+
 def init_auth(app: Flask) -> None:
     app.config.setdefault("WTF_CSRF_TIME_LIMIT", None)  # the token lives as long as the session
     app.config["WTF_CSRF_CHECK_DEFAULT"] = False  # `_check_csrf` decides, by path
     csrf.init_app(app)
     app.before_request(_fresh_request_state)
     app.before_request(_check_csrf)
+    app.before_request(_refuse_nul)
     login_manager.init_app(app)
     login_manager.session_protection = app.config.get("SESSION_PROTECTION", "strong")
     login_manager.login_view = "auth.login"

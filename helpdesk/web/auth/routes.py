@@ -65,6 +65,9 @@ def logout_confirm() -> ResponseReturnValue:
 @bp.post("/logout")
 @login_required
 def logout() -> ResponseReturnValue:
+    agent = current_user.agent
+    agent.session_epoch += 1  # a copy of this session's cookies no longer signs anyone in
+    db.session.commit()
     session.clear()
     logout_user()  # after the clear: it leaves the mark that deletes the remember-me cookie
     flash("You are signed out.", "info")

@@ -14,7 +14,10 @@ from werkzeug.routing import BuildError
 
 from helpdesk.errors import DomainError
 from helpdesk.extensions import db, login_manager
+from helpdesk.live import events as live
+from helpdesk.live.service import cursor_now
 from helpdesk.notifications.service import unread_count
+from helpdesk.types import utcnow
 from helpdesk.web.auth import wants_json
 from helpdesk.web.console.context import load_context
 
@@ -49,7 +52,13 @@ def _require_agent() -> ResponseReturnValue | None:
 def _header() -> dict:
     if not g.get("brand"):
         return {}
-    return {"unread_notifications": unread_count(g.agent.id, g.brand.id)}
+    return {
+        "unread_notifications": unread_count(g.agent.id, g.brand.id),
+        # Where the page's live updates start (read in the transaction that read the page).
+        "live_cursor": cursor_now(g.brand.id),
+        "live_since": utcnow(),
+        "live_stream": live.streaming(),
+    }
 
 
 @bp.errorhandler(HTTPException)
@@ -93,6 +102,7 @@ from helpdesk.web.console import (  # noqa: E402,F401
     canned,
     conversations,
     inbox,
+    live_updates,
     notifications,
     search,
 )

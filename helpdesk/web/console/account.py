@@ -14,7 +14,8 @@ from helpdesk.web.console.context import BRAND_KEY, back, me, perform
 def switch_brand() -> ResponseReturnValue:
     """Work in another brand the agent belongs to; any other brand does not exist here."""
     value = request.form.get("brand_id", "")
-    choice = next((b for b in g.brands if value.isdigit() and b.id == int(value)), None)
+    wanted = int(value) if value.isascii() and value.isdigit() else None
+    choice = next((b for b in g.brands if b.id == wanted), None)
     if choice is None:
         abort(404)
     session[BRAND_KEY] = choice.id

@@ -22,6 +22,7 @@ from helpdesk.web.console import bp
 from helpdesk.web.console.context import (
     conversation_or_404,
     me,
+    parse_id,
     parse_local,
     perform,
     require,
@@ -48,12 +49,7 @@ def _here(conversation_id: int) -> str:
 
 
 def _optional_id(name: str) -> int | None:
-    value = request.form.get(name, "").strip()
-    if not value:
-        return None
-    if not value.isdigit():
-        abort(400, description=f"{name}: a number")
-    return int(value)
+    return parse_id(request.form.get(name), name)
 
 
 @bp.post("/conversations/<int:conversation_id>/assign")

@@ -21,6 +21,7 @@ from helpdesk.web.auth import safe_path
 
 log = logging.getLogger(__name__)
 BRAND_KEY = "brand_id"
+MAX_ID = 2**31 - 1  # an INTEGER primary key: a larger id is no row, and overflows the drivers
 
 
 @dataclass(frozen=True)
@@ -32,7 +33,14 @@ class BrandChoice:
 
 def load_context() -> None:
     """g.agent, g.brand, g.role and g.brands for this request; the brand kept in the session is
-    used only while the agent is still a member of it (default: the first membership)."""
+    used only while the agent is still a member of it (default: the first membership).
+
+    An id in the path that no INTEGER column can hold names nothing: a 404."""
+    if any(
+        isinstance(value, int) and not 0 < value <= MAX_ID
+        for value in (request.view_args or {}).values()
+    ):
+        abort(404)
     agent: Agent = current_user.agent
     rows = db.session.execute(
         select(Brand, Membership.role)
@@ -67,8 +75,21 @@ def is_admin() -> bool:
     return g.role.rank >= Role.ADMIN.rank
 
 
+def parse_id(value: str | None, what: str) -> int | None:
+    """An id sent in a form or a query string: empty is None; anything but ASCII digits that fit
+    an INTEGER column is a 400 (`str.isdigit` also says yes to "²", which `int` refuses)."""
+    value = (value or "").strip()
+    if not value:
+        return None
+    if not (value.isascii() and value.isdigit()) or not 0 < int(value) <= MAX_ID:
+        abort(400, description=f"{what}: an id")
+    return int(value)
+
+
 def conversation_or_404(conversation_id: int) -> Conversation:
     """Another brand's conversation does not exist here; hidden requests are for admins."""
+    if not 0 < conversation_id <= MAX_ID:
+        abort(404)
     conversation = db.session.get(Conversation, conversation_id)
     if conversation is None or conversation.brand_id != g.brand.id:
         abort(404)
@@ -78,6 +99,8 @@ def conversation_or_404(conversation_id: int) -> Conversation:
 
 
 def message_or_404(conversation: Conversation, message_id: int) -> Message:
+    if not 0 < message_id <= MAX_ID:
+        abort(404)
     message = db.session.get(Message, message_id)
     if message is None or message.conversation_id != conversation.id or message.suppressed:
         abort(404)
@@ -128,9 +151,12 @@ def parse_local(value: str | None, what: str) -> datetime | None:
         naive = datetime.fromisoformat(value)
     except ValueError:
         raise ValidationError(f"{what}: not a date and time") from None
-    if naive.tzinfo is not None:
-        return naive.astimezone(UTC)
-    return naive.replace(tzinfo=timezone()).astimezone(UTC)
+    try:
+        if naive.tzinfo is not None:
+            return naive.astimezone(UTC)
+        return naive.replace(tzinfo=timezone()).astimezone(UTC)
+    except OverflowError:  # 0001-01-01 east of UTC is before the first representable time
+        raise ValidationError(f"{what}: out of range") from None
 
 
 def enqueue_delivery(message_id: int) -> None:

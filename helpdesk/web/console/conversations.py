@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from flask import flash, jsonify, redirect, render_template, request, url_for
+from flask import flash, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
 from werkzeug.datastructures import MultiDict
 
@@ -16,6 +16,7 @@ from helpdesk.extensions import db
 from helpdesk.inbox import service as inbox
 from helpdesk.inbox import thread
 from helpdesk.inbox.queries import brand_lookups, sla_state
+from helpdesk.live import service as live
 from helpdesk.tickets import notes
 from helpdesk.tickets.service import current_ticket
 from helpdesk.types import utcnow
@@ -27,10 +28,10 @@ from helpdesk.web.console.context import (
     enqueue_reaction,
     me,
     message_or_404,
+    parse_id,
     parse_local,
     perform,
 )
-from helpdesk.web.console.json import json_endpoint
 
 # What a canned reply leaves in the text when it had no value for a placeholder.
 UNFILLED = re.compile(r"\{\{\s*(?:contact|agent|brand|ticket)\.\w+\s*\}\}")
@@ -57,12 +58,11 @@ class Draft:
             )
             if url.strip()
         ]
-        reply_to = form.get("reply_to", "")
         return cls(
             mode=mode,
             text=form.get("text", "")[:10_000],
             attachments=attachments,
-            reply_to_id=int(reply_to) if reply_to.isdigit() else None,
+            reply_to_id=parse_id(form.get("reply_to"), "reply_to"),
             send_at=form.get("send_at", "")[:40],
         )
 
@@ -70,7 +70,7 @@ class Draft:
 def render_conversation(conversation: Conversation, draft: Draft | None = None, status: int = 200):
     """The thread and its panels; opening the latest page marks it seen for the agent (unread
     state) and for the brand (read receipts, vanish-mode purge)."""
-    before = request.args.get("before", type=int)
+    before = parse_id(request.args.get("before"), "before")
     if before is None:
         now = utcnow()
         dm.mark_seen_by_brand(conversation, at=now)
@@ -102,20 +102,13 @@ def conversation(conversation_id: int) -> ResponseReturnValue:
     return render_conversation(conversation_or_404(conversation_id))
 
 
-@bp.get("/conversations/<int:conversation_id>/updates")
-@json_endpoint
-def conversation_updates(conversation_id: int) -> ResponseReturnValue:
-    """Polled by the open page: how many messages arrived after the last one it shows."""
-    conversation = conversation_or_404(conversation_id)
-    after = request.args.get("after", default=0, type=int)
-    return jsonify(new=thread.newer_than(conversation, after))
-
-
 @bp.post("/conversations/<int:conversation_id>/leave")
 def leave(conversation_id: int) -> ResponseReturnValue:
-    """The agent closed the page: seen vanish-mode messages may be purged now."""
+    """The agent closed the page: seen vanish-mode messages may be purged now, and the others
+    no longer see the agent there."""
     conversation = conversation_or_404(conversation_id)
     dm.leave_thread(conversation)
+    live.leave(conversation, me())
     db.session.commit()
     return "", 204
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 
 from flask import abort, flash, g, jsonify, render_template, request, url_for
 from flask.typing import ResponseReturnValue
@@ -12,7 +12,7 @@ from helpdesk.inbox import bulk, queries
 from helpdesk.inbox.queries import InboxFilter, brand_lookups, inbox_page, parse_filter
 from helpdesk.types import utcnow
 from helpdesk.web.console import bp
-from helpdesk.web.console.context import brand, me, perform
+from helpdesk.web.console.context import brand, me, parse_id, perform
 from helpdesk.web.console.json import json_endpoint
 
 
@@ -34,17 +34,18 @@ def inbox() -> ResponseReturnValue:
 
 
 def _selected_ids() -> list[int]:
-    ids = request.form.getlist("ids")
-    if not all(value.isdigit() for value in ids):
+    ids = [parse_id(value, "ids") for value in request.form.getlist("ids")]
+    if None in ids:
         abort(400, description="a selection is a list of conversation ids")
-    return [int(value) for value in ids]
+    return ids
 
 
 def _assignee() -> int | None:
+    """`me`, an agent's id, or empty for nobody; anything else is refused, not read as nobody."""
     value = request.form.get("assignee_id", "")
     if value == "me":
         return me().id
-    return int(value) if value.isdigit() else None
+    return parse_id(value, "assignee_id")
 
 
 @bp.post("/inbox/bulk")
@@ -83,4 +84,8 @@ def inbox_updates() -> ResponseReturnValue:
         abort(400, description="since: an ISO 8601 time")
     if since.tzinfo is None:
         abort(400, description="since: include the time zone")
+    try:
+        since = since.astimezone(UTC)
+    except OverflowError:  # 0001-01-01 east of UTC: before the first representable time
+        abort(400, description="since: out of range")
     return jsonify(changed=queries.changed_since(brand().id, since), now=utcnow().isoformat())
