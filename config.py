@@ -7,6 +7,8 @@ import secrets
 from datetime import timedelta
 from pathlib import Path
 
+from kombu import Queue
+
 BASE_DIR = Path(__file__).resolve().parent
 INSTANCE_DIR = Path(os.environ.get("HELPDESK_INSTANCE", BASE_DIR / "instance"))
 
@@ -43,6 +45,10 @@ def _celery_config(redis_url: str | None) -> dict:
         "task_reject_on_worker_lost": True,
         "worker_prefetch_multiplier": 1,
         "broker_connection_retry_on_startup": True,
+        # Replies have a queue of their own, so a burst of intake never delays them; a worker
+        # started without -Q consumes both, and busy installs give delivery workers of their own.
+        "task_queues": (Queue("celery"), Queue("delivery")),
+        "task_routes": {"workers.tasks.delivery.*": {"queue": "delivery"}},
         # The SQLAlchemy transport hands these to create_engine: wait for SQLite's lock.
         "broker_transport_options": {} if redis_url else {"connect_args": {"timeout": 30}},
         "beat_schedule_filename": str(INSTANCE_DIR / "celerybeat-schedule"),

@@ -90,7 +90,7 @@ class QueueCollector:
             GaugeMetricFamily("helpdesk_intake_lag_seconds", ""),
             GaugeMetricFamily("helpdesk_outbound_messages", "", labels=["status"]),
             GaugeMetricFamily("helpdesk_sla_breaches", ""),
-            GaugeMetricFamily("helpdesk_queue_depth", ""),
+            GaugeMetricFamily("helpdesk_queue_depth", "", labels=["queue"]),
         ]
 
     def collect(self):
@@ -139,19 +139,26 @@ class QueueCollector:
         sla = GaugeMetricFamily("helpdesk_sla_breaches", "SLA breach reminders fired, all time")
         sla.add_metric([], breaches or 0)
         yield sla
-        depth = GaugeMetricFamily("helpdesk_queue_depth", "Tasks waiting in the broker")
-        depth.add_metric([], self._queue_depth(app))
+        depth = GaugeMetricFamily(
+            "helpdesk_queue_depth", "Tasks waiting in the broker", labels=["queue"]
+        )
+        for queue, count in self._queue_depths(app):
+            depth.add_metric([queue], count)
         yield depth
 
     @staticmethod
-    def _queue_depth(app: Flask) -> float:
+    def _queue_depths(app: Flask) -> list[tuple[str, float]]:
+        celery = app.extensions["celery"]
+        names = [queue.name for queue in celery.conf.task_queues]
         try:
-            with app.extensions["celery"].connection_for_read() as connection:
-                return float(
-                    connection.default_channel.queue_declare("celery", passive=True).message_count
-                )
+            with celery.connection_for_read() as connection:
+                channel = connection.default_channel
+                return [
+                    (name, float(channel.queue_declare(name, passive=True).message_count))
+                    for name in names
+                ]
         except Exception:  # the broker is down: no figure rather than a failed scrape
-            return float("nan")
+            return [(name, float("nan")) for name in names]
 
 
 def init_observability(app: Flask) -> None:

@@ -191,12 +191,15 @@ def celery_process(worker_env, tmp_path):
                 process.wait()
 
 
-def drain_broker(app, queue: str = "celery") -> list[tuple[str, list]]:
-    """Take every task message waiting in the real broker: (task name, args), oldest first."""
+def drain_broker(app) -> list[tuple[str, list]]:
+    """Take every task message waiting in the real broker's queues: (task name, args), oldest
+    first within a queue."""
+    celery = app.extensions["celery"]
     taken = []
-    with app.extensions["celery"].connection_for_read() as connection:
+    with celery.connection_for_read() as connection:
         channel = connection.default_channel
-        while (message := channel.basic_get(queue, no_ack=True)) is not None:
-            args, _kwargs, _embed = message.decode()
-            taken.append((message.headers["task"], list(args)))
+        for queue in celery.conf.task_queues:
+            while (message := channel.basic_get(queue.name, no_ack=True)) is not None:
+                args, _kwargs, _embed = message.decode()
+                taken.append((message.headers["task"], list(args)))
     return taken

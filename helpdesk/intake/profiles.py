@@ -9,6 +9,7 @@ from flask import current_app
 
 from helpdesk.brands.models import Brand
 from helpdesk.channels.models import Channel
+from helpdesk.delivery.service import graph_client
 from helpdesk.dm.models import Contact, Conversation, RequestState
 from helpdesk.extensions import db
 from helpdesk.types import utcnow
@@ -20,14 +21,15 @@ FIELDS = "name,username,profile_pic,is_user_follow_business,is_business_follow_u
 def fetch_profile(contact_id: int, timeout: float = 10.0) -> bool:
     """Fill in name, username, avatar and follow flags; on failure the contact keeps its id only."""
     contact = db.session.get(Contact, contact_id)
-    if contact is None:
+    if contact is None or contact.profile_fetched_at is not None:
+        # Every message of a contact not fetched yet queues a fetch: only the first calls Meta.
         return False
     channel = db.session.get(Channel, contact.channel_id)
     if channel.kind.value != "instagram" or not channel.access_token_encrypted:
         return False
     url = f"{current_app.config['GRAPH_API_BASE'].rstrip('/')}/{contact.platform_id}"
     try:
-        response = httpx.get(
+        response = graph_client().get(
             url,
             params={"fields": FIELDS},
             headers={"Authorization": f"Bearer {channel.access_token}"},

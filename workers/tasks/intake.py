@@ -7,8 +7,10 @@ from celery import shared_task
 from helpdesk.extensions import db
 from helpdesk.intake import service as intake
 from helpdesk.observability import request_id_var
+from helpdesk.queueing import kicked, single_runner
 
 log = logging.getLogger(__name__)
+PROCESS_PENDING = "workers.tasks.intake.process_pending_webhooks"
 
 
 @shared_task(ignore_result=True)
@@ -30,27 +32,42 @@ def process_webhook_event(event_id: int) -> None:
 
 @shared_task(ignore_result=True)
 def process_pending_webhooks(older_than_seconds: float = 0, budget_seconds: float = 30) -> int:
-    """Process stored deliveries until none is pending: the intake enqueues this (coalesced),
-    and beat runs it as a sweep for anything left behind (broker down, worker killed)."""
+    """Process stored deliveries until none is pending: the intake asks for this (`kick`), and
+    beat runs it as a sweep for anything left behind (broker down, worker killed).
+
+    One loop runs at a time, so the other worker processes stay free for replies and the rest;
+    a loop that finds nothing left lets go, then looks once more, since a delivery stored just
+    before it let go had its request turned away by the hold.
+    """
+    kicked(PROCESS_PENDING)
     deadline = time.monotonic() + budget_seconds
     done: set[int] = set()
     while time.monotonic() < deadline:
-        ids = [
-            event_id
-            for event_id in intake.pending_event_ids(
-                older_than=timedelta(seconds=older_than_seconds), limit=200
-            )
-            if event_id not in done
-        ]
-        db.session.rollback()
-        if not ids:
+        with single_runner(PROCESS_PENDING, budget_seconds + 30) as mine:
+            if not mine:
+                break
+            _drain(older_than_seconds, deadline, done)
+        if not [event_id for event_id in _pending(older_than_seconds) if event_id not in done]:
             break
-        for event_id in ids:
-            process_webhook_event(event_id)
-            done.add(event_id)
     if done:
         log.info("processed %d webhook deliveries", len(done))
     return len(done)
+
+
+def _drain(older_than_seconds: float, deadline: float, done: set[int]) -> None:
+    while time.monotonic() < deadline:
+        ids = [event_id for event_id in _pending(older_than_seconds) if event_id not in done]
+        if not ids:
+            return
+        for event_id in ids:
+            process_webhook_event(event_id)
+            done.add(event_id)
+
+
+def _pending(older_than_seconds: float) -> list[int]:
+    ids = intake.pending_event_ids(older_than=timedelta(seconds=older_than_seconds), limit=200)
+    db.session.rollback()
+    return ids
 
 
 @shared_task(ignore_result=True)

@@ -11,7 +11,7 @@ from werkzeug.exceptions import RequestEntityTooLarge
 
 from helpdesk.intake import service as intake
 from helpdesk.intake.writer import DeliveryNotStored
-from helpdesk.queueing import send_task_coalesced
+from helpdesk.queueing import kick
 from helpdesk.web.webhooks import bp
 
 
@@ -53,7 +53,7 @@ def receive():
     try:
         text = raw.decode("utf-8")
         body = json.loads(text)
-    except (UnicodeDecodeError, ValueError):
+    except (UnicodeDecodeError, ValueError, RecursionError):  # RecursionError: nested too deep
         return _error(400, "bad_json", "the body is not JSON")
     if not isinstance(body, dict | list):
         return _error(400, "bad_json", "the body is not a JSON object or list")
@@ -66,7 +66,7 @@ def receive():
 
 
 def _enqueue() -> None:
-    """Wake the intake worker, at most a few times a second per process: one task processes
-    every pending delivery, so a burst costs a handful of broker messages, not one each. With
-    the broker down the delivery stays pending and beat's sweep takes it."""
-    send_task_coalesced("workers.tasks.intake.process_pending_webhooks")
+    """Wake the intake worker unless a wake-up is already waiting: one task processes every
+    pending delivery, so a burst costs a handful of broker messages, not one each. With the
+    broker down the delivery stays pending and beat's sweep takes it."""
+    kick("workers.tasks.intake.process_pending_webhooks")
