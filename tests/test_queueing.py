@@ -1,0 +1,92 @@
+"""Waking the workers: one intake wake-up waits in the broker however many deliveries arrive, and
+one intake loop runs at a time (across processes when Redis is configured)."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from sqlalchemy import select
+
+from helpdesk import queueing
+from helpdesk.extensions import db
+from helpdesk.intake.models import EventStatus, WebhookEvent
+from tests.conftest import REDIS_URL, drain_broker
+from tests.test_webhooks import FIXTURES, channel, post  # noqa: F401  (fixture)
+from workers.tasks.intake import PROCESS_PENDING, process_pending_webhooks
+
+needs_redis = pytest.mark.skipif(
+    not REDIS_URL, reason="REDIS_URL is not set: the shared flag and lock live in Redis (CI)"
+)
+
+
+@pytest.fixture(autouse=True)
+def _clean(app):
+    queueing.reset()
+    queueing.kicked(PROCESS_PENDING)
+    drain_broker(app)
+    yield
+    drain_broker(app)
+    queueing.kicked(PROCESS_PENDING)
+
+
+def body(n: int) -> bytes:
+    """The text example with a mid of its own."""
+    raw = (FIXTURES / "text.json").read_bytes()
+    return raw.replace(b'E600000001"', b'E6%08d"' % n)
+
+
+def wake_ups(app) -> int:
+    return sum(name == PROCESS_PENDING for name, _args in drain_broker(app))
+
+
+def statuses() -> list[EventStatus]:
+    db.session.expire_all()
+    return list(db.session.scalars(select(WebhookEvent.status).order_by(WebhookEvent.id)))
+
+
+@needs_redis
+def test_a_burst_of_deliveries_asks_for_one_intake_task(app, client, channel):  # noqa: F811
+    for n in range(20):
+        assert post(client, body(n)).status_code == 200
+        if n % 5 == 4:
+            time.sleep(queueing.COALESCE_SECONDS)  # past what one process would coalesce
+
+    queued = [name for name, _args in drain_broker(app)]
+    assert queued == [PROCESS_PENDING]
+    assert statuses() == [EventStatus.PENDING] * 20
+
+    assert process_pending_webhooks() == 20
+    assert statuses() == [EventStatus.PROCESSED] * 20
+
+
+@needs_redis
+def test_a_started_task_lets_the_next_delivery_ask_again(app, client, channel):  # noqa: F811
+    post(client, body(1))
+    assert wake_ups(app) == 1
+    post(client, body(2))
+    assert wake_ups(app) == 0  # the first is still waiting for a worker
+
+    assert process_pending_webhooks() == 2  # it starts: the flag is cleared
+    post(client, body(3))
+    assert wake_ups(app) == 1
+
+
+@needs_redis
+def test_a_second_intake_loop_leaves_the_work_to_the_one_running(client, channel):  # noqa: F811
+    post(client, body(1))
+    with queueing.single_runner(PROCESS_PENDING, 30) as mine:
+        assert mine
+        assert process_pending_webhooks() == 0
+        assert statuses() == [EventStatus.PENDING]
+    assert process_pending_webhooks() == 1
+    assert statuses() == [EventStatus.PROCESSED]
+
+
+@needs_redis
+def test_a_hold_whose_holder_died_lapses(app):
+    with queueing.single_runner(PROCESS_PENDING, 0.2) as mine:
+        assert mine
+        time.sleep(0.4)
+        with queueing.single_runner(PROCESS_PENDING, 30) as other:
+            assert other
