@@ -57,11 +57,16 @@ def kick(name: str) -> bool:
 
     With Redis, every web process shares one flag: at most one such task waits in the queue
     however fast requests arrive, and the task clears the flag when it starts (`kicked`), so
-    work stored after that start asks again. Without Redis, each process coalesces its own.
+    work stored after that start asks again. Each process also asks at most once every
+    COALESCE_SECONDS, as it does alone without Redis.
     """
     client = redis_client()
     if client is None:
         return send_task_coalesced(name)
+    now = time.monotonic()
+    if now - _last_sent.get(name, 0.0) < COALESCE_SECONDS:
+        return False  # this process asked a moment ago: not even a round trip to Redis
+    _last_sent[name] = now
     try:
         if not client.set(_key(client, f"kick:{name}"), "1", nx=True, ex=KICK_SECONDS):
             return False

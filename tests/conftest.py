@@ -17,12 +17,16 @@ import subprocess  # noqa: E402
 import sys  # noqa: E402
 import threading  # noqa: E402
 import time  # noqa: E402
+from collections.abc import Iterator  # noqa: E402
+from contextlib import contextmanager  # noqa: E402
 
 import pytest  # noqa: E402
 from sqlalchemy import text  # noqa: E402
+from werkzeug.serving import make_server  # noqa: E402
 
 from helpdesk import create_app  # noqa: E402
 from helpdesk.extensions import db  # noqa: E402
+from helpdesk.graphsim.server import QuietRequestHandler  # noqa: E402
 
 DATABASE_URL = os.environ.get("DATABASE_URL") or f"sqlite:///{_INSTANCE / 'test.db'}"
 REDIS_URL = os.environ.get("REDIS_URL") or None
@@ -126,6 +130,20 @@ def race(app, work, count=2):
     for thread in threads:
         thread.join()
     return outcomes
+
+
+@contextmanager
+def serving(app) -> Iterator[str]:
+    """A WSGI app served for real on a free loopback port, in a thread: its base URL."""
+    server = make_server("127.0.0.1", 0, app, threaded=True, request_handler=QuietRequestHandler)
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.port}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=10)
 
 
 # Real worker processes -------------------------------------------------------------------

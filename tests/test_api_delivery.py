@@ -14,19 +14,11 @@ from tests.test_delivery import (
     TOKEN,
     WORKER,
     _purge_broker,
+    sim,  # noqa: F401  (a fixture: the Graph API simulator)
     worker_env,  # noqa: F401  (a fixture: the worker sends to `sim`)
 )
 
 pytestmark = pytest.mark.worker
-
-
-@pytest.fixture
-def sim(app, monkeypatch):
-    from helpdesk.graphsim.testing import running_simulator
-
-    with running_simulator() as handle:
-        monkeypatch.setitem(app.config, "GRAPH_API_BASE", handle.base_url)
-        yield handle
 
 
 @pytest.fixture

@@ -7,40 +7,20 @@ Skips when Playwright or /usr/bin/chromium is missing (`.ci/run` installs Chromi
 from __future__ import annotations
 
 import re
-import shutil
-import threading
-from pathlib import Path
 
 import pytest
 from sqlalchemy import select
-from werkzeug.serving import make_server
 
 from helpdesk.extensions import db
+from tests.browser_support import TIMEOUT_MS, playwright_api, signed_in_page
+from tests.browser_support import browser  # noqa: F401  (a fixture)
+from tests.conftest import fresh, serving
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--no-first-run",
-    "--disable-quic",
-]
-TIMEOUT_MS = 15_000
 CANNED_BODY = (
     "Hi {{ contact.first_name }}, thanks for writing! {{ agent.first_name }} here to help."
 )
 
 pytestmark = pytest.mark.browser
-
-playwright_api = pytest.importorskip(
-    "playwright.sync_api", reason="Playwright is not installed (pip install -e '.[test]')"
-)
-if not CHROMIUM.exists() or shutil.which(str(CHROMIUM)) is None:
-    pytest.skip(
-        f"{CHROMIUM} is missing: install Debian's Chromium (apt-get install -y chromium)",
-        allow_module_level=True,
-    )
 
 
 @pytest.fixture
@@ -50,25 +30,8 @@ def served(app, monkeypatch):
 
     with running_simulator() as sim:
         monkeypatch.setitem(app.config, "GRAPH_API_BASE", sim.base_url)
-        server = make_server("127.0.0.1", 0, app, threaded=True)
-        thread = threading.Thread(target=server.serve_forever, name="browser-app", daemon=True)
-        thread.start()
-        try:
-            yield f"http://127.0.0.1:{server.port}", sim
-        finally:
-            server.shutdown()
-            server.server_close()
-            thread.join(timeout=10)
-
-
-@pytest.fixture
-def browser():
-    with playwright_api.sync_playwright() as p:
-        chromium = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        try:
-            yield chromium
-        finally:
-            chromium.close()
+        with serving(app) as base_url:
+            yield base_url, sim
 
 
 def _seed() -> None:
@@ -85,30 +48,6 @@ def _seed() -> None:
     db.session.commit()
 
 
-def _page(browser, base_url: str, email: str, password: str):
-    context = browser.new_context(base_url=base_url, viewport={"width": 1400, "height": 900})
-    context.set_default_timeout(TIMEOUT_MS)
-    context.set_default_navigation_timeout(TIMEOUT_MS)
-    page = context.new_page()
-    page.goto("/login")
-    page.fill("#email", email)
-    page.fill("#password", password)
-    page.click("button[type=submit]")
-    page.wait_for_url(re.compile(r"/inbox"))
-    return page
-
-
-def _read(query):
-    """A short read of its own: on SQLite every transaction is BEGIN IMMEDIATE, so one left open
-    here would keep the server thread waiting for the write lock."""
-    db.session.rollback()
-    db.session.expire_all()
-    try:
-        return query()
-    finally:
-        db.session.rollback()
-
-
 def test_agent_console_in_a_browser(app, served, browser, output_dir):
     from helpdesk.dm.models import Contact, Direction, Message
     from helpdesk.graphsim.webhooks import send_dm
@@ -121,14 +60,14 @@ def test_agent_console_in_a_browser(app, served, browser, output_dir):
     expect = playwright_api.expect
     expect.set_options(timeout=TIMEOUT_MS)
     _seed()
-    sender_id = _read(
+    sender_id = fresh(
         lambda: db.session.scalar(
             select(Contact.platform_id).where(Contact.username == "anna.kuznetsova")
         )
     )
 
     # The agent accepts Anna's message request from the Requests folder.
-    page = _page(browser, base_url, "agent@demo.test", "demo-agent-pass")
+    page = signed_in_page(browser, base_url, "agent@demo.test", "demo-agent-pass")
     expect(page.locator("#rows .row").first).to_be_visible()
     page.screenshot(path=str(output_dir / "browser-inbox.png"), full_page=True)
     page.keyboard.press("j")  # keyboard: the cursor walks the list
@@ -154,7 +93,7 @@ def test_agent_console_in_a_browser(app, served, browser, output_dir):
     expect(page.locator("button[data-key=e]")).to_be_visible()
 
     # A second agent has the same conversation open: each sees the other there.
-    other = _page(browser, base_url, "manager@demo.test", "demo-manager-pass")
+    other = signed_in_page(browser, base_url, "manager@demo.test", "demo-manager-pass")
     other.goto(conversation_url)
     expect(other.locator("#thread")).to_contain_text("Riviera linen set")
     other.evaluate("window.stillTheSamePage = true")  # gone if the page ever reloads
@@ -182,7 +121,7 @@ def test_agent_console_in_a_browser(app, served, browser, output_dir):
     expect(other.locator("#thread .msg.out").last).to_contain_text(rendered)
 
     # No worker here: run the delivery task as the worker would, to the simulator.
-    message_id = _read(
+    message_id = fresh(
         lambda: db.session.scalar(
             select(Message.id)
             .where(
@@ -225,7 +164,7 @@ def test_agent_console_in_a_browser(app, served, browser, output_dir):
         text="Perfect, and do you ship to Lisbon?",
     )
     assert posted.status_code == 200, posted.response_text
-    pending = _read(
+    pending = fresh(
         lambda: db.session.scalars(
             select(WebhookEvent.id).where(WebhookEvent.status == EventStatus.PENDING)
         ).all()

@@ -9,65 +9,29 @@ from __future__ import annotations
 
 import csv
 import re
-import shutil
-import threading
 from pathlib import Path
 
 import pytest
-from werkzeug.serving import make_server
 
 from helpdesk.extensions import db
 from helpdesk.metrics.summary import summary
 from helpdesk.web.dashboard.figures import columns, human, percent
-from tests.factories import PASSWORD
+from tests.browser_support import TIMEOUT_MS, playwright_api, signed_in_page
+from tests.browser_support import browser  # noqa: F401  (a fixture)
+from tests.conftest import serving
+from tests.test_dashboard import BACKLOG, headline
 from tests.test_metrics import FIRST, LAST, History
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--no-first-run",
-    "--disable-quic",
-]
-TIMEOUT_MS = 15_000
 RANGE = f"from={FIRST.isoformat()}&to={LAST.isoformat()}"
 
 pytestmark = pytest.mark.browser
-
-playwright_api = pytest.importorskip(
-    "playwright.sync_api", reason="Playwright is not installed (pip install -e '.[test]')"
-)
-if not CHROMIUM.exists() or shutil.which(str(CHROMIUM)) is None:
-    pytest.skip(
-        f"{CHROMIUM} is missing: install Debian's Chromium (apt-get install -y chromium)",
-        allow_module_level=True,
-    )
 
 
 @pytest.fixture
 def served(app):
     """The app on a free loopback port, in a thread."""
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, name="browser-dashboard", daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.port}"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=10)
-
-
-@pytest.fixture
-def browser():
-    with playwright_api.sync_playwright() as p:
-        chromium = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        try:
-            yield chromium
-        finally:
-            chromium.close()
+    with serving(app) as base_url:
+        yield base_url
 
 
 @pytest.fixture
@@ -79,21 +43,6 @@ def history(client) -> History:
     history.run_workers()
     db.session.commit()
     return history
-
-
-def _signed_in(browser, base_url: str, email: str):
-    context = browser.new_context(
-        base_url=base_url, viewport={"width": 1400, "height": 900}, accept_downloads=True
-    )
-    context.set_default_timeout(TIMEOUT_MS)
-    context.set_default_navigation_timeout(TIMEOUT_MS)
-    page = context.new_page()
-    page.goto("/login")
-    page.fill("#email", email)
-    page.fill("#password", PASSWORD)
-    page.click("button[type=submit]")
-    page.wait_for_url(re.compile(r"/inbox"))
-    return page
 
 
 def _screenshot(page, path: Path) -> None:
@@ -158,23 +107,15 @@ def test_the_dashboard_in_a_browser(served, browser, history, output_dir):
     manager_email, agent_email = history.manager.email, history.a.email
     db.session.rollback()
 
-    page = _signed_in(browser, served, manager_email)
+    page = signed_in_page(browser, served, manager_email, accept_downloads=True)
     expect(page.locator("a[href='/dashboard']").first).to_be_visible()
     page.goto(f"/dashboard?{RANGE}")
     expect(page.locator("h1")).to_contain_text("Dashboard")
     # The headline figures are summary()'s, as a person reads them.
-    assert _figure(page, "first_response_median") == "32m"
-    assert _figure(page, "first_response_p90") == "6h 10m"
-    assert _figure(page, "response_median") == human(calendar["response"]["median_s"])
-    assert _figure(page, "resolution_median") == human(calendar["resolution"]["median_s"])
-    assert _figure(page, "first_response_met_pct") == percent(60.0)
-    assert _figure(page, "resolution_met_pct") == percent(75.0)
-    assert _figure(page, "tickets_opened") == "5"
-    assert _figure(page, "messages_in") == "11"
-    assert _figure(page, "messages_out") == "9"
-    expect(page.locator("[data-backlog=open]")).to_have_text("2")
-    expect(page.locator("[data-backlog=unassigned]")).to_have_text("1")
-    expect(page.locator("[data-backlog=breached]")).to_have_text("1")
+    for key, shown in headline(calendar).items():
+        assert _figure(page, key) == shown, key
+    for key, shown in BACKLOG.items():
+        expect(page.locator(f"[data-backlog={key}]")).to_have_text(shown)
     # Both charts are drawn by the server as inline SVG with a mark per day and per hour.
     trend = page.locator("svg[data-chart=trend]")
     expect(trend).to_be_visible()
@@ -236,7 +177,7 @@ def test_the_dashboard_in_a_browser(served, browser, history, output_dir):
     page.context.close()
 
     # An agent works the queue; the team's numbers are refused.
-    agent = _signed_in(browser, served, agent_email)
+    agent = signed_in_page(browser, served, agent_email, accept_downloads=True)
     expect(agent.locator("a[href='/dashboard']")).to_have_count(0)
     response = agent.goto(f"/dashboard?{RANGE}")
     assert response.status == 403

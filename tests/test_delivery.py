@@ -9,6 +9,7 @@ import os
 import signal
 import socket
 import time
+from collections.abc import Iterator
 from datetime import timedelta
 
 import pytest
@@ -20,7 +21,11 @@ from helpdesk.dm import service as dm
 from helpdesk.dm.models import Contact, Conversation, Message, MessageStatus
 from helpdesk.dm.service import InboundMessage
 from helpdesk.extensions import db
-from helpdesk.graphsim.testing import running_simulator, running_webhook_receiver
+from helpdesk.graphsim.testing import (
+    SimulatorHandle,
+    running_simulator,
+    running_webhook_receiver,
+)
 from helpdesk.types import utcnow
 from tests.conftest import DATABASE_URL, REDIS_URL, drain_broker, fresh, race, wait_for
 from tests.factories import ChannelFactory, ContactFactory, at
@@ -33,7 +38,8 @@ VIDEO = {"type": "video", "url": "https://cdn.example.test/unboxing.mp4"}
 
 
 @pytest.fixture
-def sim(app, monkeypatch):
+def sim(app, monkeypatch) -> Iterator[SimulatorHandle]:
+    """The Graph API simulator, standing in for the Graph API of the app."""
     with running_simulator() as handle:
         monkeypatch.setitem(app.config, "GRAPH_API_BASE", handle.base_url)
         yield handle

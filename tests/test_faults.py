@@ -76,28 +76,6 @@ RELEASE_SCHEDULED = "workers.tasks.tickets.release_scheduled_messages"
 
 
 @pytest.fixture
-def sim(app, monkeypatch) -> Iterator[SimulatorHandle]:
-    with running_simulator() as handle:
-        monkeypatch.setitem(app.config, "GRAPH_API_BASE", handle.base_url)
-        yield handle
-
-
-@pytest.fixture
-def worker_env(sim) -> dict[str, str]:
-    """Workers on the suite's database and broker, sending to the simulator."""
-    env = dict(
-        os.environ,
-        DATABASE_URL=DATABASE_URL,
-        HELPDESK_ENV="test",
-        GRAPH_API_BASE=sim.base_url,
-        HEARTBEAT_SECONDS="3600",
-    )
-    if REDIS_URL:
-        env["REDIS_URL"] = REDIS_URL
-    return env
-
-
-@pytest.fixture
 def postgres(app) -> None:
     if db.engine.dialect.name != "postgresql":
         pytest.skip(
@@ -632,20 +610,6 @@ def test_worker_killed_while_releasing_a_scheduled_message_sends_it_once(
     assert (kinds.count("first_response"), kinds.count("response")) == (1, 1)
 
 
-@contextmanager
-def serving(app) -> Iterator[str]:
-    """The app on a real HTTP port, for the simulator to post its webhooks to."""
-    server = make_server("127.0.0.1", 0, app, threaded=True, request_handler=QuietRequestHandler)
-    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.port}"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=10)
-
-
 @pytest.mark.worker
 def test_worker_killed_mid_send_of_a_scheduled_message_never_sends_it_twice(app, sim, worker):
     channel = connect_channel(BrandFactory(), "instagram", ACCOUNT, TOKEN)
@@ -686,23 +650,7 @@ def test_worker_killed_mid_send_of_a_scheduled_message_never_sends_it_twice(app,
 
 
 def webhook_body(n: int) -> bytes:
-    event = {
-        "sender": {"id": f"61200000{n:08d}"},
-        "recipient": {"id": ACCOUNT},
-        "timestamp": 1763800000000 + n,
-        "message": {"mid": f"m_dropped_{n}", "text": f"message {n}"},
-    }
-    return json.dumps(
-        {"object": "instagram", "entry": [{"id": ACCOUNT, "messaging": [event]}]}
-    ).encode()
-
-
-def post_webhook(client, raw: bytes):
-    return client.post(
-        "/webhooks/instagram",
-        data=raw,
-        headers={"Content-Type": "application/json", "X-Hub-Signature-256": sign(raw)},
-    )
+    return text_delivery(n, "m_dropped_")
 
 
 def in_thread(call: Callable[[], Any]) -> Callable[[], Any]:
@@ -749,7 +697,7 @@ def test_connection_dropped_once_while_storing_a_webhook_is_retried_and_stored_o
 
     # Storing a delivery needs the table in ROW EXCLUSIVE mode: it waits for the test's lock.
     with holding("LOCK TABLE webhook_events IN SHARE MODE") as holder:
-        response = in_thread(lambda: post_webhook(client, raw))
+        response = in_thread(lambda: post(client, raw))
         dropped, query = blocked_by(holder)
         assert query.lstrip().startswith("INSERT INTO webhook_events"), query
         terminate(dropped)
@@ -773,7 +721,7 @@ def test_connection_dropped_for_good_while_storing_a_webhook_answers_503_and_sto
     raw = webhook_body(1)
 
     with holding("LOCK TABLE webhook_events IN SHARE MODE") as holder:
-        response = in_thread(lambda: post_webhook(client, raw))
+        response = in_thread(lambda: post(client, raw))
         first, _query = blocked_by(holder)
         terminate(first)
         second, query = blocked_by(holder, timeout=10, other_than=first)
@@ -787,7 +735,7 @@ def test_connection_dropped_for_good_while_storing_a_webhook_answers_503_and_sto
     assert table_counts() == before, "a refused delivery left rows behind"
 
     # Meta retries a 5xx: the next request is stored, and processed once.
-    assert post_webhook(client, raw).status_code == 200
+    assert post(client, raw).status_code == 200
     assert table_counts()["webhook_events"] == before["webhook_events"] + 1
     assert fresh(process_pending) == 1
     assert count(Message, Message.mid == "m_dropped_1") == 1
@@ -803,7 +751,7 @@ def test_connections_dropped_while_idle_cost_the_next_webhook_and_reply_nothing(
     _row, token = create_token(db.session.get(Brand, channel.brand_id), "api", Role.AGENT)
     conversation_id = conversation.id
     db.session.commit()
-    assert post_webhook(client, webhook_body(1)).status_code == 200  # the writer is connected
+    assert post(client, webhook_body(1)).status_code == 200  # the writer is connected
     before = table_counts()
     db.session.close()
 
@@ -821,7 +769,7 @@ def test_connections_dropped_while_idle_cost_the_next_webhook_and_reply_nothing(
         headers={"Authorization": f"Bearer {token}"},
     )
     assert response.status_code == 202, response.get_data(as_text=True)
-    assert post_webhook(client, webhook_body(2)).status_code == 200
+    assert post(client, webhook_body(2)).status_code == 200
     after = table_counts()
     assert after["webhook_events"] == before["webhook_events"] + 1
     assert after["messages"] == before["messages"] + 1

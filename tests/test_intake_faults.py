@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import shutil
 import socket
 import subprocess
@@ -19,7 +18,7 @@ from helpdesk.intake.models import EventStatus, WebhookEvent
 from helpdesk.queueing import reset as reset_enqueue_pause
 from tests.conftest import DATABASE_URL, REDIS_URL, fresh, wait_for
 from tests.factories import BrandFactory
-from tests.test_webhooks import ACCOUNT, sign
+from tests.test_webhooks import ACCOUNT, sign, text_delivery
 
 pytestmark = pytest.mark.worker
 
@@ -70,18 +69,6 @@ def own_redis(tmp_path):
     server.stop()
 
 
-def _body(n: int) -> bytes:
-    event = {
-        "sender": {"id": f"61200000{n:08d}"},
-        "recipient": {"id": ACCOUNT},
-        "timestamp": 1763800000000 + n,
-        "message": {"mid": f"redis-down-{n}", "text": f"message {n}"},
-    }
-    return json.dumps(
-        {"object": "instagram", "entry": [{"id": ACCOUNT, "messaging": [event]}]}
-    ).encode()
-
-
 def test_deliveries_posted_while_redis_is_down_are_stored_and_processed_when_it_is_back(
     app, own_redis, celery_process, worker_env
 ):
@@ -98,7 +85,7 @@ def test_deliveries_posted_while_redis_is_down_are_stored_and_processed_when_it_
         own_redis.stop()
         client = intake_app.test_client()
         for n in range(200):
-            raw = _body(n)
+            raw = text_delivery(n, "redis-down-")
             response = client.post(
                 "/webhooks/instagram", data=raw, headers={"X-Hub-Signature-256": sign(raw)}
             )

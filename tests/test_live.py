@@ -13,7 +13,6 @@ from datetime import timedelta
 import httpx
 import pytest
 from sqlalchemy import select
-from werkzeug.serving import make_server
 
 from helpdesk.dm.models import Conversation, Message, MessageStatus, RequestState
 from helpdesk.extensions import db
@@ -24,7 +23,7 @@ from helpdesk.live.models import LiveEvent, Presence
 from helpdesk.tickets import service as tickets
 from helpdesk.tickets.models import Ticket
 from helpdesk.types import utcnow
-from tests.conftest import REDIS_URL, table_counts
+from tests.conftest import REDIS_URL, serving, table_counts
 from tests.factories import ContactFactory
 from tests.test_auth import CSRF_RE, World, csrf_token, post, receive, signed_in
 
@@ -449,15 +448,8 @@ def test_presence_is_announced_on_the_stream(app, world, redis):
 
 @pytest.fixture
 def served(app, redis):
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, name="live-app", daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.port}"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=10)
+    with serving(app) as base_url:
+        yield base_url
 
 
 def browser_session(base_url: str, agent) -> httpx.Client:

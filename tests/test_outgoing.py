@@ -14,7 +14,6 @@ from datetime import timedelta
 
 import pytest
 from sqlalchemy import select
-from werkzeug.serving import make_server
 from werkzeug.wrappers import Request, Response
 
 from helpdesk.accounts.models import Availability, Role
@@ -33,7 +32,7 @@ from helpdesk.sla import service as sla
 from helpdesk.tickets import service as tickets
 from helpdesk.tickets.models import RoutingRule, Ticket
 from helpdesk.types import utcnow
-from tests.conftest import race, table_counts
+from tests.conftest import race, serving, table_counts
 from tests.factories import AgentFactory, BrandFactory, ChannelFactory, ContactFactory, at, member
 from workers.tasks.outgoing import deliver_outgoing_webhooks
 
@@ -94,13 +93,9 @@ def allow_private(app, monkeypatch) -> None:
 @pytest.fixture
 def receiver(allow_private) -> Iterator[Receiver]:
     handler = Receiver()
-    server = make_server("127.0.0.1", 0, handler, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    handler.url = f"http://127.0.0.1:{server.server_port}/hook"
-    yield handler
-    server.shutdown()
-    thread.join(timeout=5)
+    with serving(handler) as base_url:
+        handler.url = f"{base_url}/hook"
+        yield handler
 
 
 @pytest.fixture

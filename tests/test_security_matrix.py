@@ -53,6 +53,7 @@ from tests.conftest import table_counts
 from tests.factories import BrandFactory, ContactFactory
 from tests.test_auth import World, csrf_token, login, receive, signed_in
 from tests.test_hostile_input import RecordingArgs, changed, snapshot
+from tests.test_outgoing import dns  # noqa: F401  (a fixture)
 from tests.test_webhooks import sign
 
 API = "/api/v1"
@@ -1126,27 +1127,6 @@ LITERAL_URLS = [
     "http://127.0.0.1#@hooks.example.test/hook",
     "https://[::1]:443/hook",
 ]
-
-
-@pytest.fixture
-def dns(monkeypatch) -> dict[str, list[str]]:
-    """Names answered from this dict, address literals as themselves, every other name by the
-    real resolver."""
-    answers: dict[str, list[str]] = {}
-    real = socket.getaddrinfo
-
-    def getaddrinfo(host, port, *args, **kwargs):
-        if host not in answers:
-            return real(host, port, *args, **kwargs)
-        return [
-            (socket.AF_INET6, socket.SOCK_STREAM, 6, "", (address, port, 0, 0))
-            if ":" in address
-            else (socket.AF_INET, socket.SOCK_STREAM, 6, "", (address, port))
-            for address in answers[host]
-        ]
-
-    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
-    return answers
 
 
 @pytest.mark.parametrize("address", EMBEDDED_INTERNAL)

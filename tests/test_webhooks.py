@@ -54,6 +54,19 @@ def post(client, raw: bytes, signature: str | None = None):
     return client.post("/webhooks/instagram", data=raw, headers=headers)
 
 
+def text_delivery(n: int, mid_prefix: str) -> bytes:
+    """A delivery of one text message, the `n`th: its own sender, timestamp and mid."""
+    event = {
+        "sender": {"id": f"61200000{n:08d}"},
+        "recipient": {"id": ACCOUNT},
+        "timestamp": 1763800000000 + n,
+        "message": {"mid": f"{mid_prefix}{n}", "text": f"message {n}"},
+    }
+    return json.dumps(
+        {"object": "instagram", "entry": [{"id": ACCOUNT, "messaging": [event]}]}
+    ).encode()
+
+
 def process_all() -> None:
     """What the worker does for each stored delivery."""
     for event_id in db.session.scalars(
