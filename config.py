@@ -88,6 +88,8 @@ class Config:
     LOGIN_THROTTLE_WINDOW = timedelta(minutes=int(os.environ.get("LOGIN_THROTTLE_MINUTES", 15)))
     # Behind a reverse proxy, how many X-Forwarded-For hops to trust for the client address.
     PROXY_FIX_X_FOR = int(os.environ.get("PROXY_FIX_X_FOR", 0))
+    # With Redis: how many worker processes may process stored webhook deliveries at once.
+    INTAKE_LOOPS = int(os.environ.get("INTAKE_LOOPS", 2))
     CELERY = _celery_config(REDIS_URL)
 
 

@@ -86,25 +86,30 @@ def kicked(name: str) -> None:
 
 
 @contextmanager
-def single_runner(name: str, seconds: float) -> Iterator[bool]:
-    """Yield whether this process may run `name` now: with Redis, one runner at a time across
-    every worker (the hold lapses after `seconds` if its holder dies); without, always."""
+def runner_slot(name: str, seconds: float, slots: int = 1) -> Iterator[bool]:
+    """Yield whether this process may run `name` now: with Redis, at most `slots` runners at a
+    time across every worker (a hold lapses after `seconds` if its holder dies); without
+    Redis, always."""
     client = redis_client()
     if client is None:
         yield True
         return
-    lock = client.lock(_key(client, f"run:{name}"), timeout=seconds, blocking=False)
+    held = None
     try:
-        held = lock.acquire()
+        for slot in range(max(1, slots)):
+            lock = client.lock(_key(client, f"run:{name}:{slot}"), timeout=seconds, blocking=False)
+            if lock.acquire():
+                held = lock
+                break
     except RedisError:
-        held = True  # cannot tell: running twice is safe (rows are claimed), only slower
-        lock = None
+        yield True  # cannot tell: running more is safe (rows are claimed), only slower
+        return
     try:
-        yield held
+        yield held is not None
     finally:
-        if held and lock is not None:
+        if held is not None:
             try:
-                lock.release()
+                held.release()
             except RedisError:
                 pass  # lapsed or Redis gone: the hold expires on its own
 

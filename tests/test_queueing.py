@@ -1,9 +1,10 @@
 """Waking the workers: one intake wake-up waits in the broker however many deliveries arrive, and
-one intake loop runs at a time (across processes when Redis is configured)."""
+no more intake loops run at once than configured (across processes, with Redis)."""
 
 from __future__ import annotations
 
 import time
+from contextlib import ExitStack
 
 import pytest
 from sqlalchemy import select
@@ -74,10 +75,12 @@ def test_a_started_task_lets_the_next_delivery_ask_again(app, client, channel): 
 
 
 @needs_redis
-def test_a_second_intake_loop_leaves_the_work_to_the_one_running(client, channel):  # noqa: F811
+def test_no_more_intake_loops_than_configured(app, client, channel):  # noqa: F811
     post(client, body(1))
-    with queueing.single_runner(PROCESS_PENDING, 30) as mine:
-        assert mine
+    loops = app.config["INTAKE_LOOPS"]
+    with ExitStack() as running:
+        for _ in range(loops):
+            assert running.enter_context(queueing.runner_slot(PROCESS_PENDING, 30, loops))
         assert process_pending_webhooks() == 0
         assert statuses() == [EventStatus.PENDING]
     assert process_pending_webhooks() == 1
@@ -86,8 +89,8 @@ def test_a_second_intake_loop_leaves_the_work_to_the_one_running(client, channel
 
 @needs_redis
 def test_a_hold_whose_holder_died_lapses(app):
-    with queueing.single_runner(PROCESS_PENDING, 0.2) as mine:
+    with queueing.runner_slot(PROCESS_PENDING, 0.2) as mine:
         assert mine
         time.sleep(0.4)
-        with queueing.single_runner(PROCESS_PENDING, 30) as other:
+        with queueing.runner_slot(PROCESS_PENDING, 30) as other:
             assert other

@@ -3,11 +3,12 @@ import time
 from datetime import timedelta
 
 from celery import shared_task
+from flask import current_app
 
 from helpdesk.extensions import db
 from helpdesk.intake import service as intake
 from helpdesk.observability import request_id_var
-from helpdesk.queueing import kicked, single_runner
+from helpdesk.queueing import kicked, runner_slot
 
 log = logging.getLogger(__name__)
 PROCESS_PENDING = "workers.tasks.intake.process_pending_webhooks"
@@ -35,15 +36,17 @@ def process_pending_webhooks(older_than_seconds: float = 0, budget_seconds: floa
     """Process stored deliveries until none is pending: the intake asks for this (`kick`), and
     beat runs it as a sweep for anything left behind (broker down, worker killed).
 
-    One loop runs at a time, so the other worker processes stay free for replies and the rest;
-    a loop that finds nothing left lets go, then looks once more, since a delivery stored just
-    before it let go had its request turned away by the hold.
+    At most INTAKE_LOOPS loops run at once (rows are claimed, so they share the work), leaving
+    the other worker processes free for replies and the rest; a loop that finds nothing left
+    lets go, then looks once more, since a delivery stored just before it let go had its
+    request turned away by the hold.
     """
     kicked(PROCESS_PENDING)
     deadline = time.monotonic() + budget_seconds
     done: set[int] = set()
     while time.monotonic() < deadline:
-        with single_runner(PROCESS_PENDING, budget_seconds + 30) as mine:
+        loops = current_app.config["INTAKE_LOOPS"]
+        with runner_slot(PROCESS_PENDING, budget_seconds + 30, loops) as mine:
             if not mine:
                 break
             _drain(older_than_seconds, deadline, done)
