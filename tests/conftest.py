@@ -13,6 +13,7 @@ os.environ["HELPDESK_INSTANCE"] = str(_INSTANCE)
 os.environ["HELPDESK_ENV"] = "test"
 
 import signal  # noqa: E402
+import socket  # noqa: E402
 import subprocess  # noqa: E402
 import sys  # noqa: E402
 import threading  # noqa: E402
@@ -27,6 +28,7 @@ from werkzeug.serving import make_server  # noqa: E402
 from helpdesk import create_app  # noqa: E402
 from helpdesk.extensions import db  # noqa: E402
 from helpdesk.graphsim.server import QuietRequestHandler  # noqa: E402
+from helpdesk.graphsim.testing import SimulatorHandle, running_simulator  # noqa: E402
 
 DATABASE_URL = os.environ.get("DATABASE_URL") or f"sqlite:///{_INSTANCE / 'test.db'}"
 REDIS_URL = os.environ.get("REDIS_URL") or None
@@ -144,6 +146,35 @@ def serving(app) -> Iterator[str]:
         server.shutdown()
         server.server_close()
         thread.join(timeout=10)
+
+
+@pytest.fixture
+def sim(app, monkeypatch) -> Iterator[SimulatorHandle]:
+    """The Graph API simulator, standing in for the Graph API of the app."""
+    with running_simulator() as handle:
+        monkeypatch.setitem(app.config, "GRAPH_API_BASE", handle.base_url)
+        yield handle
+
+
+@pytest.fixture
+def dns(monkeypatch) -> dict[str, list[str]]:
+    """Names answered from this dict, address literals as themselves, every other name by the
+    real resolver."""
+    answers: dict[str, list[str]] = {}
+    real = socket.getaddrinfo
+
+    def getaddrinfo(host, port, *args, **kwargs):
+        if host not in answers:
+            return real(host, port, *args, **kwargs)
+        return [
+            (socket.AF_INET6, socket.SOCK_STREAM, 6, "", (address, port, 0, 0))
+            if ":" in address
+            else (socket.AF_INET, socket.SOCK_STREAM, 6, "", (address, port))
+            for address in answers[host]
+        ]
+
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+    return answers
 
 
 # Real worker processes -------------------------------------------------------------------

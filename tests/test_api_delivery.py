@@ -14,7 +14,6 @@ from tests.test_delivery import (
     TOKEN,
     WORKER,
     _purge_broker,
-    sim,  # noqa: F401  (a fixture: the Graph API simulator)
     worker_env,  # noqa: F401  (a fixture: the worker sends to `sim`)
 )
 

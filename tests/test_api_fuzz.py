@@ -103,11 +103,25 @@ def with_real_ids(case: Any, ids: dict[str, Any]) -> Any:
     return case
 
 
-def test_no_input_makes_a_server_error(app, seeded):
+def api_operations(app) -> list[Any]:
+    """Every operation of the served OpenAPI document, with no security parameters generated."""
     schema = schemathesis.openapi.from_wsgi("/api/v1/openapi.json", app)
     schema.config.generation.update(with_security_parameters=False)
+    return [result.ok() for result in schema.get_all_operations()]
+
+
+def real_id_cases(operation: Any, ids: dict[str, Any], **options: Any) -> Any:
+    """Cases of `operation` whose path and body ids name the brand's rows."""
+    names = {p.name for p in operation.path_parameters}
+    real = {name: value for name, value in ids.items() if name in names}
+    return operation.as_strategy(path_parameters=real, **options).map(
+        lambda case: with_real_ids(case, ids)
+    )
+
+
+def test_no_input_makes_a_server_error(app, seeded):
     headers = {"Authorization": f"Bearer {seeded['token']}"}
-    operations = [result.ok() for result in schema.get_all_operations()]
+    operations = api_operations(app)
     operations.sort(key=lambda operation: operation.method.upper() == "DELETE")  # rows stay longer
     assert len(operations) >= 25
     failures: list[str] = []
@@ -129,12 +143,8 @@ def test_no_input_makes_a_server_error(app, seeded):
             raise AssertionError(failures[-1])
 
     for operation in operations:
-        names = {p.name for p in operation.path_parameters}
-        real = {name: value for name, value in seeded["ids"].items() if name in names}
         strategies = [
-            operation.as_strategy(path_parameters=real).map(
-                lambda case: with_real_ids(case, seeded["ids"])
-            ),
+            real_id_cases(operation, seeded["ids"]),
             operation.as_strategy(),
             operation.as_strategy(generation_mode=GenerationMode.NEGATIVE),
         ]

@@ -12,8 +12,12 @@ import pytest
 from sqlalchemy import select
 
 from helpdesk.extensions import db
-from tests.browser_support import TIMEOUT_MS, playwright_api, signed_in_page
-from tests.browser_support import browser  # noqa: F401  (a fixture)
+from tests.browser_support import (
+    TIMEOUT_MS,
+    browser,  # noqa: F401  (a fixture)
+    playwright_api,
+    signed_in_page,
+)
 from tests.conftest import fresh, serving
 
 CANNED_BODY = (
@@ -24,14 +28,10 @@ pytestmark = pytest.mark.browser
 
 
 @pytest.fixture
-def served(app, monkeypatch):
+def served(app, sim):
     """The app on a free loopback port, in a thread, with the Graph API simulator behind it."""
-    from helpdesk.graphsim.testing import running_simulator
-
-    with running_simulator() as sim:
-        monkeypatch.setitem(app.config, "GRAPH_API_BASE", sim.base_url)
-        with serving(app) as base_url:
-            yield base_url, sim
+    with serving(app) as base_url:
+        yield base_url, sim
 
 
 def _seed() -> None:
@@ -48,7 +48,7 @@ def _seed() -> None:
     db.session.commit()
 
 
-def test_agent_console_in_a_browser(app, served, browser, output_dir):
+def test_agent_console_in_a_browser(app, served, browser, output_dir):  # noqa: F811
     from helpdesk.dm.models import Contact, Direction, Message
     from helpdesk.graphsim.webhooks import send_dm
     from helpdesk.intake import service as intake

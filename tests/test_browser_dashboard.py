@@ -15,11 +15,15 @@ import pytest
 
 from helpdesk.extensions import db
 from helpdesk.metrics.summary import summary
-from helpdesk.web.dashboard.figures import columns, human, percent
-from tests.browser_support import TIMEOUT_MS, playwright_api, signed_in_page
-from tests.browser_support import browser  # noqa: F401  (a fixture)
+from helpdesk.web.dashboard.figures import columns, human
+from tests.browser_support import (
+    TIMEOUT_MS,
+    browser,  # noqa: F401  (a fixture)
+    playwright_api,
+    signed_in_page,
+)
 from tests.conftest import serving
-from tests.test_dashboard import BACKLOG, headline
+from tests.test_dashboard import BACKLOG, as_shown, headline
 from tests.test_metrics import FIRST, LAST, History
 
 RANGE = f"from={FIRST.isoformat()}&to={LAST.isoformat()}"
@@ -86,20 +90,7 @@ def _table(page, name: str) -> tuple[list[str], list[list[str]]]:
     return header, rows
 
 
-def _as_shown(name: str, line: list[str]) -> list[str]:
-    """A CSV line (raw seconds and percentages) in the page's format."""
-    shown = []
-    for column, value in zip(columns(name), line, strict=True):
-        if column.kind == "duration":
-            shown.append(human(float(value)) if value else "no data")
-        elif column.kind == "percent":
-            shown.append(percent(float(value)) if value else "no data")
-        else:
-            shown.append(value)
-    return shown
-
-
-def test_the_dashboard_in_a_browser(served, browser, history, output_dir):
+def test_the_dashboard_in_a_browser(served, browser, history, output_dir):  # noqa: F811
     expect = playwright_api.expect
     expect.set_options(timeout=TIMEOUT_MS)
     calendar, _agents = _expected(history, business_hours=False)
@@ -170,7 +161,7 @@ def test_the_dashboard_in_a_browser(served, browser, history, output_dir):
     with open(download.path(), newline="", encoding="utf-8") as handle:
         exported = list(csv.reader(handle))
     assert exported[0] == header == [c.label for c in columns("agent")]
-    assert [_as_shown("agent", line) for line in exported[1:]] == rows
+    assert [as_shown("agent", line) for line in exported[1:]] == rows
     resolution = header.index("Resolution median")
     exported_medians = [int(line[resolution]) for line in exported[1:] if line[resolution]]
     assert exported_medians == [round(m) for m in known]

@@ -77,6 +77,19 @@ def table_rows(text: str, name: str) -> tuple[list[str], list[list[str]]]:
     return header, rows
 
 
+def as_shown(name: str, line: list[str]) -> list[str]:
+    """A CSV line (raw seconds and percentages) in the page's format."""
+    shown = []
+    for column, value in zip(columns(name), line, strict=True):
+        if column.kind == "duration":
+            shown.append(human(float(value)) if value else "no data")
+        elif column.kind == "percent":
+            shown.append(percent(float(value)) if value else "no data")
+        else:
+            shown.append(value)
+    return shown
+
+
 def export(client, **args) -> list[list[str]]:
     response = client.get("/dashboard/export.csv", query_string=args)
     assert response.status_code == 200
@@ -151,15 +164,7 @@ def test_every_csv_equals_its_table(client, manager, business_hours):
         assert exported[0] == header == [c.label for c in columns(name)]
         assert len(exported) - 1 == len(rows) > 0, name
         for cells, line in zip(rows, exported[1:], strict=True):
-            shown = []
-            for column, value in zip(columns(name), line, strict=True):
-                if column.kind == "duration":
-                    shown.append(human(float(value)) if value else "no data")
-                elif column.kind == "percent":
-                    shown.append(percent(float(value)) if value else "no data")
-                else:
-                    shown.append(value)
-            assert shown == cells, name
+            assert as_shown(name, line) == cells, name
 
 
 def test_tables_sort_by_a_column_and_the_csv_follows(client, manager):

@@ -9,7 +9,6 @@ import os
 import signal
 import socket
 import time
-from collections.abc import Iterator
 from datetime import timedelta
 
 import pytest
@@ -21,11 +20,7 @@ from helpdesk.dm import service as dm
 from helpdesk.dm.models import Contact, Conversation, Message, MessageStatus
 from helpdesk.dm.service import InboundMessage
 from helpdesk.extensions import db
-from helpdesk.graphsim.testing import (
-    SimulatorHandle,
-    running_simulator,
-    running_webhook_receiver,
-)
+from helpdesk.graphsim.testing import running_simulator, running_webhook_receiver
 from helpdesk.types import utcnow
 from tests.conftest import DATABASE_URL, REDIS_URL, drain_broker, fresh, race, wait_for
 from tests.factories import ChannelFactory, ContactFactory, at
@@ -35,14 +30,6 @@ CUSTOMER = "6120000000000001"
 TOKEN = "page-token-abcd"
 IMAGE = {"type": "image", "url": "https://cdn.example.test/parcel.jpg"}
 VIDEO = {"type": "video", "url": "https://cdn.example.test/unboxing.mp4"}
-
-
-@pytest.fixture
-def sim(app, monkeypatch) -> Iterator[SimulatorHandle]:
-    """The Graph API simulator, standing in for the Graph API of the app."""
-    with running_simulator() as handle:
-        monkeypatch.setitem(app.config, "GRAPH_API_BASE", handle.base_url)
-        yield handle
 
 
 @pytest.fixture

@@ -16,7 +16,6 @@ answers one call at a time (tests/test_delivery.py).
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -32,7 +31,6 @@ from typing import Any
 import pytest
 from sqlalchemy import create_engine, func, select, text, update
 from sqlalchemy.pool import NullPool
-from werkzeug.serving import make_server
 
 from helpdesk import create_app, queueing
 from helpdesk.accounts.models import Role
@@ -44,8 +42,7 @@ from helpdesk.delivery import service as delivery
 from helpdesk.dm.models import Conversation, Direction, Message, MessageStatus
 from helpdesk.dm.service import InboundMessage
 from helpdesk.extensions import db
-from helpdesk.graphsim.server import QuietRequestHandler
-from helpdesk.graphsim.testing import SimulatorHandle, running_simulator
+from helpdesk.graphsim.testing import SimulatorHandle
 from helpdesk.inbox import service as inbox
 from helpdesk.intake import service as intake
 from helpdesk.intake.models import EventStatus, WebhookEvent
@@ -57,10 +54,11 @@ from helpdesk.sla.models import SlaReminder
 from helpdesk.tickets import service as tickets
 from helpdesk.tickets.models import Ticket, TicketEvent
 from helpdesk.types import utcnow
-from tests.conftest import DATABASE_URL, REDIS_URL, fresh, table_counts, wait_for
+from tests.conftest import DATABASE_URL, REDIS_URL, fresh, serving, table_counts, wait_for
 from tests.factories import AgentFactory, BrandFactory, ChannelFactory, ContactFactory, member
+from tests.test_delivery import worker_env  # noqa: F401  (a fixture: workers send to `sim`)
 from tests.test_intake_faults import own_redis  # noqa: F401  (a fixture: a Redis of our own)
-from tests.test_webhooks import ACCOUNT, SECRET, sign
+from tests.test_webhooks import ACCOUNT, SECRET, post, text_delivery
 
 TOKEN = "page-token-faults"
 WORKER = ("worker", "--pool=solo", "--without-mingle", "--without-gossip")
@@ -246,6 +244,26 @@ def ticket_of(conversation: Conversation) -> Ticket:
     return tickets.current_ticket(conversation)
 
 
+def api_replies(web, minutes_ago: float) -> tuple[Callable[[str], Any], int, int]:
+    """A customer who wrote `minutes_ago`, and a function that posts an agent's reply to them
+    through `web`'s API: the function, the conversation's id and its ticket's id."""
+    channel = ChannelFactory(access_token=TOKEN)
+    conversation = customer_writes(channel, "6120000000000001", minutes_ago=minutes_ago)
+    _row, token = create_token(db.session.get(Brand, channel.brand_id), "api", Role.AGENT)
+    conversation_id, ticket_id = conversation.id, ticket_of(conversation).id
+    db.session.commit()
+    api = web.test_client()
+
+    def post_reply(words: str):
+        return api.post(
+            f"/api/v1/conversations/{conversation_id}/messages",
+            json={"text": words},
+            headers={"Authorization": f"Bearer {token}"},
+        )
+
+    return post_reply, conversation_id, ticket_id
+
+
 def reply(conversation: Conversation, text_: str, **kwargs: Any) -> int:
     message = inbox.reply(conversation, None, text=text_, **kwargs)
     db.session.commit()
@@ -293,7 +311,7 @@ def test_redis_restarted_during_delivery_loses_and_doubles_no_reply(
     own_redis,  # noqa: F811
     sim,
     worker,
-    worker_env,
+    worker_env,  # noqa: F811
 ):
     broker = f"redis://127.0.0.1:{own_redis.port}/0"
     web = create_app(
@@ -304,20 +322,11 @@ def test_redis_restarted_during_delivery_loses_and_doubles_no_reply(
         }
     )
     try:
-        channel = ChannelFactory(access_token=TOKEN)
-        conversation = customer_writes(channel, "6120000000000001", minutes_ago=60)
-        _row, token = create_token(db.session.get(Brand, channel.brand_id), "api", Role.AGENT)
-        conversation_id, ticket_id = conversation.id, ticket_of(conversation).id
-        db.session.commit()
-        api = web.test_client()
+        api_reply, _conversation_id, ticket_id = api_replies(web, minutes_ago=60)
 
         def post_reply(words: str) -> int:
             started = time.monotonic()
-            response = api.post(
-                f"/api/v1/conversations/{conversation_id}/messages",
-                json={"text": words},
-                headers={"Authorization": f"Bearer {token}"},
-            )
+            response = api_reply(words)
             assert response.status_code == 202, response.get_data(as_text=True)
             assert time.monotonic() - started < 3, "a reply waited for the broker"
             return response.get_json()["id"]
@@ -687,58 +696,69 @@ def process_pending() -> int:
     return len(ids)
 
 
-def test_connection_dropped_once_while_storing_a_webhook_is_retried_and_stored_once(
-    app, postgres, client
-):
+@pytest.fixture
+def rows_before(app, postgres) -> dict[str, int]:
+    """An Instagram channel for the deliveries; then the rows per table, before any arrives."""
     connect_channel(BrandFactory(), "instagram", ACCOUNT, TOKEN)
     db.session.commit()
-    before = table_counts()
-    raw = webhook_body(1)
+    return table_counts()
 
-    # Storing a delivery needs the table in ROW EXCLUSIVE mode: it waits for the test's lock.
+
+@contextmanager
+def storing_held(client) -> Iterator[tuple[int, Callable[[], Any]]]:
+    """Delivery 1 posted in a thread while the test holds a lock on the table: the lock's backend,
+    and the response to wait for."""
     with holding("LOCK TABLE webhook_events IN SHARE MODE") as holder:
-        response = in_thread(lambda: post(client, raw))
-        dropped, query = blocked_by(holder)
-        assert query.lstrip().startswith("INSERT INTO webhook_events"), query
-        terminate(dropped)
-        # The writer takes a new connection and tries the batch once more.
-        retried, query = blocked_by(holder, timeout=10, other_than=dropped)
-        assert query.lstrip().startswith("INSERT INTO webhook_events"), query
-    assert response().status_code == 200
+        yield holder, in_thread(lambda: post(client, webhook_body(1)))
 
-    after = table_counts()
-    assert after == {**before, "webhook_events": before["webhook_events"] + 1}
+
+def retried(holder: int, dropped: int) -> int:
+    """The writer's second try at the batch, on a new connection after `dropped`: its backend."""
+    backend, query = blocked_by(holder, timeout=10, other_than=dropped)
+    assert query.lstrip().startswith("INSERT INTO webhook_events"), query
+    return backend
+
+
+def stored_once() -> None:
     assert fresh(process_pending) == 1
     assert count(Message, Message.mid == "m_dropped_1") == 1
 
 
-def test_connection_dropped_for_good_while_storing_a_webhook_answers_503_and_stores_nothing(
-    app, postgres, client
+def test_connection_dropped_once_while_storing_a_webhook_is_retried_and_stored_once(
+    postgres, client, rows_before
 ):
-    connect_channel(BrandFactory(), "instagram", ACCOUNT, TOKEN)
-    db.session.commit()
-    before = table_counts()
-    raw = webhook_body(1)
+    # Storing a delivery needs the table in ROW EXCLUSIVE mode: it waits for the test's lock.
+    with storing_held(client) as (holder, response):
+        dropped, query = blocked_by(holder)
+        assert query.lstrip().startswith("INSERT INTO webhook_events"), query
+        terminate(dropped)
+        # The writer takes a new connection and tries the batch once more.
+        retried(holder, dropped)
+    assert response().status_code == 200
 
-    with holding("LOCK TABLE webhook_events IN SHARE MODE") as holder:
-        response = in_thread(lambda: post(client, raw))
+    after = table_counts()
+    assert after == {**rows_before, "webhook_events": rows_before["webhook_events"] + 1}
+    stored_once()
+
+
+def test_connection_dropped_for_good_while_storing_a_webhook_answers_503_and_stores_nothing(
+    postgres, client, rows_before
+):
+    with storing_held(client) as (holder, response):
         first, _query = blocked_by(holder)
         terminate(first)
-        second, query = blocked_by(holder, timeout=10, other_than=first)
-        assert query.lstrip().startswith("INSERT INTO webhook_events"), query
-        terminate(second)  # the retry's connection is dropped too
+        terminate(retried(holder, first))  # the retry's connection is dropped too
         refused = response()
     assert refused.status_code == 503
     assert refused.get_json() == {
         "error": {"code": "unavailable", "message": refused.get_json()["error"]["message"]}
     }
-    assert table_counts() == before, "a refused delivery left rows behind"
+    assert table_counts() == rows_before, "a refused delivery left rows behind"
 
     # Meta retries a 5xx: the next request is stored, and processed once.
-    assert post(client, raw).status_code == 200
-    assert table_counts()["webhook_events"] == before["webhook_events"] + 1
-    assert fresh(process_pending) == 1
-    assert count(Message, Message.mid == "m_dropped_1") == 1
+    assert post(client, webhook_body(1)).status_code == 200
+    assert table_counts()["webhook_events"] == rows_before["webhook_events"] + 1
+    stored_once()
 
 
 def test_connections_dropped_while_idle_cost_the_next_webhook_and_reply_nothing(
@@ -781,20 +801,7 @@ def test_connection_dropped_during_an_api_reply_fails_cleanly_and_the_next_succe
     # The app as it runs in production: an unexpected error becomes the API's JSON 500.
     web = create_app({"SQLALCHEMY_DATABASE_URI": DATABASE_URL, "PROPAGATE_EXCEPTIONS": False})
     try:
-        channel = ChannelFactory(access_token=TOKEN)
-        conversation = customer_writes(channel, "6120000000000001", minutes_ago=30)
-        _row, token = create_token(db.session.get(Brand, channel.brand_id), "api", Role.AGENT)
-        conversation_id, ticket_id = conversation.id, ticket_of(conversation).id
-        db.session.commit()
-        api = web.test_client()
-
-        def post_reply(words: str):
-            return api.post(
-                f"/api/v1/conversations/{conversation_id}/messages",
-                json={"text": words},
-                headers={"Authorization": f"Bearer {token}"},
-            )
-
+        post_reply, conversation_id, ticket_id = api_replies(web, minutes_ago=30)
         assert post_reply("warm the pool").status_code == 202
         before = table_counts()
         kinds_before = event_kinds(ticket_id)

@@ -17,7 +17,6 @@ import re
 from typing import Any
 
 import pytest
-import schemathesis
 from hypothesis import HealthCheck, Phase, event, example, given, settings
 from hypothesis import strategies as st
 from hypothesis.errors import Unsatisfiable
@@ -47,7 +46,11 @@ from helpdesk.notifications.models import NotificationKind
 from helpdesk.notifications.service import notify
 from helpdesk.tickets.models import Ticket
 from tests.factories import BrandFactory
-from tests.test_api_fuzz import seeded, with_real_ids  # noqa: F401 - a fixture, used by name
+from tests.test_api_fuzz import (
+    api_operations,
+    real_id_cases,
+    seeded,  # noqa: F401 - a fixture, used by name
+)
 from tests.test_auth import World, csrf_token, signed_in
 from tests.test_webhooks import ACCOUNT, post
 
@@ -862,10 +865,8 @@ def test_no_refused_api_call_leaves_a_partial_write(app, request):
     """test_api_fuzz.py drives every operation for server errors; here every answer of 400 and
     above must leave every row as it was: a service that wrote half before refusing shows."""
     desk = request.getfixturevalue("seeded")  # test_api_fuzz.py's brand, rows and token
-    schema = schemathesis.openapi.from_wsgi("/api/v1/openapi.json", app)
-    schema.config.generation.update(with_security_parameters=False)
     headers = {"Authorization": f"Bearer {desk['token']}"}
-    operations = [result.ok() for result in schema.get_all_operations()]
+    operations = api_operations(app)
     failures: list[str] = []
     refused: list[int] = []
 
@@ -885,15 +886,9 @@ def test_no_refused_api_call_leaves_a_partial_write(app, request):
     for operation in operations:
         if operation.method.upper() == "GET":
             continue  # reads: test_api_fuzz.py covers them
-        names = {p.name for p in operation.path_parameters}
-        real = {name: value for name, value in desk["ids"].items() if name in names}
         for strategy in (
-            operation.as_strategy(path_parameters=real).map(
-                lambda case: with_real_ids(case, desk["ids"])
-            ),
-            operation.as_strategy(
-                path_parameters=real, generation_mode=GenerationMode.NEGATIVE
-            ).map(lambda case: with_real_ids(case, desk["ids"])),
+            real_id_cases(operation, desk["ids"]),
+            real_id_cases(operation, desk["ids"], generation_mode=GenerationMode.NEGATIVE),
         ):
             try:
                 API_FUZZ(given(case=strategy)(check))()

@@ -99,28 +99,10 @@ def receiver(allow_private) -> Iterator[Receiver]:
 
 
 @pytest.fixture
-def dns(monkeypatch) -> dict[str, list[str]]:
-    """Names answered from this dict; every other lookup goes to the real resolver."""
-    answers: dict[str, list[str]] = {}
-    real = socket.getaddrinfo
-
-    def getaddrinfo(host, port, *args, **kwargs):
-        if host not in answers:
-            return real(host, port, *args, **kwargs)
-        return [
-            (
-                socket.AF_INET6 if ":" in address else socket.AF_INET,
-                socket.SOCK_STREAM,
-                6,
-                "",
-                (address, port, 0, 0) if ":" in address else (address, port),
-            )
-            for address in answers[host]
-        ]
-
-    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
-    answers["api.localhost"] = ["127.0.0.1"]
-    return answers
+def dns(dns) -> dict[str, list[str]]:
+    """The suite's answers (tests/conftest.py), api.localhost among them."""
+    dns["api.localhost"] = ["127.0.0.1"]
+    return dns
 
 
 @pytest.fixture

@@ -19,7 +19,6 @@ import json
 import logging
 import re
 import secrets
-import socket
 import time
 from collections.abc import Iterator
 from html.parser import HTMLParser
@@ -53,7 +52,6 @@ from tests.conftest import table_counts
 from tests.factories import BrandFactory, ContactFactory
 from tests.test_auth import World, csrf_token, login, receive, signed_in
 from tests.test_hostile_input import RecordingArgs, changed, snapshot
-from tests.test_outgoing import dns  # noqa: F401  (a fixture)
 from tests.test_webhooks import sign
 
 API = "/api/v1"
