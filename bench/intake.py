@@ -7,7 +7,7 @@ local Redis: the webhook wakes the intake worker through it). Creates (and drops
 `intakebench` on that server, starts gunicorn, and with a
 closed-loop load generator on loopback measures (a) GET /ping and (b) signed single-message
 webhook deliveries; then sends deliveries at a fixed rate and prints p50/p99 latency. Every
-delivery answered 200 is checked to be stored, once.
+delivery answered 200 is checked to be stored.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ import http.client
 import json
 import os
 import re
+import resource
 import shutil
 import socket
 import subprocess
@@ -175,13 +176,17 @@ def wrk_loop(
         )
         script = (
             f"""local bodies = {{{entries}}}
-local i = 0
+local requests, i = {{}}, 0
+init = function(args)
+  for n, b in ipairs(bodies) do
+    local headers = {{["Content-Type"] = "application/json", ["X-Hub-Signature-256"] = b[2]}}
+    if {"false" if keep_alive else "true"} then headers["Connection"] = "close" end
+    requests[n] = wrk.format("POST", "{path}", headers, b[1])
+  end
+end
 request = function()
-  i = i + 1
-  local b = bodies[(i % #bodies) + 1]
-  local headers = {{["Content-Type"] = "application/json", ["X-Hub-Signature-256"] = b[2]}}
-  if {"false" if keep_alive else "true"} then headers["Connection"] = "close" end
-  return wrk.format("POST", "{path}", headers, b[1])
+  i = i % #requests + 1
+  return requests[i]
 end
 """
             + script
@@ -208,19 +213,25 @@ def _signature(body: bytes) -> str:
     return "sha256=" + hmac.new(SECRET.encode(), body, hashlib.sha256).hexdigest()
 
 
-def cpu_times() -> tuple[int, int]:
-    """(busy, total) jiffies of the whole machine, from /proc/stat (0, 0 where there is none)."""
+def cpu_times() -> tuple[int, int, float]:
+    """(busy, total) jiffies of the whole machine, from /proc/stat (0, 0 where there is none),
+    and the CPU seconds of the load generator so far (this process and its children: wrk)."""
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    client = time.process_time() + children.ru_utime + children.ru_stime
     try:
         fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
     except (OSError, ValueError):
-        return 0, 0
+        return 0, 0, client
     idle = fields[3] + (fields[4] if len(fields) > 4 else 0)
-    return sum(fields) - idle, sum(fields)
+    return sum(fields) - idle, sum(fields), client
 
 
-def busy_cores(start: tuple[int, int], end: tuple[int, int]) -> float:
+def busy(start: tuple[int, int, float], end: tuple[int, int, float], seconds: float) -> str:
+    """Cores busy over a phase: the whole machine, and the load generator's share of it."""
     total = end[1] - start[1]
-    return (end[0] - start[0]) / total * (os.cpu_count() or 1) if total else float("nan")
+    machine = (end[0] - start[0]) / total * (os.cpu_count() or 1) if total else float("nan")
+    client = (end[2] - start[2]) / seconds
+    return f"cpu {machine:.2f} of {os.cpu_count()} cores (load generator {client:.2f})"
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -325,17 +336,21 @@ def main() -> int:
           f"{args.connections} connections, {args.seconds:.0f} s per phase")  # fmt: skip
     print(f"(a) GET /ping:                {ping_rps:8.1f} req/s  p50 {ping[2] * 1000:6.1f} ms  "
           f"p99 {ping[3] * 1000:6.1f} ms  errors {ping[1]}  "
-          f"cpu {busy_cores(cpu[0], cpu[1]):.2f} of {os.cpu_count()} cores")  # fmt: skip
+          f"{busy(cpu[0], cpu[1], args.seconds)}")  # fmt: skip
     print(f"(b) signed webhook delivery:  {hook_rps:8.1f} req/s  p50 {hooks[2] * 1000:6.1f} ms  "
           f"p99 {hooks[3] * 1000:6.1f} ms  errors {hooks[1]}  "
-          f"cpu {busy_cores(cpu[1], cpu[2]):.2f} of {os.cpu_count()} cores")  # fmt: skip
+          f"{busy(cpu[1], cpu[2], args.seconds)}")  # fmt: skip
     print(f"intake / trivial throughput ratio: {hook_rps / ping_rps:.2f} (target >= 0.5)")
     print(f"fixed rate {args.rate:.0f}/s: {rated_ok} ok, p50 {percentile(rated, .5) * 1000:.1f} ms,"
           f" p99 {percentile(rated, .99) * 1000:.1f} ms")  # fmt: skip
     answered = hooks[0] + rated_ok
-    print(f"deliveries answered 200: {answered}, stored: {stored}"
-          f" ({'all stored, once' if stored == answered else 'MISMATCH'})")  # fmt: skip
-    return 0 if stored == answered else 1
+    # wrk stops counting at the deadline: up to one request a connection was still in flight,
+    # and the server stored it. The Python client waits for every answer.
+    in_flight = args.connections if args.client == "wrk" else 0
+    ok = answered <= stored <= answered + in_flight
+    print(f"deliveries answered 200: {answered}, stored: {stored} (in flight at the end: at most "
+          f"{in_flight}; {'every answered delivery stored' if ok else 'MISMATCH'})")  # fmt: skip
+    return 0 if ok else 1
 
 
 if __name__ == "__main__":

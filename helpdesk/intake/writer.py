@@ -30,15 +30,15 @@ MAX_BATCH = 200
 IDLE_SECONDS = 10.0
 
 
-# The whole batch as one statement whose parameters are four arrays: one round trip, and
-# almost no per-row work in Python. PostgreSQL only (the writer is used there alone).
+# The whole batch as one statement whose only parameter is the batch as JSON text: one round
+# trip, and the rows are taken apart by the server (json_to_recordset) rather than dumped as
+# arrays value by value in Python. PostgreSQL only (the writer is used there alone).
 INSERT_BATCH = f"""
 INSERT INTO {WebhookEvent.__tablename__}
     (source, body, status, attempts, account_ids, request_id, received_at)
-SELECT 'instagram', body, '{EventStatus.PENDING.value}', 0, account_ids::json, request_id,
-    received_at
-FROM unnest(%s::text[], %s::text[], %s::text[], %s::timestamptz[])
-    AS delivery(body, account_ids, request_id, received_at)
+SELECT 'instagram', body, '{EventStatus.PENDING.value}', 0, account_ids, request_id, received_at
+FROM json_to_recordset(%s::json)
+    AS delivery(body text, account_ids json, request_id text, received_at timestamptz)
 """
 
 
@@ -63,13 +63,19 @@ class _Pending:
     error: BaseException | None = None
 
 
-def _arrays(batch: list[_Pending]) -> tuple[list, list, list, list]:
-    deliveries = [pending.delivery for pending in batch]
+def _batch_json(batch: list[_Pending]) -> tuple[str]:
     return (
-        [d.body for d in deliveries],
-        [json.dumps(d.account_ids) for d in deliveries],
-        [d.request_id for d in deliveries],
-        [d.received_at for d in deliveries],
+        json.dumps(
+            [
+                {
+                    "body": d.body,
+                    "account_ids": d.account_ids,
+                    "request_id": d.request_id,
+                    "received_at": d.received_at.isoformat(),
+                }
+                for d in (pending.delivery for pending in batch)
+            ]
+        ),
     )
 
 
@@ -130,7 +136,7 @@ class DeliveryWriter:
         """Insert and commit the batch on the writer's connection; returns the connection for the
         next batch (None after a failure, so the next one checks a healthy one out of the pool).
         A connection the server dropped while idle is replaced and the batch tried once more."""
-        arrays = _arrays(batch)
+        rows = _batch_json(batch)
         try:
             for attempt in (1, 2):
                 if connection is None:
@@ -139,7 +145,7 @@ class DeliveryWriter:
                     connection = engine.connect().execution_options(isolation_level="AUTOCOMMIT")
                 try:
                     with connection.begin():
-                        connection.exec_driver_sql(INSERT_BATCH, arrays)
+                        connection.exec_driver_sql(INSERT_BATCH, rows)
                     break
                 except DBAPIError as exc:
                     if attempt == 2 or not exc.connection_invalidated:
