@@ -4,10 +4,11 @@
 
 The app runs as in production, on PostgreSQL and Redis (REDIS_URL, by default database 12 of a
 local Redis: the webhook wakes the intake worker through it). Creates (and drops) a database
-`intakebench` on that server, starts gunicorn, and with a
-closed-loop load generator on loopback measures (a) GET /ping and (b) signed single-message
-webhook deliveries; then sends deliveries at a fixed rate and prints p50/p99 latency. Every
-delivery answered 200 is checked to be stored.
+`intakebench` on that server, starts gunicorn, and with a closed-loop load generator on
+loopback (wrk when installed, else a Python client) measures (a) GET /ping and (b) signed
+single-message webhook deliveries, in alternated rounds so that the machine's drift falls on
+both alike; then sends deliveries at a fixed rate and prints p50/p99 latency. Every delivery
+answered 200 is checked to be stored.
 """
 
 from __future__ import annotations
@@ -22,11 +23,13 @@ import re
 import resource
 import shutil
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
 import threading
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import psycopg
@@ -213,6 +216,44 @@ def _signature(body: bytes) -> str:
     return "sha256=" + hmac.new(SECRET.encode(), body, hashlib.sha256).hexdigest()
 
 
+@dataclass
+class Phase:
+    """One kind of request over its rounds: answered, failed, latency and CPU of each round."""
+
+    ok: int = 0
+    failed: int = 0
+    counts: list[int] = field(default_factory=list)
+    p50s: list[float] = field(default_factory=list)
+    p99s: list[float] = field(default_factory=list)
+    machine: int = 0
+    total: int = 0
+    client: float = 0.0
+
+    def run(self, phase) -> None:
+        before = cpu_times()
+        ok, failed, p50, p99 = phase()
+        after = cpu_times()
+        self.ok, self.failed = self.ok + ok, self.failed + failed
+        self.counts.append(ok)
+        self.p50s.append(p50)
+        self.p99s.append(p99)
+        self.machine += after[0] - before[0]
+        self.total += after[1] - before[1]
+        self.client += after[2] - before[2]
+
+    def describe(self, seconds: float) -> str:
+        """p50: the median of the rounds' p50; p99: the worst round's."""
+        cores = self.machine / self.total * (os.cpu_count() or 1) if self.total else float("nan")
+        return (
+            f"p50 {statistics.median(self.p50s) * 1000:6.1f} ms  p99 {max(self.p99s) * 1000:6.1f}"
+            f" ms  errors {self.failed}  cpu {cores:.2f} of {os.cpu_count()} cores (load "
+            f"generator {self.client / seconds:.2f})"
+        )
+
+    def rates(self, seconds: float) -> str:
+        return " ".join(f"{count / seconds:.0f}" for count in self.counts)
+
+
 def cpu_times() -> tuple[int, int, float]:
     """(busy, total) jiffies of the whole machine, from /proc/stat (0, 0 where there is none),
     and the CPU seconds of the load generator so far (this process and its children: wrk)."""
@@ -224,14 +265,6 @@ def cpu_times() -> tuple[int, int, float]:
         return 0, 0, client
     idle = fields[3] + (fields[4] if len(fields) > 4 else 0)
     return sum(fields) - idle, sum(fields), client
-
-
-def busy(start: tuple[int, int, float], end: tuple[int, int, float], seconds: float) -> str:
-    """Cores busy over a phase: the whole machine, and the load generator's share of it."""
-    total = end[1] - start[1]
-    machine = (end[0] - start[0]) / total * (os.cpu_count() or 1) if total else float("nan")
-    client = (end[2] - start[2]) / seconds
-    return f"cpu {machine:.2f} of {os.cpu_count()} cores (load generator {client:.2f})"
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -254,6 +287,9 @@ def main() -> int:
     parser.add_argument(
         "--client", choices=["wrk", "python"], default="wrk" if shutil.which("wrk") else "python",
         help="load generator of the two closed-loop phases (wrk when installed)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--rounds", type=int, default=3, help="alternated rounds of each phase",
     )  # fmt: skip
     parser.add_argument(
         "--keep-alive", action="store_true",
@@ -295,29 +331,32 @@ def main() -> int:
             except OSError:
                 time.sleep(0.1)
         run = str(int(time.time()))
-        if args.client == "wrk":
-            keep = args.keep_alive
-            bodies = [_body(n, run) for n in range(2000)]
-            cpu = [cpu_times()]
-            ping = wrk_loop(port, args.seconds, args.connections, "/ping", [], keep)
-            cpu.append(cpu_times())
-            hooks = wrk_loop(
-                port, args.seconds, args.connections, "/webhooks/instagram", bodies, keep
+        bodies = [_body(n, run) for n in range(2000)]
+        each = args.seconds / args.rounds
+
+        def ping_phase() -> tuple[int, int, float, float]:
+            if args.client == "wrk":
+                return wrk_loop(port, each, args.connections, "/ping", [], args.keep_alive)
+            return _summary(
+                closed_loop(port, each, args.connections, lambda n: ("GET", "/ping", None))
             )
-            cpu.append(cpu_times())
-        else:
-            cpu = [cpu_times()]
-            ping = _summary(
-                closed_loop(port, args.seconds, args.connections, lambda n: ("GET", "/ping", None))
-            )
-            cpu.append(cpu_times())
-            hooks = _summary(
+
+        def hook_phase() -> tuple[int, int, float, float]:
+            if args.client == "wrk":
+                return wrk_loop(
+                    port, each, args.connections, "/webhooks/instagram", bodies, args.keep_alive
+                )
+            return _summary(
                 closed_loop(
-                    port, args.seconds, args.connections,
+                    port, each, args.connections,
                     lambda n: ("POST", "/webhooks/instagram", _body(n, run)),
                 )
             )  # fmt: skip
-            cpu.append(cpu_times())
+
+        ping, hooks = Phase(), Phase()
+        for _ in range(args.rounds):  # alternated, so the machine's drift falls on both alike
+            ping.run(ping_phase)
+            hooks.run(hook_phase)
         rated_ok, rated = fixed_rate(
             port, args.seconds, args.rate,
             lambda n: ("POST", "/webhooks/instagram", _body(n, run + "r")),
@@ -330,23 +369,21 @@ def main() -> int:
                          .render_as_string(hide_password=False)) as conn:  # fmt: skip
         stored = conn.execute("SELECT COUNT(*) FROM webhook_events").fetchone()[0]
 
-    ping_rps = ping[0] / args.seconds
-    hook_rps = hooks[0] / args.seconds
+    ping_rps = ping.ok / args.seconds
+    hook_rps = hooks.ok / args.seconds
     print(f"gunicorn: {args.workers} workers x {args.threads} threads; load: {args.client}, "
-          f"{args.connections} connections, {args.seconds:.0f} s per phase")  # fmt: skip
-    print(f"(a) GET /ping:                {ping_rps:8.1f} req/s  p50 {ping[2] * 1000:6.1f} ms  "
-          f"p99 {ping[3] * 1000:6.1f} ms  errors {ping[1]}  "
-          f"{busy(cpu[0], cpu[1], args.seconds)}")  # fmt: skip
-    print(f"(b) signed webhook delivery:  {hook_rps:8.1f} req/s  p50 {hooks[2] * 1000:6.1f} ms  "
-          f"p99 {hooks[3] * 1000:6.1f} ms  errors {hooks[1]}  "
-          f"{busy(cpu[1], cpu[2], args.seconds)}")  # fmt: skip
+          f"{args.connections} connections; {args.rounds} rounds of each phase, alternated, "
+          f"{args.seconds:.0f} s per phase in all")  # fmt: skip
+    print(f"(a) GET /ping:                {ping_rps:8.1f} req/s  {ping.describe(args.seconds)}")
+    print(f"(b) signed webhook delivery:  {hook_rps:8.1f} req/s  {hooks.describe(args.seconds)}")
+    print(f"    per round, req/s: /ping {ping.rates(each)}; webhook {hooks.rates(each)}")
     print(f"intake / trivial throughput ratio: {hook_rps / ping_rps:.2f} (target >= 0.5)")
     print(f"fixed rate {args.rate:.0f}/s: {rated_ok} ok, p50 {percentile(rated, .5) * 1000:.1f} ms,"
           f" p99 {percentile(rated, .99) * 1000:.1f} ms")  # fmt: skip
-    answered = hooks[0] + rated_ok
-    # wrk stops counting at the deadline: up to one request a connection was still in flight,
+    answered = hooks.ok + rated_ok
+    # wrk stops counting at its deadline: up to one request a connection a round was in flight,
     # and the server stored it. The Python client waits for every answer.
-    in_flight = args.connections if args.client == "wrk" else 0
+    in_flight = args.connections * args.rounds if args.client == "wrk" else 0
     ok = answered <= stored <= answered + in_flight
     print(f"deliveries answered 200: {answered}, stored: {stored} (in flight at the end: at most "
           f"{in_flight}; {'every answered delivery stored' if ok else 'MISMATCH'})")  # fmt: skip
