@@ -1,5 +1,6 @@
-"""How the agent console's two main pages scale with history: the inbox (one page of 50 rows) and
-the 500-message conversation, at 10,000 and at 1,000,000 messages, in one run.
+"""How the agent console's two main pages scale with history: the inbox (one page, at most 50 rows:
+the open backlog grows with the history, so the 10k history fills fewer) and the 500-message
+conversation, at 10,000 and at 1,000,000 messages, in one run.
 
 For each size the benchmark (re)creates its own PostgreSQL database (``consolebench_10k``,
 ``consolebench_1m``) through the ``postgres`` database of DATABASE_URL's server, then runs the real
@@ -34,6 +35,7 @@ LONG_THREAD = 500
 AGENT = ("agent@demo.test", "demo-agent-pass")
 CSRF_RE = re.compile(r'name="csrf_token"[^>]*value="([^"]+)"')
 INBOX = "/inbox?view=all"
+ROW_RE = re.compile(r'<li class="row[ "]')
 
 
 def _arguments() -> argparse.Namespace:
@@ -101,6 +103,7 @@ class Size:
         self.url = _recreate(server, self.name)
         self.medians: dict[str, float] = {}
         self.queries: dict[str, int] = {}
+        self.rows = 0
 
     def build(self) -> None:
         print(f"  {self.size:,} messages ({self.name})")
@@ -152,6 +155,7 @@ class Size:
                 self.medians[label], self.queries[label] = self._time(
                     lambda path=path: client.get(path), statements, rounds
                 )
+            self.rows = len(ROW_RE.findall(client.get(INBOX).get_data(as_text=True)))
         finally:
             event.remove(engine, "before_cursor_execute", count)
         with app.app_context():
@@ -190,6 +194,8 @@ def _report(sizes: list[Size]) -> bool:
             mark = "" if ratio <= RATIO_TARGET else f"  > {RATIO_TARGET}"
             line += f"{ratio:>8.2f}{mark}"
         print(line)
+    shown = ", ".join(f"{s.rows} at {s.size:,}" for s in sizes)
+    print(f"inbox rows shown (open conversations of the Primary folder, at most 50): {shown}")
     if len(sizes) > 1:
         print(
             f"\nmedian server time; ratio: {sizes[-1].size:,} / {sizes[0].size:,} "

@@ -301,6 +301,20 @@ def inbox_page(
 ) -> InboxPage:
     """One page of rows plus the folder and view counts: five queries in all."""
     now = now or utcnow()
+    # The page's ids first, sorted on narrow rows; the wide rows are joined for those alone.
+    page_ids = (
+        _base(brand_id)
+        .with_only_columns(Conversation.id)
+        .where(
+            _folder_condition(f.folder),
+            _status_condition(f.status),
+            _view_condition(f.view, agent_id),
+            *_filters(f, brand_id, now),
+        )
+        .order_by(*_order(f))
+        .limit(PAGE_SIZE + 1)
+        .offset((f.page - 1) * PAGE_SIZE)
+    )
     assignee, team = aliased(Agent), aliased(Team)
     query = (
         _base(brand_id)
@@ -315,15 +329,8 @@ def inbox_page(
                 ConversationView.agent_id == agent_id,
             ),
         )
-        .where(
-            _folder_condition(f.folder),
-            _status_condition(f.status),
-            _view_condition(f.view, agent_id),
-            *_filters(f, brand_id, now),
-        )
+        .where(Conversation.id.in_(page_ids.scalar_subquery()))
         .order_by(*_order(f))
-        .limit(PAGE_SIZE + 1)
-        .offset((f.page - 1) * PAGE_SIZE)
     )
     rows = [
         InboxRow(
