@@ -9,6 +9,7 @@ import time
 import uuid
 from contextvars import ContextVar
 
+from amqp.exceptions import ChannelError
 from flask import Flask, Response, g, request
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
 from prometheus_client.core import REGISTRY, GaugeMetricFamily
@@ -153,12 +154,16 @@ class QueueCollector:
         try:
             with celery.connection_for_read() as connection:
                 channel = connection.default_channel
-                return [
-                    (name, float(channel.queue_declare(name, passive=True).message_count))
-                    for name in names
-                ]
+                return [(name, QueueCollector._depth(channel, name)) for name in names]
         except Exception:  # the broker is down: no figure rather than a failed scrape
             return [(name, float("nan")) for name in names]
+
+    @staticmethod
+    def _depth(channel, name: str) -> float:
+        try:
+            return float(channel.queue_declare(name, passive=True).message_count)
+        except ChannelError:  # never declared (no worker or sender used it yet): nothing waits
+            return 0.0
 
 
 def init_observability(app: Flask) -> None:

@@ -6,6 +6,7 @@ import json
 import logging
 
 from helpdesk.observability import JsonFormatter, RedactSecrets, request_id_var
+from tests.conftest import drain_broker
 
 
 def test_healthz_answers_when_the_database_does(client):
@@ -38,6 +39,17 @@ def test_metrics_expose_requests_intake_lag_queue_depth_deliveries_and_breaches(
         "helpdesk_sla_breaches",
     ):
         assert name in text
+
+
+def test_queue_depth_counts_each_queue_and_a_queue_never_used_as_empty(app, client):
+    drain_broker(app)
+    app.extensions["celery"].send_task("workers.tasks.delivery.sweep_deliveries")
+    try:
+        text = client.get("/metrics").get_data(as_text=True)
+    finally:
+        drain_broker(app)
+    assert 'helpdesk_queue_depth{queue="delivery"} 1.0' in text
+    assert 'helpdesk_queue_depth{queue="celery"} 0.0' in text
 
 
 def _format(message: str, *args) -> dict:

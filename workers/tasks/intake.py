@@ -44,8 +44,8 @@ def process_pending_webhooks(older_than_seconds: float = 0, budget_seconds: floa
     kicked(PROCESS_PENDING)
     deadline = time.monotonic() + budget_seconds
     done: set[int] = set()
+    loops = current_app.config["INTAKE_LOOPS"]
     while time.monotonic() < deadline:
-        loops = current_app.config["INTAKE_LOOPS"]
         with runner_slot(PROCESS_PENDING, budget_seconds + 30, loops) as mine:
             if not mine:
                 break
