@@ -7,7 +7,8 @@ For each size the benchmark (re)creates its own PostgreSQL database (``consolebe
 commands on it: ``flask --app wsgi db upgrade``, ``seed-demo`` and
 ``seed-load --brand demo --messages N``. In-process, with the Flask test client, it signs in as
 the demo agent through the login form (with its CSRF token) and times the server side of each page
-with ``time.perf_counter`` (median of ``--rounds`` requests), counting the SQL statements of one
+with ``time.perf_counter`` (median of ``--rounds`` requests; the sizes take turns request by
+request, so the machine's drift falls on each alike), counting the SQL statements of one
 request (SQLAlchemy ``before_cursor_execute``). Prints the figures and the 1M / 10k ratios (target
 at most 1.5).
 
@@ -26,7 +27,6 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -111,15 +111,16 @@ class Size:
         _flask(self.url, "seed-demo")
         _flask(self.url, "seed-load", "--brand", "demo", "--messages", str(self.size))
 
-    def measure(self, rounds: int) -> None:
+    def open(self) -> None:
+        """Sign in as the demo agent through the login form; find the long thread."""
         from sqlalchemy import event, func, select
 
         from helpdesk import create_app
         from helpdesk.dm.models import Message
         from helpdesk.extensions import db
 
-        app = create_app({"SQLALCHEMY_DATABASE_URI": self.url})
-        with app.app_context():
+        self.app = create_app({"SQLALCHEMY_DATABASE_URI": self.url})
+        with self.app.app_context():
             long_id = db.session.scalar(
                 select(Message.conversation_id)
                 .group_by(Message.conversation_id)
@@ -129,13 +130,16 @@ class Size:
             if long_id is None:
                 sys.exit(f"no {LONG_THREAD}-message conversation at {self.size:,} messages")
             db.session.remove()
-            engine = db.engine
-
-        client = app.test_client()
-        html = client.get("/login").get_data(as_text=True)
+            self.engine = db.engine
+        self.pages = {
+            "inbox (50 rows)": INBOX,
+            f"conversation ({LONG_THREAD} msgs)": f"/conversations/{long_id}",
+        }
+        self.client = self.app.test_client()
+        html = self.client.get("/login").get_data(as_text=True)
         token = CSRF_RE.search(html).group(1)
         email, password = AGENT
-        signed = client.post(
+        signed = self.client.post(
             "/login", data={"email": email, "password": password, "csrf_token": token}
         )
         assert signed.status_code == 302, signed.get_data(as_text=True)[:500]
@@ -145,36 +149,46 @@ class Size:
         def count(*_args) -> None:
             statements[0] += 1
 
-        event.listen(engine, "before_cursor_execute", count)
+        event.listen(self.engine, "before_cursor_execute", count)
         try:
-            pages = {
-                "inbox (50 rows)": INBOX,
-                f"conversation ({LONG_THREAD} msgs)": f"/conversations/{long_id}",
-            }
-            for label, path in pages.items():
-                self.medians[label], self.queries[label] = self._time(
-                    lambda path=path: client.get(path), statements, rounds
-                )
-            self.rows = len(ROW_RE.findall(client.get(INBOX).get_data(as_text=True)))
+            for label, path in self.pages.items():
+                self.get(path)  # warm up: templates compiled, connections open
+                statements[0] = 0
+                self.get(path)
+                self.queries[label] = statements[0]
         finally:
-            event.remove(engine, "before_cursor_execute", count)
-        with app.app_context():
-            db.engine.dispose()
+            event.remove(self.engine, "before_cursor_execute", count)
+        self.rows = len(ROW_RE.findall(self.get(INBOX).get_data(as_text=True)))
+        self.timings = {label: [] for label in self.pages}
 
-    @staticmethod
-    def _time(call: Callable[[], object], statements: list[int], rounds: int):
-        response = call()  # warm up: templates compiled, connections open
+    def get(self, path: str):
+        response = self.client.get(path)
         assert response.status_code == 200, response.status_code
-        statements[0] = 0
-        call()
-        queries = statements[0]
-        timings = []
+        return response
+
+    def time(self, label: str) -> None:
+        started = time.perf_counter()
+        self.get(self.pages[label])
+        self.timings[label].append(time.perf_counter() - started)
+
+    def close(self) -> None:
+        self.medians = {
+            label: statistics.median(times) * 1000 for label, times in self.timings.items()
+        }
+        self.engine.dispose()
+
+
+def _measure(sizes: list[Size], rounds: int) -> None:
+    """Request by request, the sizes take turns: whatever the machine does meanwhile (another
+    process, a CPU's clock) falls on every size alike, so the ratios compare like with like."""
+    for item in sizes:
+        item.open()
+    for label in sizes[0].pages:
         for _ in range(rounds):
-            started = time.perf_counter()
-            response = call()
-            timings.append(time.perf_counter() - started)
-            assert response.status_code == 200, response.status_code
-        return statistics.median(timings) * 1000, queries
+            for item in sizes:
+                item.time(label)
+    for item in sizes:
+        item.close()
 
 
 def _report(sizes: list[Size]) -> bool:
@@ -220,8 +234,7 @@ def main() -> int:
             item = Size(server, size)
             sizes.append(item)
             item.build()
-            item.measure(args.rounds)
-            print("    " + ", ".join(f"{k}: {v:.1f} ms" for k, v in item.medians.items()))
+        _measure(sizes, args.rounds)
         ok = _report(sizes)
     finally:
         if not args.keep:

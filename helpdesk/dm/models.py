@@ -130,8 +130,16 @@ class Conversation(db.Model):
         UniqueConstraint("channel_id", "thread_key"),
         CheckConstraint(f"participant_count <= {GROUP_LIMIT}", name="participant_limit"),
         Index("ix_conversations_inbox", "brand_id", "folder", "status", "last_message_at"),
-        # The inbox's counts per folder read this index alone, not every conversation.
-        Index("ix_conversations_counts", "brand_id", "status", "request_state", "folder"),
+        # The inbox's counts per folder, and its page's sort over the open backlog, read this
+        # index alone (an index-only scan on PostgreSQL), not the wide conversation rows.
+        Index(
+            "ix_conversations_counts",
+            "brand_id",
+            "status",
+            "request_state",
+            "folder",
+            postgresql_include=["current_ticket_id", "last_message_at", "id"],
+        ),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

@@ -8,7 +8,6 @@ from datetime import UTC, datetime
 
 from sqlalchemy import (
     ColumnElement,
-    String,
     and_,
     case,
     func,
@@ -16,7 +15,6 @@ from sqlalchemy import (
     or_,
     select,
     true,
-    type_coerce,
 )
 from sqlalchemy.orm import aliased
 
@@ -229,15 +227,6 @@ def _folder_condition(folder: str) -> ColumnElement[bool]:
     return and_(Conversation.folder == folder, Conversation.request_state.in_(INBOX_STATES))
 
 
-def _folder_of() -> ColumnElement:
-    return case(
-        (Conversation.request_state == RequestState.PENDING, "requests"),
-        (Conversation.request_state == RequestState.HIDDEN, "hidden"),
-        (Conversation.request_state.in_(INBOX_STATES), type_coerce(Conversation.folder, String)),
-        else_=None,
-    )
-
-
 def _status_condition(status: str) -> ColumnElement[bool]:
     if status == "all":
         return true()
@@ -378,19 +367,33 @@ def ticket_tags(ticket_ids: list[int]) -> dict[int, list[tuple[str, str]]]:
 
 
 def folder_counts(f: InboxFilter, brand_id: int, agent_id: int) -> dict[str, int]:
-    """Conversations per folder in the current view and status, in one grouped query."""
-    folder = _folder_of().label("folder")
+    """Conversations per folder in the current view and status, in one grouped query.
+
+    Grouped on the stored columns themselves (folded into folders here), so that PostgreSQL
+    counts from ix_conversations_counts alone."""
     query = (
         _base(brand_id)
-        .with_only_columns(folder, func.count())
+        .with_only_columns(Conversation.request_state, Conversation.folder, func.count())
         .where(_status_condition(f.status), _view_condition(f.view, agent_id))
-        .group_by(folder)
+        .group_by(Conversation.request_state, Conversation.folder)
     )
     counts = dict.fromkeys(FOLDERS, 0)
-    for name, count in db.session.execute(query):
-        if name in counts:
-            counts[name] = count
+    for state, folder, count in db.session.execute(query):
+        name = _folder_name(RequestState(state), folder)
+        if name is not None:
+            counts[name] += count
     return counts
+
+
+def _folder_name(state: RequestState, folder: str) -> str | None:
+    """The inbox folder a conversation shows in; None for declined and blocked requests."""
+    if state is RequestState.PENDING:
+        return "requests"
+    if state is RequestState.HIDDEN:
+        return "hidden"
+    if state in INBOX_STATES:
+        return str(folder)
+    return None
 
 
 def view_counts(f: InboxFilter, brand_id: int, agent_id: int) -> dict[str, int]:
