@@ -90,6 +90,9 @@ class Config:
     PROXY_FIX_X_FOR = int(os.environ.get("PROXY_FIX_X_FOR", 0))
     # With Redis: how many worker processes may process stored webhook deliveries at once.
     INTAKE_LOOPS = int(os.environ.get("INTAKE_LOOPS", 2))
+    # PostgreSQL: while webhook deliveries arrive together, the writer waits this long before each
+    # commit so that more of them share it (0: never wait). A lone delivery never waits.
+    INTAKE_GATHER_MS = float(os.environ.get("INTAKE_GATHER_MS", 2))
     CELERY = _celery_config(REDIS_URL)
 
 

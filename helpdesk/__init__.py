@@ -38,7 +38,9 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
         app.config.setdefault("SQLALCHEMY_ENGINE_OPTIONS", {"pool_pre_ping": True})
 
     db.init_app(app)
-    app.extensions["delivery_writer"] = DeliveryWriter(app)
+    app.extensions["delivery_writer"] = DeliveryWriter(
+        app, gather_seconds=app.config.get("INTAKE_GATHER_MS", 0) / 1000
+    )
     with app.app_context():
         configure_sqlite(db.engine)
     migrate.init_app(

@@ -112,3 +112,42 @@ def test_the_writer_reconnects_when_the_server_dropped_its_connection(app, clien
 
     assert post(client, body(2)).status_code == 200
     assert stored_count() == 2
+
+
+def test_deliveries_arriving_together_share_commits(app, channel, monkeypatch):
+    writer = app.extensions["delivery_writer"]
+    monkeypatch.setattr(writer, "gather_seconds", 0.05)
+    batches: list[int] = []
+    write = writer._write
+
+    def counted(engine, connection, batch):
+        batches.append(len(batch))
+        return write(engine, connection, batch)
+
+    monkeypatch.setattr(writer, "_write", counted)
+    statuses: list[int] = []
+
+    def send(start: int) -> None:
+        client = app.test_client()
+        for n in range(start, start + 10):
+            statuses.append(post(client, body(n)).status_code)
+
+    threads = [threading.Thread(target=send, args=(k * 10,)) for k in range(12)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert statuses == [200] * 120
+    assert sum(batches) == 120 and stored_count() == 120
+    assert len(batches) < 60, f"{len(batches)} commits for 120 deliveries: {batches}"
+
+
+def test_a_lone_delivery_is_not_held_back_to_gather_others(app, client, channel, monkeypatch):
+    """Were a delivery that arrives alone kept back for the gathering pause (here longer than a
+    request may wait), it would answer 503."""
+    writer = app.extensions["delivery_writer"]
+    monkeypatch.setattr(writer, "gather_seconds", 30.0)
+    monkeypatch.setattr(writer, "wait_seconds", 5.0)
+    assert [post(client, body(n)).status_code for n in range(3)] == [200, 200, 200]
+    assert stored_count() == 3
