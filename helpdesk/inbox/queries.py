@@ -208,12 +208,26 @@ def _at_risk(now: datetime) -> ColumnElement[bool]:
     return and_(warned, ~_breached(now))
 
 
+def _current_ticket(ticket, column) -> ColumnElement:
+    """`column` of the conversation's current ticket (`ticket`, an alias of Ticket), looked up by
+    primary key row by row: the open backlog comes from the conversations index and each of its
+    rows probes one ticket, where a join would read every ticket the brand ever had (a hash join
+    over the whole table once tickets outnumber the backlog)."""
+    return (
+        select(column)
+        .where(ticket.id == Conversation.current_ticket_id)
+        .correlate(Conversation)
+        .scalar_subquery()
+    )
+
+
 def _due_expression() -> ColumnElement:
-    """The ticket's earliest due time in SQL; PostgreSQL calls it least(), SQLite min()."""
+    """The current ticket's earliest due time in SQL; PostgreSQL calls it least(), SQLite min()."""
+    ticket = aliased(Ticket)
     far = literal(NO_DUE, UTCDateTime)
-    dues = [func.coalesce(getattr(Ticket, f"{name}_due_at"), far) for name in DUE_FIELDS]
+    dues = [func.coalesce(getattr(ticket, f"{name}_due_at"), far) for name in DUE_FIELDS]
     earliest = func.least if db.session.get_bind().dialect.name == "postgresql" else func.min
-    return earliest(*dues).label("sla_due")
+    return func.coalesce(_current_ticket(ticket, earliest(*dues)), far).label("sla_due")
 
 
 # Query pieces -------------------------------------------------------------------------------------
@@ -399,14 +413,29 @@ def _folder_name(state: RequestState, folder: str) -> str | None:
 def view_counts(f: InboxFilter, brand_id: int, agent_id: int) -> dict[str, int]:
     """Conversations per view (mine, unassigned, all, each team) in the current folder and status,
     in one query grouped by team."""
-    mine = func.sum(case((Ticket.assignee_id == agent_id, 1), else_=0))
-    unassigned = func.sum(case((Ticket.assignee_id.is_(None), 1), else_=0))
-    query = (
-        _base(brand_id)
-        .with_only_columns(Ticket.team_id, func.count(), mine, unassigned)
-        .where(_folder_condition(f.folder), _status_condition(f.status))
-        .group_by(Ticket.team_id)
+    ticket = aliased(Ticket)
+    per_conversation = (
+        select(
+            _current_ticket(ticket, ticket.team_id).label("team_id"),
+            _current_ticket(ticket, ticket.assignee_id).label("assignee_id"),
+        )
+        .where(
+            Conversation.brand_id == brand_id,
+            _folder_condition(f.folder),
+            _status_condition(f.status),
+        )
+        # OFFSET keeps this a subquery of its own (PostgreSQL would otherwise inline it and look
+        # the assignee up once per aggregate below, not once per conversation).
+        .offset(0)
+        .subquery()
     )
+    assignee = per_conversation.c.assignee_id
+    query = select(
+        per_conversation.c.team_id,
+        func.count(),
+        func.sum(case((assignee == agent_id, 1), else_=0)),
+        func.sum(case((assignee.is_(None), 1), else_=0)),
+    ).group_by(per_conversation.c.team_id)
     counts = {"all": 0, "mine": 0, "unassigned": 0}
     for team_id, total, mine_count, unassigned_count in db.session.execute(query):
         counts["all"] += total
