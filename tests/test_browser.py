@@ -142,6 +142,14 @@ def test_agent_console_in_a_browser(app, served, browser, output_dir):  # noqa: 
     expect(page.locator(f"#m{message_id} .status")).to_have_text("sent")
     page.screenshot(path=str(output_dir / "browser-conversation.png"), full_page=True)
 
+    # A private note: the colleague's open page shows it too, without a reload.
+    page.click("#composer button.mode-btn[data-mode=note]")
+    page.fill("#composer-text", "Gift wrap requested, @morgan please check stock")
+    page.click("#composer .note-btn")
+    page.wait_for_load_state()
+    expect(page.locator("#thread .note").last).to_contain_text("Gift wrap requested")
+    expect(other.locator("#thread .note.live-new")).to_contain_text("Gift wrap requested")
+
     # A tag, then resolve with the keyboard; the colleague's page follows the status.
     page.fill("input[name=name][list=tag-list]", "linen")
     page.click(f"form[action='/conversations/{conversation_id}/tags'] button")

@@ -14,12 +14,14 @@ import httpx
 import pytest
 from sqlalchemy import select
 
+from helpdesk.dm import service as dm
 from helpdesk.dm.models import Conversation, Message, MessageStatus, RequestState
 from helpdesk.extensions import db
 from helpdesk.inbox import service as inbox
 from helpdesk.live import events
 from helpdesk.live import service as live
 from helpdesk.live.models import LiveEvent, Presence
+from helpdesk.tickets import notes
 from helpdesk.tickets import service as tickets
 from helpdesk.tickets.models import Ticket
 from helpdesk.types import utcnow
@@ -234,6 +236,35 @@ def test_the_intake_worker_publishes_what_a_webhook_brought(client, world, backe
     assert ("message.created", message_id) in kinds(heard.events())
 
 
+def test_a_colleagues_note_is_heard_once_per_note(world, backend):
+    heard = Heard(world.brand.id, world.manager.id)
+    ticket = ticket_of(world.conversation)
+    first = notes.add_note(ticket, world.agent, "Refund approved")
+    second = notes.add_note(ticket, world.agent, "Label sent")
+    db.session.commit()
+    found = [e for e in heard.events() if e["type"] == "note.created"]
+    assert [(e["conversation_id"], e["note_id"]) for e in found] == [
+        (world.conversation.id, first.id),
+        (world.conversation.id, second.id),
+    ]
+    assert "Refund" not in repr(found), "an event carries ids, never the text"
+
+
+def test_a_customers_reaction_is_heard_and_a_repeat_of_it_is_not(world, backend):
+    heard = Heard(world.brand.id, world.agent.id)
+    dm.react(world.message, "😍", contact=world.contact)
+    db.session.commit()
+    assert ("message.updated", world.message.id) in kinds(heard.events())
+
+    dm.react(world.message, "😍", contact=world.contact)  # Meta retried the webhook
+    db.session.commit()
+    assert heard.events() == []
+
+    assert dm.unreact(world.message, contact=world.contact)
+    db.session.commit()
+    assert ("message.updated", world.message.id) in kinds(heard.events())
+
+
 # The poll (embedded default) --------------------------------------------------------------------
 
 
@@ -333,6 +364,7 @@ def test_strangers_are_refused_by_every_live_route(client, world):
     for path in (
         f"/conversations/{conversation_id}/thread/newer?after=0",
         f"/conversations/{conversation_id}/thread/messages/{message_id}",
+        f"/conversations/{conversation_id}/thread/notes/1",
     ):
         response = client.get(path)
         assert response.status_code == 302 and "/login" in response.headers["Location"]
@@ -344,6 +376,8 @@ def test_strangers_are_refused_by_every_live_route(client, world):
 
 def test_another_brands_conversation_is_not_found_here(client, world, backend):
     other = World("other")
+    theirs = notes.add_note(ticket_of(other.conversation), other.agent, "their note").id
+    db.session.commit()
     signed_in(client, world.agent)
     before = table_counts()
     paths = [
@@ -351,6 +385,8 @@ def test_another_brands_conversation_is_not_found_here(client, world, backend):
         f"/conversations/{other.conversation.id}/thread/newer?after=0",
         f"/conversations/{other.conversation.id}/thread/messages/{other.message.id}",
         f"/conversations/{world.conversation.id}/thread/messages/{other.message.id}",
+        f"/conversations/{other.conversation.id}/thread/notes/{theirs}",
+        f"/conversations/{world.conversation.id}/thread/notes/{theirs}",
     ]
     if backend == "redis":
         paths.append(f"/live/stream?conversation={other.conversation.id}")
@@ -360,6 +396,22 @@ def test_another_brands_conversation_is_not_found_here(client, world, backend):
     assert response.status_code == 404
     assert table_counts() == before
     assert live.viewers(other.conversation.id) == []
+
+
+def test_a_new_note_renders_as_the_thread_renders_notes_and_only_in_its_conversation(client, world):
+    note = notes.add_note(
+        ticket_of(world.conversation), world.manager, "<script>alert(1)</script> VIP, be quick"
+    )
+    elsewhere = receive(world.channel, ContactFactory(channel=world.channel).platform_id, "hi")
+    db.session.commit()
+    signed_in(client, world.agent)
+    response = client.get(f"/conversations/{world.conversation.id}/thread/notes/{note.id}")
+    assert response.status_code == 200
+    page = response.get_data(as_text=True)
+    assert f'id="note{note.id}"' in page and world.manager.name in page
+    assert "&lt;script&gt;alert(1)&lt;/script&gt; VIP, be quick" in page and "<script>" not in page
+    other = f"/conversations/{elsewhere.conversation_id}/thread/notes/{note.id}"
+    assert client.get(other).status_code == 404
 
 
 def test_a_hidden_request_is_not_polled_below_admin(client, world, polled):

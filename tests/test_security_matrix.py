@@ -27,7 +27,7 @@ from typing import Any
 
 import pytest
 from flask import template_rendered
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from helpdesk import crypto
 from helpdesk.accounts.models import Role
@@ -47,7 +47,7 @@ from helpdesk.notifications.service import notify
 from helpdesk.outgoing import service as outgoing
 from helpdesk.sla import service as sla
 from helpdesk.tickets import notes, tags
-from helpdesk.tickets.models import Ticket
+from helpdesk.tickets.models import Note, Ticket
 from tests.conftest import table_counts
 from tests.factories import BrandFactory, ContactFactory
 from tests.test_auth import World, csrf_token, login, receive, signed_in
@@ -112,6 +112,7 @@ ACCESS: dict[str, tuple[str, Role | None]] = {
     "console.leave": (CONSOLE, A),
     "console.thread_newer": (CONSOLE, A),
     "console.thread_message": (CONSOLE, A),
+    "console.thread_note": (CONSOLE, A),
     "console.canned_search": (CONSOLE_JSON, A),
     "console.canned_render": (CONSOLE_JSON, A),
     "console.mention_candidates": (CONSOLE_JSON, A),
@@ -212,6 +213,9 @@ class Site:
         self.reply = canned.create(own.brand, own.manager, "hi", "Hi", "Hi!", shared=True)
         self.policy = sla.create_policy(own.brand, None, "own", 0, {}, {"resolution_min": 60})
         tags.add_tag(db.session.get(Ticket, own.conversation.current_ticket_id), "vip", None)
+        notes.add_note(
+            db.session.get(Ticket, own.conversation.current_ticket_id), own.agent, "Own note"
+        )
         self.subscription, _secret = outgoing.create_subscription(
             own.brand, None, "https://93.184.216.34/hooks", ["ticket.created"]
         )
@@ -253,6 +257,12 @@ class Site:
                 "conversation_id": own.conversation.id,
                 "message_id": own.message.id,
                 "ticket_id": own.conversation.current_ticket_id,
+                "note_id": db.session.scalar(
+                    select(func.min(Note.id))
+                    .join(Ticket, Ticket.id == Note.ticket_id)
+                    .where(Ticket.conversation_id == own.conversation.id)
+                )
+                or 0,
                 "reply_id": self.reply.id,
                 "policy_id": self.policy.id,
                 "agent_id": own.agent.id,
@@ -838,7 +848,7 @@ def test_api_answers_and_console_pages_never_show_secrets(app, secret_flows):
         "message_id": db.session.scalar(
             select(Message.id).where(Message.conversation_id == conversation.id).limit(1)
         ),
-        "ticket_id": conversation.current_ticket_id or 1,
+        "ticket_id": conversation.current_ticket_id or 1, "note_id": 1,
         "notification_id": 1, "reply_id": 1, "policy_id": 1, "agent_id": 1,
         "subscription_id": 1, "name": "vip", "filename": "console.css",
     }  # fmt: skip

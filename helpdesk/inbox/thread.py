@@ -173,6 +173,20 @@ def _notes(
     return [ThreadNote(note=note, at=note.created_at) for note in db.session.scalars(query)]
 
 
+def thread_note(conversation: Conversation, note_id: int) -> ThreadNote:
+    """One note of the conversation's tickets as the thread shows it; NotFound otherwise."""
+    note = db.session.scalar(
+        select(Note)
+        .join(Ticket, Ticket.id == Note.ticket_id)
+        .where(Note.id == note_id, Ticket.conversation_id == conversation.id)
+    )
+    if note is None:
+        raise NotFound("no such note in this conversation")
+    item = ThreadNote(note=note, at=note.created_at)
+    _name_authors([], [item])
+    return item
+
+
 def _name_authors(items: list, notes: list[ThreadNote]) -> None:
     agent_ids = {
         item.message.author_agent_id

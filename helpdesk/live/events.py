@@ -30,6 +30,7 @@ log = logging.getLogger(__name__)
 MESSAGE_CREATED = "message.created"
 MESSAGE_UPDATED = "message.updated"
 TICKET_UPDATED = "ticket.updated"
+NOTE_CREATED = "note.created"
 NOTIFICATION_CREATED = "notification.created"
 PRESENCE = "presence"
 
@@ -70,6 +71,11 @@ def ticket_updated(ticket: Any) -> None:
     )
 
 
+def note_created(note: Any, conversation_id: int) -> None:
+    """A colleague's internal note: consoles open on the conversation show it in the thread."""
+    publish(note.brand_id, NOTE_CREATED, conversation_id=conversation_id, note_id=note.id)
+
+
 def notification_created(notification: Any) -> None:
     """Only the agent it is for receives it (`for_agent`)."""
     publish(
@@ -84,8 +90,8 @@ def notification_created(notification: Any) -> None:
 
 def as_shown(message: Message) -> tuple:
     """The content of a message as the thread shows it (an edit or unsend changes it), compared
-    before and after an event that may be a repeat. Customers' reactions are left to the next
-    page load: a replayed react-then-unreact would flash them for nothing."""
+    before and after an event that may be a repeat. Reactions announce themselves (`dm.react`,
+    `dm.unreact`), only when they change what is shown."""
     return (message.text, message.edit_count, message.unsent_at, message.purged_at)
 
 
@@ -162,7 +168,10 @@ def _coalesced(pending: list[tuple[int, dict]]) -> list[tuple[int, dict]]:
         key = (
             brand_id,
             item["type"],
-            item.get("message_id") or item.get("ticket_id") or item.get("notification_id"),
+            item.get("message_id")
+            or item.get("ticket_id")
+            or item.get("notification_id")
+            or item.get("note_id"),
         )
         latest.pop(key, None)
         latest[key] = (brand_id, item)

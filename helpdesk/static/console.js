@@ -453,6 +453,18 @@
         if (node) current.replaceWith(node);
       } catch (e) { /* it stays as it was until the page reloads */ }
     }
+    async function showNote(noteId) {
+      if (document.getElementById("note" + Number(noteId))) return;  // my own, or shown already
+      try {
+        const url = thread.dataset.noteUrl.replace("987654321", String(Number(noteId)));
+        const bottom = nearBottom();
+        const node = fragment(await getHTML(url)).find((n) => n.id === "note" + Number(noteId));
+        if (!node || document.getElementById(node.id)) return;
+        node.classList.add("live-new");
+        place(node);
+        if (bottom) thread.scrollTop = thread.scrollHeight;
+      } catch (e) { /* it shows on the next page load */ }
+    }
     if (appending) {
       $("#thread-live-show").addEventListener("click", (event) => {
         event.preventDefault();
@@ -538,6 +550,8 @@
         if (Number(item.message_id) > latest) fetchNewer();
       } else if (item.type === "message.updated") {
         refreshMessage(item.message_id);
+      } else if (item.type === "note.created") {
+        if (appending) showNote(item.note_id);
       } else if (item.type === "ticket.updated") {
         showTicket(item);
       } else if (item.type === "presence") {

@@ -11,6 +11,7 @@ from helpdesk.accounts.models import Agent, Membership, Role
 from helpdesk.accounts.service import require_role
 from helpdesk.errors import ValidationError
 from helpdesk.extensions import db
+from helpdesk.live import events as live
 from helpdesk.notifications.models import NotificationKind
 from helpdesk.notifications.service import notify
 from helpdesk.tickets.events import record_event
@@ -106,6 +107,7 @@ def add_note(ticket: Ticket, author: Agent | None, body: str) -> Note:
             at=note.created_at,
         )
     db.session.flush()
+    live.note_created(note, ticket.conversation_id)
     return note
 
 

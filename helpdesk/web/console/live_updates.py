@@ -160,3 +160,17 @@ def thread_message(conversation_id: int, message_id: int) -> ResponseReturnValue
         conversation=conversation,
         reactions=REACTIONS,
     )
+
+
+@bp.get("/conversations/<int:conversation_id>/thread/notes/<int:note_id>")
+def thread_note(conversation_id: int, note_id: int) -> ResponseReturnValue:
+    """A colleague's new note, rendered as the thread renders notes."""
+    conversation = conversation_or_404(conversation_id)
+    item = thread.thread_note(conversation, note_id)
+    return render_template(
+        "console/_thread_fragment.html",
+        items=[item],
+        after_at=item.at,
+        conversation=conversation,
+        reactions=REACTIONS,
+    )
