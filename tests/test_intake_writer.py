@@ -50,24 +50,28 @@ def channel():
     db.session.commit()
 
 
-def test_concurrent_deliveries_are_each_stored_once_with_their_request_id(app, channel):
+def post_concurrently(app, senders: int = 12, each: int = 10) -> list[int]:
+    """Deliveries 0 .. senders * each - 1, posted by `senders` threads at once; the statuses."""
     statuses: list[int] = []
     lock = threading.Lock()
 
     def send(start: int) -> None:
         client = app.test_client()
-        for n in range(start, start + 10):
+        for n in range(start, start + each):
             response = post(client, body(n))
             with lock:
                 statuses.append(response.status_code)
 
-    threads = [threading.Thread(target=send, args=(k * 10,)) for k in range(12)]
+    threads = [threading.Thread(target=send, args=(k * each,)) for k in range(senders)]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
+    return statuses
 
-    assert statuses == [200] * 120
+
+def test_concurrent_deliveries_are_each_stored_once_with_their_request_id(app, channel):
+    assert post_concurrently(app) == [200] * 120
     rows = fresh(lambda: db.session.scalars(select(WebhookEvent)).all())
     assert len(rows) == 120
     assert {row.status for row in rows} == {EventStatus.PENDING}
@@ -125,20 +129,7 @@ def test_deliveries_arriving_together_share_commits(app, channel, monkeypatch):
         return write(engine, connection, batch)
 
     monkeypatch.setattr(writer, "_write", counted)
-    statuses: list[int] = []
-
-    def send(start: int) -> None:
-        client = app.test_client()
-        for n in range(start, start + 10):
-            statuses.append(post(client, body(n)).status_code)
-
-    threads = [threading.Thread(target=send, args=(k * 10,)) for k in range(12)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-
-    assert statuses == [200] * 120
+    assert post_concurrently(app) == [200] * 120
     assert sum(batches) == 120 and stored_count() == 120
     assert len(batches) < 60, f"{len(batches)} commits for 120 deliveries: {batches}"
 
