@@ -14,6 +14,8 @@ from helpdesk.dm.models import Conversation, MessageKind, RequestState
 from helpdesk.extensions import db
 from helpdesk.notifications.models import NotificationKind
 from helpdesk.notifications.service import notify
+from helpdesk.tickets import notes
+from helpdesk.tickets.models import Ticket
 from tests.conftest import table_counts
 from tests.factories import AgentFactory, ContactFactory, member
 from tests.test_auth import World, csrf_token, post, receive, signed_in
@@ -57,11 +59,16 @@ class Targets:
             conversation_id=world.conversation.id,
         )
         db.session.commit()
+        note = notes.add_note(
+            db.session.get(Ticket, world.conversation.current_ticket_id), world.agent, "Checked"
+        )
+        db.session.commit()
         self.ids = {
             "conversation_id": world.conversation.id,
             "message_id": world.message.id,
             "notification_id": notification.id,
             "reply_id": reply.id,
+            "note_id": note.id,
         }
 
     def url(self, rule) -> str:

@@ -44,6 +44,7 @@ from helpdesk.intake.instagram import MalformedEvent
 from helpdesk.intake.models import EventStatus, WebhookEvent
 from helpdesk.notifications.models import NotificationKind
 from helpdesk.notifications.service import notify
+from helpdesk.tickets import notes
 from helpdesk.tickets.models import Ticket
 from tests.factories import BrandFactory
 from tests.test_api_fuzz import (
@@ -583,11 +584,18 @@ class Desk:
         db.session.commit()
         self.client = signed_in(client, self.world.admin)
         assert client.get(f"/conversations/{self.world.conversation.id}").status_code == 200
+        note = notes.add_note(
+            db.session.get(Ticket, self.world.conversation.current_ticket_id),
+            self.world.admin,
+            "Checked",
+        )
+        db.session.commit()
         self.ids = {
             "conversation_id": self.world.conversation.id,
             "message_id": self.world.message.id,
             "notification_id": self.notification.id,
             "reply_id": self.reply.id,
+            "note_id": note.id,
         }
 
     def url(self, rule) -> str:

@@ -14,7 +14,6 @@ import httpx
 import pytest
 from sqlalchemy import select
 
-from helpdesk.dm import service as dm
 from helpdesk.dm.models import Conversation, Message, MessageStatus, RequestState
 from helpdesk.extensions import db
 from helpdesk.inbox import service as inbox
@@ -250,18 +249,14 @@ def test_a_colleagues_note_is_heard_once_per_note(world, backend):
     assert "Refund" not in repr(found), "an event carries ids, never the text"
 
 
-def test_a_customers_reaction_is_heard_and_a_repeat_of_it_is_not(world, backend):
-    heard = Heard(world.brand.id, world.agent.id)
-    dm.react(world.message, "😍", contact=world.contact)
-    db.session.commit()
+def test_an_agents_reaction_is_heard_by_colleagues(client, world, backend, monkeypatch):
+    monkeypatch.setattr("helpdesk.web.console.conversations.enqueue_reaction", lambda *_: None)
+    heard = Heard(world.brand.id, world.manager.id)
+    signed_in(client, world.agent)
+    path = f"/conversations/{world.conversation.id}/messages/{world.message.id}/react"
+    assert post(client, path, {"emoji": "👍"}).status_code == 302
     assert ("message.updated", world.message.id) in kinds(heard.events())
-
-    dm.react(world.message, "😍", contact=world.contact)  # Meta retried the webhook
-    db.session.commit()
-    assert heard.events() == []
-
-    assert dm.unreact(world.message, contact=world.contact)
-    db.session.commit()
+    assert post(client, path, {"emoji": ""}).status_code == 302  # removed
     assert ("message.updated", world.message.id) in kinds(heard.events())
 
 

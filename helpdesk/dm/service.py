@@ -45,7 +45,6 @@ from helpdesk.errors import (
     ValidationError,
 )
 from helpdesk.extensions import db
-from helpdesk.live import events as live
 from helpdesk.types import utcnow
 
 STANDARD_WINDOW = timedelta(hours=24)
@@ -607,7 +606,6 @@ def react(
     reactor = _reactor(contact)
     query = select(Reaction).where(Reaction.message_id == message.id, Reaction.reactor == reactor)
     reaction = db.session.scalar(query)
-    shown = reaction.emoji if reaction is not None else None
     if reaction is None:
         try:
             with atomic():
@@ -615,9 +613,6 @@ def react(
                 db.session.add(reaction)
         except IntegrityError:
             reaction = db.session.scalar(query)
-            shown = reaction.emoji
-    if emoji != shown:  # a repeated reaction (a webhook retried) changes nothing on screen
-        live.message_updated(message)
     reaction.emoji = emoji
     reaction.contact_id = contact.id if contact else None
     reaction.agent_id = agent.id if agent else None
@@ -636,7 +631,6 @@ def unreact(message: Message, contact: Contact | None = None) -> bool:
         return False
     db.session.delete(reaction)
     db.session.flush()
-    live.message_updated(message)
     return True
 
 

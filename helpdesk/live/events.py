@@ -90,8 +90,9 @@ def notification_created(notification: Any) -> None:
 
 def as_shown(message: Message) -> tuple:
     """The content of a message as the thread shows it (an edit or unsend changes it), compared
-    before and after an event that may be a repeat. Reactions announce themselves (`dm.react`,
-    `dm.unreact`), only when they change what is shown."""
+    before and after an event that may be a repeat. Customers' reactions are left to the next
+    page load: a replayed react-then-unreact would flash them (and leave events) for nothing. An
+    agent's reaction, made in the console, is announced there."""
     return (message.text, message.edit_count, message.unsent_at, message.purged_at)
 
 

@@ -4,18 +4,20 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from flask import flash, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
 from werkzeug.datastructures import MultiDict
 
 from helpdesk.dm import service as dm
-from helpdesk.dm.models import Conversation, MessageStatus
+from helpdesk.dm.models import Conversation, Message, MessageStatus
 from helpdesk.errors import DomainError, InvalidState, ValidationError
 from helpdesk.extensions import db
 from helpdesk.inbox import service as inbox
 from helpdesk.inbox import thread
 from helpdesk.inbox.queries import brand_lookups, sla_state
+from helpdesk.live import events
 from helpdesk.live import service as live
 from helpdesk.tickets import notes
 from helpdesk.tickets.service import current_ticket
@@ -34,6 +36,7 @@ from helpdesk.web.console.context import (
 )
 
 # What a canned reply leaves in the text when it had no value for a placeholder.
+T = TypeVar("T")
 UNFILLED = re.compile(r"\{\{\s*(?:contact|agent|brand|ticket)\.\w+\s*\}\}")
 ATTACHMENT_TYPES = ("image", "video", "audio", "file")
 REACTIONS = ("❤️", "👍", "😂", "😮", "😢", "🙏")
@@ -174,17 +177,23 @@ def react(conversation_id: int, message_id: int) -> ResponseReturnValue:
     emoji = request.form.get("emoji", "").strip()
     if not emoji:
         return perform(
-            lambda: dm.unreact(message),
+            lambda: _announced(message, dm.unreact(message)),
             "Reaction removed.",
             _here(conversation),
             after=lambda _removed: enqueue_reaction(message.id, None),
         )
     return perform(
-        lambda: dm.react(message, emoji, agent=me()),
+        lambda: _announced(message, dm.react(message, emoji, agent=me())),
         "Reacted.",
         _here(conversation),
         after=lambda _reaction: enqueue_reaction(message.id, emoji),
     )
+
+
+def _announced(message: Message, result: T) -> T:
+    """Colleagues with the thread open see the brand's reaction change."""
+    events.message_updated(message)
+    return result
 
 
 def _here(conversation: Conversation) -> str:
