@@ -92,7 +92,7 @@ class Config:
     INTAKE_LOOPS = int(os.environ.get("INTAKE_LOOPS", 2))
     # PostgreSQL: while webhook deliveries arrive together, the writer waits this long before each
     # commit so that more of them share it (0: never wait). A lone delivery never waits.
-    INTAKE_GATHER_MS = float(os.environ.get("INTAKE_GATHER_MS", 3))
+    INTAKE_GATHER_MS = max(0.0, float(os.environ.get("INTAKE_GATHER_MS", 3)))
     CELERY = _celery_config(REDIS_URL)
 
 

@@ -14,6 +14,8 @@ import httpx
 import pytest
 from sqlalchemy import select
 
+from helpdesk import queueing
+from helpdesk.delivery import service as delivery
 from helpdesk.dm.models import Conversation, Message, MessageStatus, RequestState
 from helpdesk.extensions import db
 from helpdesk.inbox import service as inbox
@@ -24,7 +26,7 @@ from helpdesk.tickets import notes
 from helpdesk.tickets import service as tickets
 from helpdesk.tickets.models import Ticket
 from helpdesk.types import utcnow
-from tests.conftest import REDIS_URL, serving, table_counts
+from tests.conftest import REDIS_URL, drain_broker, serving, table_counts
 from tests.factories import ContactFactory
 from tests.test_auth import CSRF_RE, World, csrf_token, post, receive, signed_in
 
@@ -249,8 +251,9 @@ def test_a_colleagues_note_is_heard_once_per_note(world, backend):
     assert "Refund" not in repr(found), "an event carries ids, never the text"
 
 
-def test_an_agents_reaction_is_heard_by_colleagues(client, world, backend, monkeypatch):
-    monkeypatch.setattr("helpdesk.web.console.conversations.enqueue_reaction", lambda *_: None)
+def test_an_agents_reaction_is_heard_by_colleagues(client, world, backend, app):
+    queueing.reset()
+    drain_broker(app)  # the reaction goes to the real broker too: start from an empty one
     heard = Heard(world.brand.id, world.manager.id)
     signed_in(client, world.agent)
     path = f"/conversations/{world.conversation.id}/messages/{world.message.id}/react"
@@ -258,6 +261,10 @@ def test_an_agents_reaction_is_heard_by_colleagues(client, world, backend, monke
     assert ("message.updated", world.message.id) in kinds(heard.events())
     assert post(client, path, {"emoji": ""}).status_code == 302  # removed
     assert ("message.updated", world.message.id) in kinds(heard.events())
+    assert drain_broker(app) == [
+        (delivery.REACTION_TASK, [world.message.id, "👍"]),
+        (delivery.REACTION_TASK, [world.message.id, None]),
+    ]
 
 
 # The poll (embedded default) --------------------------------------------------------------------
