@@ -159,12 +159,25 @@ def cell_text(column: Column, value: Any) -> str:
     return str(value)
 
 
+# A spreadsheet runs a cell beginning with one of these as a formula (OWASP, CSV injection).
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def spreadsheet_text(text: str) -> str:
+    """Names come from agents and API tokens: a leading `'` makes a spreadsheet show a name such
+    as `=HYPERLINK(...)` as text instead of running it."""
+    return f"'{text}" if text.startswith(FORMULA_STARTS) else text
+
+
 def raw(column: Column, value: Any) -> str:
-    """What the CSV holds: seconds and percentages as numbers, nothing for no data."""
+    """What the CSV holds: seconds and percentages as numbers, nothing for no data, names as
+    text a spreadsheet never runs."""
     if value is None:
         return ""
     if column.kind == "duration":
         return str(int(round(value)))
+    if column.kind == "text":
+        return spreadsheet_text(str(value))
     return str(value)
 
 

