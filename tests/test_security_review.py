@@ -14,7 +14,7 @@ from sqlalchemy import update
 from helpdesk.accounts.models import Agent, Role
 from helpdesk.extensions import db
 from tests.test_api import Client, token_for
-from tests.test_auth import signed_in
+from tests.test_auth import World, signed_in
 from tests.test_metrics import FIRST, LAST, History
 
 RANGE = {"from": FIRST.isoformat(), "to": LAST.isoformat()}
@@ -67,3 +67,56 @@ def test_ordinary_names_and_numbers_are_exported_unchanged(client, history):
     labels = [line[0] for line in lines[1:]]
     assert "Ada Agent" in labels and "Ben Agent" in labels
     assert all(not cell.startswith("'") for line in lines[1:] for cell in line[1:])
+
+
+# Dates at the ends of the calendar --------------------------------------------------------------
+
+EDGES = [
+    {"from": "0001-01-01", "to": "0001-01-02"},
+    {"from": "9999-12-30", "to": "9999-12-31"},
+    {"from": "0001-01-01", "to": "0001-01-01"},
+    {"from": "9999-12-31", "to": "9999-12-31"},
+    {"to": "0001-01-15"},
+    {"from": "9999-12-01"},
+]
+
+
+@pytest.fixture
+def desk(client) -> World:
+    return World()
+
+
+@pytest.mark.parametrize("args", EDGES)
+def test_the_dashboard_refuses_dates_at_the_ends_of_the_calendar_with_a_flash(client, desk, args):
+    signed_in(client, desk.manager)
+    response = client.get("/dashboard", query_string=args)
+    text = response.get_data(as_text=True)
+    assert response.status_code == 200, text[:300]
+    assert "flash-error" in text and "showing the last 30 days instead" in text
+    assert "Traceback" not in text and "OverflowError" not in text
+    exported = client.get("/dashboard/export.csv", query_string={"table": "day", **args})
+    assert exported.status_code == 200
+    assert "0001-" not in exported.headers["Content-Disposition"]
+    assert "9999-" not in exported.headers["Content-Disposition"]
+
+
+@pytest.mark.parametrize("args", EDGES)
+def test_the_metrics_api_refuses_dates_at_the_ends_of_the_calendar(client, desk, args):
+    api = Client(client, token_for(desk.brand, Role.MANAGER))
+    for group_by in (None, "day"):
+        query = {**args, **({"group_by": group_by} if group_by else {})}
+        response = api.get("/metrics/summary", query_string=query)
+        assert response.status_code == 422, response.get_data(as_text=True)[:300]
+        error = response.get_json()["error"]
+        assert error["code"] == "invalid" and "1 January 2000" in str(error), error
+
+
+def test_dates_inside_the_supported_range_still_work(client, desk):
+    signed_in(client, desk.manager)
+    args = {"from": "2000-01-01", "to": "2000-01-31"}
+    text = client.get("/dashboard", query_string=args).get_data(as_text=True)
+    assert "flash-error" not in text
+    api = Client(client, token_for(desk.brand, Role.MANAGER))
+    assert api.get("/metrics/summary", query_string=args).status_code == 200
+    first_days = api.get("/metrics/summary", query_string={"to": "2000-01-05"})
+    assert first_days.status_code == 200 and first_days.get_json()["from"] == "2000-01-01"

@@ -34,6 +34,7 @@ from helpdesk.metrics.models import MetricEvent, MetricRollup, MetricVolume
 from helpdesk.tickets.models import ACTIVE_STATUSES, Tag, Ticket
 
 EXACT_LIMIT = 2000
+FIRST_DAY, LAST_DAY = date(2000, 1, 1), date(2999, 12, 31)  # what a range may ask for
 SAMPLE_MIN = 20  # fewer durations than this: the figure is shown with a small-sample warning
 GROUP_BY = ("agent", "team", "tag", "channel", "day")
 SLA_KINDS = {"first_response": "first_response_met_pct", "resolution": "resolution_met_pct"}
@@ -71,6 +72,15 @@ def _met_pct(totals: _Totals) -> float | None:
     if not totals.sla_total:
         return None
     return round(100.0 * totals.sla_met / totals.sla_total, 1)
+
+
+def check_range(start: date, end: date) -> None:
+    """Refuse dates no brand's history can hold: near the ends of the calendar the previous
+    period and the daily trend would step outside the dates Python can represent."""
+    if not (FIRST_DAY <= start <= LAST_DAY and FIRST_DAY <= end <= LAST_DAY):
+        raise ValidationError(
+            f"dates run from {FIRST_DAY.day} {FIRST_DAY:%B %Y} to {LAST_DAY.day} {LAST_DAY:%B %Y}"
+        )
 
 
 def previous_period(start: date, end: date) -> tuple[date, date]:

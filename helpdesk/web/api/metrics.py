@@ -10,8 +10,9 @@ from marshmallow import Schema, ValidationError, fields, validate, validates_sch
 
 from helpdesk.accounts.models import Role
 from helpdesk.brands.models import Brand
+from helpdesk.errors import ValidationError as DomainValidationError
 from helpdesk.extensions import db
-from helpdesk.metrics.summary import summary
+from helpdesk.metrics.summary import FIRST_DAY, LAST_DAY, check_range, summary
 from helpdesk.types import utcnow
 from helpdesk.web.api.auth import brand_id, requires
 from helpdesk.web.api.blueprint import api_blueprint
@@ -33,6 +34,10 @@ class SummaryQuerySchema(Schema):
         start, end = data.get("from_"), data.get("to")
         if start and end and (end < start or (end - start).days > MAX_RANGE_DAYS):
             raise ValidationError(f"from..to is a range of at most {MAX_RANGE_DAYS} days")
+        try:
+            check_range(start or FIRST_DAY, end or LAST_DAY)
+        except DomainValidationError as refused:
+            raise ValidationError(refused.message) from None
 
 
 @bp.route("/metrics/summary", methods=["GET"])
@@ -44,5 +49,5 @@ def metrics_summary(args: dict[str, Any]) -> dict[str, Any]:
     brand = db.session.get(Brand, brand_id())
     today: date = utcnow().astimezone(ZoneInfo(brand.timezone)).date()
     end = args["to"] or today
-    start = args["from_"] or end - timedelta(days=29)
+    start = args["from_"] or max(end - timedelta(days=29), FIRST_DAY)
     return summary(brand, start, end, bool(args["business_hours"]), args["group_by"])

@@ -6,6 +6,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
+from helpdesk.errors import ValidationError
+from helpdesk.metrics.summary import check_range
 from helpdesk.web.console.context import timezone
 
 DEFAULT_DAYS = 30
@@ -59,6 +61,9 @@ def parse_period(args: Mapping[str, str]) -> tuple[Period, str | None]:
             raise ValueError("from is after to")
         if (end - start).days + 1 > MAX_DAYS:
             raise ValueError(f"a range is at most {MAX_DAYS} days")
+        check_range(start, end)
     except ValueError as bad:
         return fallback, f"{bad}: showing the last {DEFAULT_DAYS} days instead."
+    except ValidationError as bad:
+        return fallback, f"{bad.message}: showing the last {DEFAULT_DAYS} days instead."
     return Period(start, end, business_hours), None
