@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import secrets
+from datetime import datetime
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import select
 
-from helpdesk.accounts.models import Agent, Membership, Role, Team, TeamMember
+from helpdesk.accounts.models import Agent, Availability, Membership, Role, Team, TeamMember
 from helpdesk.brands.models import Brand
 from helpdesk.errors import AlreadyExists, Forbidden, NotFound, ValidationError
 from helpdesk.extensions import db
@@ -114,3 +115,14 @@ def brand_agent_ids(brand_id: int, roles: tuple[Role, ...] | None = None) -> lis
     if roles:
         query = query.where(Membership.role.in_(roles))
     return list(db.session.scalars(query))
+
+
+def on_sign_in(agent: Agent, now: datetime | None = None) -> Availability:
+    """Signing in starts a shift: an offline agent (a new one too) comes online and takes the
+    tickets waiting in their teams. "Away" is a choice the agent made in the top bar and is
+    stored on the agent, so it is kept across sign-ins and devices until they change it."""
+    from helpdesk.assignment.service import set_availability  # assignment builds on accounts
+
+    if agent.availability is Availability.OFFLINE:
+        set_availability(agent, Availability.ONLINE, now=now)
+    return agent.availability

@@ -7,6 +7,7 @@ from flask.typing import ResponseReturnValue
 from flask_login import current_user, login_required, login_user, logout_user
 from flask_wtf.csrf import CSRFError
 
+from helpdesk.accounts.service import on_sign_in
 from helpdesk.extensions import db
 from helpdesk.logins.service import (
     InvalidCredentials,
@@ -47,6 +48,7 @@ def login() -> ResponseReturnValue:
             db.session.commit()  # the failed attempt counts, whatever comes next
             flash(refused.message, "error")
             return render_template("auth/login.html", email=email), refused.status
+        on_sign_in(agent)  # an offline agent comes online; a chosen "away" is kept
         db.session.commit()
         target = _safe_next(request.args.get("next") or request.form.get("next"))
         # A new session at sign-in: nothing set before it (a planted cookie) survives.
