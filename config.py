@@ -1,4 +1,4 @@
-"""Configuration read from the environment (names and defaults: API.md)."""
+"""Configuration read from the environment (names and defaults: docs/configuration.md)."""
 
 from __future__ import annotations
 

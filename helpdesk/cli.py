@@ -1,4 +1,4 @@
-"""`flask --app wsgi ...` commands (names: API.md)."""
+"""`flask --app wsgi ...` commands (names: docs/command-line.md)."""
 
 from __future__ import annotations
 

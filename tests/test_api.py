@@ -1,4 +1,5 @@
-"""REST API v1 (API.md): tokens, roles, brand isolation, shapes, errors, pagination, OpenAPI."""
+"""REST API v1 (docs/rest-api.md): tokens, roles, brand isolation, shapes, errors, pagination,
+OpenAPI."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""SPEC §1, rule by rule, on whichever database DATABASE_URL names."""
+"""The DM model of docs/concepts.md, rule by rule, on whichever database DATABASE_URL names."""
 
 from __future__ import annotations
 

@@ -1,8 +1,8 @@
 """Hostile input (issue 7): whatever arrives, the app answers without a server error and writes
 either a whole thing or nothing.
 
-- The Instagram webhook: a hypothesis strategy builds bodies of every event type API.md lists,
-  then breaks them (keys dropped or given the wrong type, nulls, huge strings, deep nesting,
+- The Instagram webhook: a hypothesis strategy builds bodies of every event kind docs/webhook.md
+  lists, then breaks them (keys dropped or given the wrong type, nulls, huge strings, deep nesting,
   unicode with escaped surrogates, RTL and emoji, numbers out of range). Each is posted signed
   and processed as the worker would; the webhook never answers 5xx, processing never raises, and
   every message written is complete, with its conversation and contact.

@@ -1,5 +1,6 @@
-"""Metrics (SPEC §3): a known two-week history built through the webhook intake and the console,
-every headline figure checked against arithmetic done by hand, in calendar and business seconds.
+"""Metrics (docs/metrics.md): a known two-week history built through the webhook intake and the
+console, every headline figure checked against arithmetic done by hand, in calendar and business
+seconds.
 
 The brand is in Europe/Berlin (UTC+1 in November) and open Mon-Fri 09:00-17:00 local, which is
 08:00-16:00 UTC. All times below are UTC. The policy: first response 60 business minutes,

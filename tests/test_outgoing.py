@@ -1,4 +1,4 @@
-"""Outgoing webhooks (SPEC §4, §5): safe targets, events per subscription, and signed deliveries
+"""Outgoing webhooks (docs/webhook.md): safe targets, events per subscription, and signed deliveries
 retried with backoff, checked against a real HTTP receiver on 127.0.0.1."""
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
-"""SPEC §2, SLA policies and reminders: due times stored on tickets in business or calendar hours,
-paused while pending, and each warning and breach sent exactly once however the sweeps overlap.
-Every expected instant is worked out by hand in a comment."""
+"""SLA policies and reminders (docs/concepts.md): due times stored on tickets in business or
+calendar hours, paused while pending, and each warning and breach sent exactly once however the
+sweeps overlap. Every expected instant is worked out by hand in a comment."""
 
 from __future__ import annotations
 

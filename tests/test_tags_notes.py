@@ -1,4 +1,4 @@
-"""Tags, keyword rules and private notes with `@mentions`, as SPEC §2 describes them."""
+"""Tags, keyword rules and private notes with `@mentions`, as docs/concepts.md describes them."""
 
 from __future__ import annotations
 

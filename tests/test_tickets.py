@@ -1,4 +1,5 @@
-"""Tickets (SPEC §2): episodes, reopening, snoozing, pending, history and the concurrent take."""
+"""Tickets (docs/concepts.md): episodes, reopening, snoozing, pending, history and the concurrent
+take."""
 
 from __future__ import annotations
 

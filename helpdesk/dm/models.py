@@ -1,4 +1,4 @@
-"""The DM model of SPEC §1: contacts, conversations, participants, messages, reactions."""
+"""The DM model of docs/concepts.md: contacts, conversations, participants, messages, reactions."""
 
 from __future__ import annotations
 

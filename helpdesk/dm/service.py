@@ -1,4 +1,4 @@
-"""The rules of SPEC §1. Functions flush; the caller commits."""
+"""The rules of the DM model (docs/concepts.md). Functions flush; the caller commits."""
 
 from __future__ import annotations
 

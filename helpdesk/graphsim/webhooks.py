@@ -1,8 +1,8 @@
 """Instagram webhook deliveries as Meta sends them: built, signed over the exact bytes, posted.
 
-Bodies follow /work/shared/webhooks/*.json (API.md, "Instagram webhook"). Non-ASCII characters
-are escaped (`\\u00e4`) as in Meta's own bytes, so a receiver that re-serialises before checking
-the signature fails here as it would in production.
+Bodies follow the examples in tests/fixtures/webhooks/ (the format: docs/webhook.md). Non-ASCII
+characters are escaped (`\\u00e4`) as in Meta's own bytes, so a receiver that re-serialises
+before checking the signature fails here as it would in production.
 """
 
 from __future__ import annotations

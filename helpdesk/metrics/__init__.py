@@ -1,2 +1,2 @@
-"""Response-time metrics (SPEC §3): per-ticket metric events, daily rollups and the summaries
-that dashboards and the API read."""
+"""Response-time metrics (docs/metrics.md): per-ticket metric events, daily rollups and the
+summaries that dashboards and the API read."""

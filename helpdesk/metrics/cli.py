@@ -1,4 +1,4 @@
-"""`flask --app wsgi recompute-metrics --brand SLUG [--since DATE]` (API.md)."""
+"""`flask --app wsgi recompute-metrics --brand SLUG [--since DATE]` (docs/command-line.md)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""Keeping metrics current (SPEC §3): per-ticket metric events, daily rollups and hourly volume.
+"""Keeping metrics current (docs/metrics.md): per-ticket metric events, daily rollups and hourly
+volume.
 
 A ticket's metric events are recomputed from its history as a whole (delete, insert), then the
 rollups of every brand-local day they touched are rebuilt from the metric events, so every step is

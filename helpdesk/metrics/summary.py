@@ -1,4 +1,5 @@
-"""What dashboards and the API read (SPEC §3, API.md `GET /api/v1/metrics/summary`).
+"""What dashboards and the API read (docs/metrics.md; `GET /api/v1/metrics/summary` in
+docs/rest-api.md).
 
 Figures over a range of brand-local dates come from the daily rollups, so a 90-day summary reads
 a few hundred rows whatever the number of messages; the backlog is three counts over active

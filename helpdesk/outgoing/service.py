@@ -1,5 +1,5 @@
-"""Outgoing webhooks (SPEC §4): a brand's subscriptions, the events they receive, and the signed,
-retried delivery of each event to the brand's own systems.
+"""Outgoing webhooks (docs/webhook.md): a brand's subscriptions, the events they receive, and
+the signed, retried delivery of each event to the brand's own systems.
 
 Delivery is at least once. A delivery is claimed (status ``sending`` with ``next_attempt_at`` set
 to the end of a short lease) and committed before the HTTP call, and its outcome is recorded in a

@@ -1,4 +1,5 @@
-"""The demo brand of `flask seed-demo`: a small, believable inbox that shows every rule of SPEC §1.
+"""The demo brand of `flask seed-demo`: a small, believable inbox that shows every rule of the DM
+model (docs/concepts.md).
 
 Everything is written through the domain services, so the demo data obeys the same rules as real
 traffic (request routing, hidden words, blocking, reply windows, vanish mode, group limits).

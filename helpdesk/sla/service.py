@@ -1,6 +1,6 @@
-"""SLA clocks (SPEC §2): policies, the brand's calendar, due times stored on tickets, and the
-sweep that sends each warning and breach reminder exactly once. Functions flush; the caller
-commits."""
+"""SLA clocks (docs/concepts.md): policies, the brand's calendar, due times stored on tickets,
+and the sweep that sends each warning and breach reminder exactly once. Functions flush; the
+caller commits."""
 
 from __future__ import annotations
 

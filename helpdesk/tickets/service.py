@@ -1,4 +1,4 @@
-"""Ticket lifecycle (SPEC §2): one support episode of a conversation, from first message to
+"""Ticket lifecycle (docs/concepts.md): one support episode of a conversation, from first message to
 resolution. Every change is a ticket event; SLA clocks and assignment follow each change."""
 
 from __future__ import annotations

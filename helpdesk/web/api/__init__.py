@@ -1,4 +1,4 @@
-"""REST API v1 under /api/v1 (contract: API.md), built with flask-smorest.
+"""REST API v1 under /api/v1 (contract: docs/rest-api.md), built with flask-smorest.
 
 - Auth: `Authorization: Bearer <token>`; a token acts for one brand with a role. The services are
   called as the system (actor None); the role checks they would make for an agent are made here
