@@ -91,3 +91,20 @@ class AlreadyAssigned(DomainError):
 
     code = "already_assigned"
     status = 409
+
+
+class NewerReply(DomainError):
+    """Someone else replied after the sender last saw the conversation."""
+
+    code = "newer_reply"
+    status = 409
+
+    def __init__(self, message: str | None = None, newest_id: int | None = None):
+        super().__init__(message)
+        self.newest_id = newest_id
+
+
+class StaleTicket(InvalidState):
+    """The ticket changed since the page that asked for this change was loaded."""
+
+    code = "stale_ticket"

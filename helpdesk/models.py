@@ -16,6 +16,7 @@ from helpdesk.dm.models import (
     Reaction,
 )
 from helpdesk.heartbeat import Heartbeat
+from helpdesk.idempotency.models import IdempotencyKey
 from helpdesk.inbox.models import ConversationView
 from helpdesk.intake.models import PendingAction, UnknownAccount, WebhookEvent
 from helpdesk.live.models import LiveEvent, Presence
@@ -67,6 +68,7 @@ __all__ = [
     "Contact",
     "Conversation",
     "Heartbeat",
+    "IdempotencyKey",
     "Membership",
     "Message",
     "MessageEdit",

@@ -8,8 +8,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from sqlalchemy import select, update
+from sqlalchemy import case, exists, func, select, update
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import aliased
 
 from helpdesk.accounts.models import Agent
 from helpdesk.accounts.service import role_in
@@ -32,6 +33,7 @@ from helpdesk.dm.models import (
     Reaction,
     RequestState,
 )
+from helpdesk.dm.text import MAX_TEXT_BYTES, window_closed_reason
 from helpdesk.errors import (
     AlreadyExists,
     ContactBlocked,
@@ -45,12 +47,13 @@ from helpdesk.errors import (
     ValidationError,
 )
 from helpdesk.extensions import db
+from helpdesk.live import events as live
 from helpdesk.types import utcnow
 
 STANDARD_WINDOW = timedelta(hours=24)
 HUMAN_AGENT_WINDOW = timedelta(days=7)
-MAX_TEXT_BYTES = 1000
 PREVIEW_LENGTH = 200
+VANISH_PREVIEW = "[vanish-mode message]"
 OPEN_REQUEST_STATES = (RequestState.PENDING, RequestState.HIDDEN)
 
 
@@ -189,6 +192,8 @@ def _insert_participant(conversation: Conversation, contact: Contact) -> Partici
 
 
 def _preview(message: Message) -> str:
+    if message.vanish and message.direction is Direction.INBOUND:
+        return VANISH_PREVIEW  # the inbox row must not reveal what the thread keeps hidden
     if message.text:
         return message.text[:PREVIEW_LENGTH]
     return f"[{message.kind.value.replace('_', ' ')}]"
@@ -324,14 +329,13 @@ def needs_human_agent_tag(conversation: Conversation, at: datetime) -> bool:
     return last is not None and at > last + STANDARD_WINDOW
 
 
-def check_reply_window(conversation: Conversation, at: datetime, human: bool = True) -> None:
+def check_reply_window(
+    conversation: Conversation, at: datetime, human: bool = True, now: datetime | None = None
+) -> None:
     closes = window_closes_at(conversation, human)
-    if closes is None:
-        raise ReplyWindowClosed("the customer has not written yet: the brand cannot start a DM")
-    if at > closes:
-        limit = "7 days (human agent)" if human else "24 hours"
+    if closes is None or at > closes:
         raise ReplyWindowClosed(
-            f"the reply window closed at {closes.isoformat()} ({limit} after the last message)"
+            window_closed_reason(conversation.last_inbound_at, at, now or utcnow(), human)
         )
 
 
@@ -371,7 +375,7 @@ def record_outbound(
     if send_at is not None and send_at <= now:
         raise ValidationError("a scheduled message needs a time in the future")
     at = send_at or now
-    check_reply_window(conversation, at, human=not automated)
+    check_reply_window(conversation, at, human=not automated, now=now)
 
     message = Message(
         brand_id=conversation.brand_id,
@@ -491,6 +495,7 @@ def _kind_of_attachments(attachments: list[dict]) -> MessageKind:
 def _accept(conversation: Conversation) -> None:
     conversation.request_state = RequestState.ACCEPTED
     conversation.folder = Folder.PRIMARY
+    live.conversation_updated(conversation)
 
 
 def accept_request(conversation: Conversation) -> Conversation:
@@ -506,6 +511,7 @@ def decline_request(conversation: Conversation) -> Conversation:
     if conversation.request_state not in OPEN_REQUEST_STATES:
         raise InvalidState("only a pending or hidden request can be declined")
     conversation.request_state = RequestState.DECLINED
+    live.conversation_updated(conversation)
     db.session.flush()
     return conversation
 
@@ -527,6 +533,7 @@ def block_contact(contact: Contact, now: datetime | None = None) -> Contact:
         .values(request_state=RequestState.BLOCKED, folder=Folder.REQUESTS)
         .execution_options(synchronize_session="fetch")
     )
+    _announce_conversations_of(contact)
     db.session.flush()
     return contact
 
@@ -543,8 +550,17 @@ def unblock_contact(contact: Contact) -> Contact:
         .values(request_state=RequestState.DECLINED)
         .execution_options(synchronize_session="fetch")
     )
+    _announce_conversations_of(contact)
     db.session.flush()
     return contact
+
+
+def _announce_conversations_of(contact: Contact) -> None:
+    """Blocking or unblocking moves every conversation of the contact in or out of the inbox."""
+    for conversation in db.session.scalars(
+        select(Conversation).where(Conversation.contact_id == contact.id)
+    ):
+        live.conversation_updated(conversation)
 
 
 def move_to_folder(conversation: Conversation, folder: Folder | str) -> Conversation:
@@ -555,6 +571,7 @@ def move_to_folder(conversation: Conversation, folder: Folder | str) -> Conversa
     if conversation.request_state in OPEN_REQUEST_STATES or folder is Folder.REQUESTS:
         raise InvalidState("requests move to the inbox by being accepted")
     conversation.folder = folder
+    live.conversation_updated(conversation)
     db.session.flush()
     return conversation
 
@@ -635,7 +652,9 @@ def unreact(message: Message, contact: Contact | None = None) -> bool:
 
 
 def mark_seen_by_brand(conversation: Conversation, at: datetime | None = None) -> int:
-    """The brand has read the thread: every inbound message up to now is seen."""
+    """The brand has read the thread: every inbound message up to now is seen, except vanish-mode
+    content, which is seen only when an agent chooses to reveal it (`reveal_vanish_messages`):
+    seeing it starts its purge, and opening a thread is not yet reading it."""
     at = at or utcnow()
     conversation.brand_seen_at = at
     conversation.viewer_left_at = None
@@ -644,6 +663,7 @@ def mark_seen_by_brand(conversation: Conversation, at: datetime | None = None) -
         .where(
             Message.conversation_id == conversation.id,
             Message.direction == Direction.INBOUND,
+            Message.vanish.is_(False),
             Message.seen_at.is_(None),
             Message.sent_at <= at,
         )
@@ -675,7 +695,8 @@ def mark_read_by_contact(message: Message, at: datetime | None = None) -> int:
 
 
 def leave_thread(conversation: Conversation, at: datetime | None = None) -> None:
-    """The viewer closed the thread: seen vanish-mode content may now be purged."""
+    """The viewer closed the thread: seen vanish-mode content that was answered or confirmed read
+    may now be purged."""
     conversation.viewer_left_at = at or utcnow()
     db.session.flush()
 
@@ -762,10 +783,103 @@ def set_vanish_mode(conversation: Conversation, on: bool) -> Conversation:
     return conversation
 
 
+# Kept vanish-mode content is released for purge by a reply of a person (an agent, or the brand
+# from the platform's app) written once it had been seen, or by an agent's confirmation. A reply
+# still scheduled, failed or cancelled answered nothing yet.
+_ANSWERING_STATUSES = (
+    MessageStatus.QUEUED,
+    MessageStatus.SENDING,
+    MessageStatus.SENT,
+    MessageStatus.DELIVERED,
+    MessageStatus.SEEN,
+)
+
+
+def _answered(message: type[Message] | Message = Message):
+    """Whether a person replied in the thread after `message` was seen (a SQL condition)."""
+    reply = aliased(Message)
+    return exists().where(
+        reply.conversation_id == message.conversation_id,
+        reply.direction == Direction.OUTBOUND,
+        reply.is_automated.is_(False),
+        reply.status.in_(_ANSWERING_STATUSES),
+        reply.created_at >= message.seen_at,
+    )
+
+
+def _released():
+    """Seen vanish-mode content whose keeping is over: answered, or confirmed read."""
+    return _answered() | (
+        Conversation.vanish_read_at.is_not(None) & (Conversation.vanish_read_at >= Message.seen_at)
+    )
+
+
+def _vanish_content(conversation: Conversation):
+    return (
+        Message.conversation_id == conversation.id,
+        Message.direction == Direction.INBOUND,
+        Message.vanish.is_(True),
+        Message.purged_at.is_(None),
+        Message.unsent_at.is_(None),
+    )
+
+
+@dataclass(frozen=True)
+class VanishState:
+    """What the console tells an agent about a vanish-mode thread: `hidden` messages wait for a
+    reveal, `kept` ones were seen and stay until answered or confirmed read."""
+
+    hidden: int = 0
+    kept: int = 0
+
+
+def vanish_state(conversation: Conversation) -> VanishState:
+    if not conversation.vanish_mode:
+        return VanishState()  # a message left hidden from before still shows its own reveal
+    hidden, kept = db.session.execute(
+        select(
+            func.count(case((Message.seen_at.is_(None), 1))),
+            func.count(case((Message.seen_at.is_not(None) & ~_released(), 1))),
+        )
+        .select_from(Message)
+        .join(Conversation, Conversation.id == Message.conversation_id)
+        .where(*_vanish_content(conversation))
+    ).one()
+    return VanishState(hidden=hidden, kept=kept)
+
+
+def reveal_vanish_messages(conversation: Conversation, at: datetime | None = None) -> list[Message]:
+    """An agent chose to see the vanish-mode messages, warned that they disappear once seen: they
+    are seen from now, and kept until answered or confirmed read."""
+    at = at or utcnow()
+    revealed = db.session.scalars(
+        select(Message)
+        .where(*_vanish_content(conversation), Message.seen_at.is_(None), Message.sent_at <= at)
+        .order_by(Message.id)
+    ).all()
+    for message in revealed:
+        message.seen_at = at
+    conversation.viewer_left_at = None
+    db.session.flush()
+    return list(revealed)
+
+
+def confirm_vanish_read(conversation: Conversation, at: datetime | None = None) -> int:
+    """An agent read the revealed vanish-mode messages and needs no answer to them: they may
+    vanish like answered ones. Returns how many were released; hidden ones stay hidden."""
+    at = at or utcnow()
+    released = vanish_state(conversation).kept
+    conversation.vanish_read_at = at
+    db.session.flush()
+    return released
+
+
 def purge_vanish_messages(
     now: datetime | None = None, grace: timedelta = timedelta(minutes=5)
 ) -> int:
-    """Erase seen vanish-mode content once the viewer left, or at the latest `grace` after seen."""
+    """Erase seen vanish-mode content once the viewer left, or at the latest `grace` after seen,
+    but only once it was answered or confirmed read: a customer's unanswered message is never
+    lost to the purge."""
     now = now or utcnow()
     due = db.session.scalars(
         select(Message)
@@ -779,6 +893,7 @@ def purge_vanish_messages(
                 Conversation.viewer_left_at.is_not(None)
                 & (Conversation.viewer_left_at >= Message.seen_at)
             ),
+            (Message.direction == Direction.OUTBOUND) | _released(),
         )
     ).all()
     for message in due:

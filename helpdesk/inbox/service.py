@@ -11,8 +11,9 @@ from helpdesk.accounts.models import Agent, Role
 from helpdesk.accounts.service import require_role
 from helpdesk.channels.models import Channel
 from helpdesk.dm import service as dm
-from helpdesk.dm.models import Conversation, Message, MessageStatus, RequestState
-from helpdesk.errors import ReplyWindowClosed
+from helpdesk.dm import text as texts
+from helpdesk.dm.models import Conversation, Direction, Message, MessageStatus, RequestState
+from helpdesk.errors import NewerReply, ReplyWindowClosed
 from helpdesk.extensions import db
 from helpdesk.live import events as live
 from helpdesk.outgoing.service import emit, message_data
@@ -63,6 +64,81 @@ def reply(
     emit(message.brand_id, "message.created", message_data(message))
     live.message_created(message)
     return message
+
+
+def compose(
+    conversation: Conversation,
+    agent: Agent | None,
+    text: str | None = None,
+    attachments: list[dict] | None = None,
+    reply_to: Message | None = None,
+    send_at: datetime | None = None,
+    seen_up_to: int | None = None,
+    confirmed: bool = False,
+    split: bool = False,
+    now: datetime | None = None,
+) -> list[Message]:
+    """What an agent (or an integration) wrote, checked before it can reach the customer: no
+    leftover shortcode or placeholder, within the byte limit (or split into several messages
+    when asked), and not sent blindly over a colleague's newer reply unless confirmed."""
+    text = texts.normalise(text)
+    parts = texts.split_text(text) if split and text else [text]
+    for part in parts:
+        texts.check_sendable(part)
+    if not confirmed:
+        check_no_newer_reply(conversation, seen_up_to, agent)
+    messages = []
+    for index, part in enumerate(parts):
+        messages.append(
+            reply(
+                conversation,
+                agent,
+                text=part,
+                attachments=attachments if index == 0 else None,
+                reply_to=reply_to if index == 0 else None,
+                send_at=send_at,
+                now=now,
+            )
+        )
+    return messages
+
+
+def check_no_newer_reply(
+    conversation: Conversation, seen_up_to: int | None, agent: Agent | None
+) -> None:
+    """Someone else answered after the sender last looked: they should read it first."""
+    if seen_up_to is None:
+        return
+    query = (
+        select(Message)
+        .where(
+            Message.conversation_id == conversation.id,
+            Message.direction == Direction.OUTBOUND,
+            Message.id > seen_up_to,
+            Message.is_automated.is_(False),
+            Message.status != MessageStatus.SCHEDULED,
+        )
+        .order_by(Message.id.desc())
+        .limit(1)
+    )
+    if agent is not None:
+        query = query.where(
+            (Message.author_agent_id.is_(None)) | (Message.author_agent_id != agent.id)
+        )
+    newer = db.session.scalar(query)
+    if newer is None:
+        return
+    if newer.author_agent_id is not None:
+        who = db.session.get(Agent, newer.author_agent_id).name
+    elif newer.is_echo:
+        who = "Someone using the brand's Instagram app"
+    else:
+        who = "An integration of the API"
+    raise NewerReply(
+        f"{who} replied after you opened this conversation. Read their reply, then send yours "
+        "if it still applies.",
+        newest_id=newer.id,
+    )
 
 
 def accept(conversation: Conversation, actor: Agent | None, now: datetime | None = None) -> Ticket:

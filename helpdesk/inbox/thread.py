@@ -11,6 +11,7 @@ from sqlalchemy.exc import IntegrityError
 
 from helpdesk.accounts.models import Agent
 from helpdesk.dm import service as dm
+from helpdesk.dm.text import window_closed_reason
 from helpdesk.dm.models import (
     Contact,
     Conversation,
@@ -299,6 +300,13 @@ class Panel:
     level: str
     window_closes_at: datetime | None  # 24 h after the customer's last message
     human_window_closes_at: datetime | None  # 7 days: replies by a person (HUMAN_AGENT tag)
+
+    def reply_closed_reason(self, conversation: Conversation, now: datetime) -> str | None:
+        """Why the reply box is closed, in words, or None while a person may reply."""
+        closes = self.human_window_closes_at
+        if closes is not None and now < closes:
+            return None
+        return window_closed_reason(conversation.last_inbound_at, now, now, human=True)
 
 
 def load_panel(conversation: Conversation, agent_id: int) -> Panel:

@@ -95,6 +95,9 @@
   const liveHandlers = [];
   const reconnectHandlers = [];
   const onLive = (handler) => liveHandlers.push(handler);
+  /* Other scripts of a page (inbox_live.js) hear the same events as DOM events. */
+  onLive((item) => document.dispatchEvent(new CustomEvent("helpdesk:live", { detail: item })));
+  reconnectHandlers.push(() => document.dispatchEvent(new CustomEvent("helpdesk:live-reconnect")));
 
   function startLive(conversationId) {
     if (!live) return;
@@ -225,27 +228,33 @@
   if (rows.length || $("#bulk")) setupInbox();
 
   function setupInbox() {
+    let rows = $$("#rows .row");  // redrawn by the live inbox (inbox_live.js)
     const selectAll = $("#select-all");
     const counter = $("#selected-count");
-    const checks = $$(".row-check");
+    let checks = $$(".row-check");
     const refresh = () => {
       const chosen = checks.filter((c) => c.checked).length;
       counter.textContent = chosen ? chosen + " selected" : "Select";
       rows.forEach((row) => row.classList.toggle("selected", $(".row-check", row).checked));
       if (selectAll) selectAll.checked = chosen > 0 && chosen === checks.length;
     };
-    checks.forEach((c) => c.addEventListener("change", refresh));
+    $("#bulk").addEventListener("change", (event) => {
+      if (event.target.classList.contains("row-check")) refresh();
+    });
     if (selectAll) selectAll.addEventListener("change", () => {
       checks.forEach((c) => { c.checked = selectAll.checked; });
       refresh();
     });
     /* The conversation page's j/k follow this list. */
-    try {
-      sessionStorage.setItem(LIST_KEY, JSON.stringify({
-        list: rows.map((row) => new URL(row.dataset.href, window.location.href).pathname),
-        back: window.location.pathname + window.location.search,
-      }));
-    } catch (e) { /* storage disabled: j/k on a conversation go back to the inbox */ }
+    const remember = () => {
+      try {
+        sessionStorage.setItem(LIST_KEY, JSON.stringify({
+          list: rows.map((row) => new URL(row.dataset.href, window.location.href).pathname),
+          back: window.location.pathname + window.location.search,
+        }));
+      } catch (e) { /* storage disabled: j/k on a conversation go back to the inbox */ }
+    };
+    remember();
 
     let cursor = -1;
     const move = (to) => {
@@ -270,39 +279,13 @@
       refresh();
     };
 
-    /* Live: rows on the page light up; conversations not on it are counted in the banner. */
-    const banner = $("#inbox-live");
-    const bannerText = $("#inbox-live-count");
-    const elsewhere = new Set();
-    const rowOf = (id) => $('#rows .row[data-conversation-id="' + Number(id) + '"]');
-    const showBanner = (text) => {
-      if (!banner) return;
-      bannerText.textContent = text;
-      banner.hidden = false;
-    };
-    onLive((item) => {
-      if (item.type === "message.created") {
-        const row = rowOf(item.conversation_id);
-        if (row) {
-          row.classList.add("live-changed");
-          if (item.direction === "inbound") row.classList.add("unread");
-        } else if (item.direction === "inbound") {
-          elsewhere.add(item.conversation_id);
-          const n = elsewhere.size;
-          showBanner(n + " conversation" + (n > 1 ? "s have" : " has") + " new messages");
-        }
-      } else if (item.type === "ticket.updated") {
-        const row = rowOf(item.conversation_id);
-        if (row) row.classList.add("live-changed");
-      }
-    });
-    reconnectHandlers.push(async () => {
-      if (!live || !live.dataset.since) return;
-      try {
-        const url = live.dataset.inboxUpdatesUrl + "?since=" + encodeURIComponent(live.dataset.since);
-        const data = await getJSON(url);
-        if (data.changed > 0) showBanner("New messages arrived");
-      } catch (e) { /* the next reconnect tries again */ }
+    /* Live: inbox_live.js redraws rows; the list, the cursor and the selection follow. */
+    document.addEventListener("helpdesk:inbox-rows", () => {
+      rows = $$("#rows .row");
+      checks = $$(".row-check");
+      cursor = rows.findIndex((row) => row.classList.contains("cursor"));
+      refresh();
+      remember();
     });
     startLive(null);
   }
@@ -419,6 +402,7 @@
           if (existing) existing.remove();  // a scheduled message went out: it joins the thread
           if (node.dataset && node.dataset.messageId) {
             latest = Math.max(latest, Number(node.dataset.messageId));
+            thread.dataset.latest = String(latest);
             node.classList.add("live-new");
             added += 1;
           }
@@ -581,13 +565,14 @@
       form.classList.toggle("mode-note", mode === "note");
       form.classList.toggle("mode-reply", mode === "reply");
       form.action = mode === "note" ? form.dataset.noteAction : form.dataset.replyAction;
+      reflectWindow();
+      countBytes();
       text.placeholder = mode === "note"
         ? "Private note for the team: type @ to mention someone"
         : "Write a reply… type / for canned replies";
       closePicker();
     };
     $$(".mode-btn", form).forEach((b) => b.addEventListener("click", () => { setMode(b.dataset.mode); text.focus(); }));
-    setMode(mode);
 
     /* Reply to a specific message. */
     const quoting = $("#quoting", form);
@@ -611,16 +596,108 @@
       return found.length === 0;
     };
     text.addEventListener("input", checkPlaceholders);
+
+    /* Instagram takes at most 1000 bytes of text per message (an emoji is 4): count them as
+       the agent types, and past the limit offer to send the text as several messages. */
+    const maxBytes = Number(form.dataset.maxBytes) || 1000;
+    const byteCount = $("#byte-count", form);
+    const byteOver = $("#byte-over", form);
+    const splitField = $("#split", form);
+    const encoder = new TextEncoder();
+    const bytes = (value) => encoder.encode(value).length;
+    const normalised = () => text.value.replace(/\r\n?/g, "\n").trim();
+    const splitParts = (value) => {
+      const pieces = [];
+      const sentences = value.split(/(?<=[.!?…])\s+|\n+/).filter((p) => p.trim());
+      sentences.forEach((sentence) => {
+        if (bytes(sentence) <= maxBytes) { pieces.push(sentence); return; }
+        sentence.split(/\s+/).forEach((word) => {
+          let rest = Array.from(word);
+          while (bytes(rest.join("")) > maxBytes) {
+            let cut = rest.length;
+            while (bytes(rest.slice(0, cut).join("")) > maxBytes) cut -= 1;
+            pieces.push(rest.slice(0, cut).join(""));
+            rest = rest.slice(cut);
+          }
+          if (rest.length) pieces.push(rest.join(""));
+        });
+      });
+      let parts = 0;
+      let current = "";
+      pieces.forEach((piece) => {
+        const candidate = current ? current + " " + piece : piece;
+        if (bytes(candidate) <= maxBytes) { current = candidate; return; }
+        parts += 1;
+        current = piece;
+      });
+      return parts + (current ? 1 : 0);
+    };
+    const countBytes = () => {
+      const size = bytes(normalised());
+      const over = mode === "reply" && size > maxBytes;
+      byteCount.textContent = size + " / " + maxBytes + " bytes";
+      byteCount.classList.toggle("over", over);
+      byteOver.hidden = !over;
+      if (over) $("#split-parts", form).textContent = String(splitParts(normalised()));
+      return !over;
+    };
+    text.addEventListener("input", countBytes);
+    $("#split-send", form).addEventListener("click", () => {
+      splitField.value = "1";
+      form.requestSubmit($(".reply-btn", form));
+    });
+
+    /* When the reply window is closed only a private note can be written. */
+    const windowClosed = form.hasAttribute("data-window-closed");
+    const reflectWindow = () => {
+      const blocked = windowClosed && mode === "reply";
+      text.disabled = blocked;
+      $(".reply-btn", form).disabled = windowClosed;
+    };
+
+    /* What would reach the customer by mistake is stopped here, before the server refuses it. */
+    const refuse = (message) => {
+      warning.hidden = false;
+      warning.textContent = message;
+      text.focus();
+      return false;
+    };
+    const sendable = () => {
+      const value = normalised();
+      const attached = $$("input[name=attachment_url]", form).some((input) => input.value.trim());
+      if (!value && !attached) return refuse("Write a message first.");
+      if (/^\/[\w-]*$/.test(value)) {
+        return refuse("“" + value + "” alone would reach the customer as it is: pick a canned reply from the list, or write a message.");
+      }
+      if (!checkPlaceholders()) return false;
+      if (!countBytes() && splitField.value !== "1") {
+        return refuse("This message is over Instagram's " + maxBytes + "-byte limit: shorten it, or send it as several messages.");
+      }
+      return true;
+    };
+
+    /* One composition, one submission: a second Ctrl+Enter or click while the first is on its
+       way does nothing (the server also keeps one message per compose token). */
+    let submitted = false;
     form.addEventListener("submit", (event) => {
       const viaNote = event.submitter && event.submitter.classList.contains("note-btn");
-      if (!viaNote && mode === "reply" && !checkPlaceholders()) { event.preventDefault(); text.focus(); }
+      if (submitted) { event.preventDefault(); return; }
+      if (!viaNote && mode === "reply" && !sendable()) { event.preventDefault(); splitField.value = ""; return; }
+      const thread = document.getElementById("thread");
+      const seen = $("#last-seen", form);
+      if (thread && seen && Number(thread.dataset.latest) > Number(seen.value || 0)) seen.value = thread.dataset.latest;
+      submitted = true;
+      form.classList.add("sending");
     });
+    window.addEventListener("pageshow", () => { submitted = false; form.classList.remove("sending"); });
     text.addEventListener("keydown", (event) => {
       if (event.key === "Enter" && (event.ctrlKey || event.metaKey)) {
         event.preventDefault();
         form.requestSubmit(mode === "note" ? $(".note-btn", form) : $(".reply-btn", form));
       }
     });
+
+    setMode(mode);
 
     /* Pickers: "/" (reply mode) lists canned replies, "@" (note mode) lists agents. */
 

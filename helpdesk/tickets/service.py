@@ -18,7 +18,7 @@ from helpdesk.dm.models import (
     RequestState,
 )
 from helpdesk.dm.service import atomic
-from helpdesk.errors import AlreadyAssigned, InvalidState, NotFound, ValidationError
+from helpdesk.errors import AlreadyAssigned, InvalidState, NotFound, StaleTicket, ValidationError
 from helpdesk.extensions import db
 from helpdesk.live import events as live
 from helpdesk.notifications.models import NotificationKind
@@ -290,6 +290,32 @@ def _change_status(
     if reason:
         data["reason"] = reason
     record_event(ticket, "status_changed", actor_id, data, now)
+
+
+def state_token(ticket: Ticket) -> str:
+    """What a page showed of the ticket; a form carrying it is refused once that changed."""
+    return ".".join(
+        str(part)
+        for part in (
+            ticket.id,
+            ticket.status.value,
+            ticket.assignee_id or 0,
+            ticket.priority.value,
+            ticket.team_id or 0,
+        )
+    )
+
+
+def check_unchanged(ticket: Ticket, seen: str | None) -> None:
+    """A change decided on a stale page (Back, a second tab) is refused, not applied."""
+    if seen is None or seen == state_token(ticket):
+        return
+    assignee = db.session.get(Agent, ticket.assignee_id) if ticket.assignee_id else None
+    now = f"{ticket.status.value}, {'assigned to ' + assignee.name if assignee else 'unassigned'}"
+    raise StaleTicket(
+        f"This ticket changed since this page was loaded (it is now {now}, priority "
+        f"{ticket.priority.value}). Nothing was changed: check it below and try again."
+    )
 
 
 def set_status(

@@ -53,6 +53,7 @@ def authenticate_request() -> tuple[Response, int] | None:
     if token is None:
         return error_response(401, "unauthorized", "a valid API token is required (Bearer)")
     g.api_brand_id, g.api_role = token.brand_id, Role(token.role)
+    g.api_token_id = token.id
     _touch(token)
     view = current_app.view_functions.get(request.endpoint)
     needed = getattr(view, "api_role", Role.AGENT)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from flask import Response
 from sqlalchemy import Select, exists, func, or_, select
 
 from helpdesk.canned import service as canned
@@ -19,9 +20,10 @@ from helpdesk.dm.models import (
 )
 from helpdesk.errors import NotFound
 from helpdesk.extensions import db
+from helpdesk.idempotency.service import Answer
 from helpdesk.inbox import service as inbox
 from helpdesk.tickets.models import Tag, Ticket, TicketTag
-from helpdesk.web.api import present
+from helpdesk.web.api import idempotency, present
 from helpdesk.web.api.auth import brand_id
 from helpdesk.web.api.blueprint import api_blueprint
 from helpdesk.web.api.enqueue import enqueue_delivery, enqueue_reaction
@@ -120,6 +122,8 @@ def reply_arguments(conversation: Conversation, data: dict[str, Any]) -> dict[st
         "attachments": data.get("attachments") or [],
         "send_at": data.get("send_at"),
         "reply_to": None,
+        "seen_up_to": data.get("last_seen_message_id"),
+        "confirmed": data.get("confirm", False),
     }
     if data.get("reply_to") is not None:
         quoted = db.session.get(Message, data["reply_to"])
@@ -167,14 +171,18 @@ def list_messages(args: dict[str, Any], conversation_id: int) -> dict[str, Any]:
 @bp.route("/conversations/<id:conversation_id>/messages", methods=["POST"])
 @bp.arguments(ReplyInSchema)
 @bp.response(202, MessageSchema)
-def send_message(data: dict[str, Any], conversation_id: int) -> dict[str, Any]:
+def send_message(data: dict[str, Any], conversation_id: int) -> Response:
     """Queue (or schedule) a reply as the brand; it is handed to delivery once committed."""
     conversation = owned(Conversation, conversation_id)
-    message = inbox.reply(conversation, None, **reply_arguments(conversation, data))
+    claimed = idempotency.begin()
+    if isinstance(claimed, Answer):
+        return idempotency.replay(claimed)
+    (message,) = inbox.compose(conversation, None, **reply_arguments(conversation, data))
+    answer = idempotency.answer(claimed, 202, MessageSchema, present.message(message))
     db.session.commit()
     if message.status is MessageStatus.QUEUED:
         enqueue_delivery(message.id)
-    return present.message(message)
+    return answer
 
 
 @bp.route("/conversations/<id:conversation_id>/request", methods=["POST"])
@@ -191,13 +199,17 @@ def answer_request(data: dict[str, Any], conversation_id: int) -> dict[str, Any]
 @bp.route("/messages/<id:message_id>/reactions", methods=["POST"])
 @bp.arguments(ReactionInSchema)
 @bp.response(200, MessageSchema)
-def react(data: dict[str, Any], message_id: int) -> dict[str, Any]:
+def react(data: dict[str, Any], message_id: int) -> Response:
     """React as the brand; reacting again replaces the brand's emoji."""
     message = owned(Message, message_id)
+    claimed = idempotency.begin()
+    if isinstance(claimed, Answer):
+        return idempotency.replay(claimed)
     dm.react(message, data["emoji"])
+    answer = idempotency.answer(claimed, 200, MessageSchema, present.message(message))
     db.session.commit()
     enqueue_reaction(message.id, data["emoji"])
-    return present.message(message)
+    return answer
 
 
 @bp.route("/messages/<id:message_id>/reactions", methods=["DELETE"])

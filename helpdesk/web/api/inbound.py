@@ -5,13 +5,16 @@ from __future__ import annotations
 
 from typing import Any
 
+from flask import Response
+
 from helpdesk.channels.models import Channel, ChannelKind
 from helpdesk.dm.models import Message, MessageKind
 from helpdesk.dm.service import InboundMessage
 from helpdesk.errors import DuplicateMessage
 from helpdesk.extensions import db
+from helpdesk.idempotency.service import Answer
 from helpdesk.inbox import service as inbox
-from helpdesk.web.api import present
+from helpdesk.web.api import idempotency, present
 from helpdesk.web.api.auth import brand_id
 from helpdesk.web.api.blueprint import api_blueprint
 from helpdesk.web.api.errors import InvalidField
@@ -52,13 +55,18 @@ def inbound_message(data: dict[str, Any]) -> InboundMessage:
 @bp.arguments(InboundSchema)
 @bp.response(201, MessageSchema, description="stored")
 @bp.alt_response(200, schema=MessageSchema, description="already stored: the same message")
-def inbound(data: dict[str, Any]) -> tuple[dict[str, Any], int] | dict[str, Any]:
+def inbound(data: dict[str, Any]) -> Response:
     """The `api` channel's intake, idempotent by `mid` like the platform webhook."""
     channel = api_channel(data["channel_id"])
+    claimed = idempotency.begin()
+    if isinstance(claimed, Answer):
+        return idempotency.replay(claimed)
     try:
-        message = inbox.receive(channel, inbound_message(data))
+        with db.session.begin_nested():
+            message = inbox.receive(channel, inbound_message(data))
+        status = 201
     except DuplicateMessage as duplicate:
-        db.session.rollback()
-        return present.message(db.session.get(Message, duplicate.existing_id)), 200
+        message, status = db.session.get(Message, duplicate.existing_id), 200
+    answer = idempotency.answer(claimed, status, MessageSchema, present.message(message))
     db.session.commit()
-    return present.message(message)
+    return answer

@@ -399,6 +399,16 @@ class ReplyInSchema(Schema):
     reply_to = Id(allow_none=True, metadata={"description": "id of a message quoted"})
     send_at = When(allow_none=True, metadata={"description": "schedule for this time"})
     canned_reply = Id(allow_none=True, metadata={"description": "send this canned reply"})
+    last_seen_message_id = Id(
+        allow_none=True,
+        metadata={
+            "description": "the newest message the sender saw: a newer reply by someone else "
+            "answers 409 newer_reply"
+        },
+    )
+    confirm = fields.Boolean(
+        load_default=False, metadata={"description": "send even over a newer reply"}
+    )
 
     @validates_schema
     def _something_to_send(self, data: dict, **_kwargs: Any) -> None:

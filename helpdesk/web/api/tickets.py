@@ -5,15 +5,17 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from flask import Response
 from sqlalchemy import Select, String, and_, cast, exists, func, not_, or_, select
 
 from helpdesk.errors import AlreadyAssigned
 from helpdesk.extensions import db
+from helpdesk.idempotency.service import Answer
 from helpdesk.tickets import notes, tags
 from helpdesk.tickets import service as tickets
 from helpdesk.tickets.models import ACTIVE_STATUSES, Tag, Ticket, TicketStatus, TicketTag
 from helpdesk.types import utcnow
-from helpdesk.web.api import present
+from helpdesk.web.api import idempotency, present
 from helpdesk.web.api.auth import brand_id
 from helpdesk.web.api.blueprint import api_blueprint
 from helpdesk.web.api.errors import InvalidField
@@ -169,8 +171,13 @@ def remove_tag(ticket_id: int, name: str) -> None:
 @bp.route("/tickets/<id:ticket_id>/notes", methods=["POST"])
 @bp.arguments(NoteInSchema)
 @bp.response(201, NoteSchema)
-def add_note(data: dict[str, Any], ticket_id: int) -> dict[str, Any]:
+def add_note(data: dict[str, Any], ticket_id: int) -> Response:
     """A private note (never sent); @mentions notify the agents named."""
-    note = notes.add_note(owned(Ticket, ticket_id), None, data["body"])
+    ticket = owned(Ticket, ticket_id)
+    claimed = idempotency.begin()
+    if isinstance(claimed, Answer):
+        return idempotency.replay(claimed)
+    note = notes.add_note(ticket, None, data["body"])
+    answer = idempotency.answer(claimed, 201, NoteSchema, present.note(note))
     db.session.commit()
-    return present.note(note)
+    return answer

@@ -40,6 +40,18 @@ def _url_if(endpoint: str, **values) -> str | None:
         return None
 
 
+PRIVATE_TYPES = ("text/html", "application/json", "text/csv", "text/event-stream")
+
+
+@bp.after_app_request
+def _no_store(response):
+    """What a signed-in agent sees is never kept by the browser: Back reloads the page, so a
+    form never shows a state the ticket no longer has (and a shared computer keeps nothing)."""
+    if response.mimetype in PRIVATE_TYPES and current_user.is_authenticated:
+        response.headers["Cache-Control"] = "no-store"
+    return response
+
+
 @bp.before_request
 def _require_agent() -> ResponseReturnValue | None:
     if not current_user.is_authenticated:
@@ -105,4 +117,5 @@ from helpdesk.web.console import (  # noqa: E402,F401
     live_updates,
     notifications,
     search,
+    vanish,
 )

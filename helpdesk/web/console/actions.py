@@ -38,9 +38,11 @@ SNOOZE_PRESETS = ("1h", "4h", "tomorrow", "next_week")
 
 
 def _ticket(conversation: Conversation) -> Ticket:
+    """The current ticket, as the page that posted the form showed it."""
     ticket = tickets.current_ticket(conversation)
     if ticket is None:
         raise InvalidState("This conversation has no ticket yet: accept the request first.")
+    tickets.check_unchanged(ticket, request.form.get("ticket_state"))
     return ticket
 
 

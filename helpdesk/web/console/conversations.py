@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import re
+import secrets
 from dataclasses import dataclass, field
 from typing import TypeVar
 
@@ -12,15 +12,22 @@ from werkzeug.datastructures import MultiDict
 
 from helpdesk.dm import service as dm
 from helpdesk.dm.models import Conversation, Message, MessageStatus
-from helpdesk.errors import DomainError, InvalidState, ValidationError
+from helpdesk.errors import DomainError, InvalidState, NewerReply
 from helpdesk.extensions import db
+from helpdesk.idempotency.service import (
+    Answer,
+    Claim,
+    IdempotencyKeyReused,
+    claim,
+    fingerprint,
+)
 from helpdesk.inbox import service as inbox
 from helpdesk.inbox import thread
 from helpdesk.inbox.queries import brand_lookups, sla_state
 from helpdesk.live import events
 from helpdesk.live import service as live
 from helpdesk.tickets import notes
-from helpdesk.tickets.service import current_ticket
+from helpdesk.tickets.service import current_ticket, state_token
 from helpdesk.types import utcnow
 from helpdesk.web.console import bp
 from helpdesk.web.console.context import (
@@ -35,9 +42,7 @@ from helpdesk.web.console.context import (
     perform,
 )
 
-# What a canned reply leaves in the text when it had no value for a placeholder.
 T = TypeVar("T")
-UNFILLED = re.compile(r"\{\{\s*(?:contact|agent|brand|ticket)\.\w+\s*\}\}")
 ATTACHMENT_TYPES = ("image", "video", "audio", "file")
 REACTIONS = ("❤️", "👍", "😂", "😮", "😢", "🙏")
 
@@ -51,6 +56,12 @@ class Draft:
     attachments: list[dict] = field(default_factory=list)
     reply_to_id: int | None = None
     send_at: str = ""
+    # One composition, one message: a repeat of this token answers what the first did.
+    compose_token: str = field(default_factory=lambda: secrets.token_urlsafe(18))
+    # The newest message the agent had seen when they wrote (None: not known, no check).
+    seen_up_to: int | None = None
+    confirmed: bool = False
+    split: bool = False
 
     @classmethod
     def from_form(cls, form: MultiDict, mode: str) -> Draft:
@@ -67,12 +78,27 @@ class Draft:
             attachments=attachments,
             reply_to_id=parse_id(form.get("reply_to"), "reply_to"),
             send_at=form.get("send_at", "")[:40],
+            compose_token=form.get("compose_token", "")[:255] or secrets.token_urlsafe(18),
+            seen_up_to=parse_id(form.get("last_seen_message_id"), "last_seen_message_id"),
+            confirmed=form.get("confirm") == "1",
+            split=form.get("split") == "1",
+        )
+
+    def fingerprint(self, conversation_id: int) -> str:
+        return fingerprint(
+            self.mode, conversation_id, self.text, self.attachments, self.reply_to_id, self.send_at
         )
 
 
-def render_conversation(conversation: Conversation, draft: Draft | None = None, status: int = 200):
+def render_conversation(
+    conversation: Conversation,
+    draft: Draft | None = None,
+    status: int = 200,
+    newer_reply: int | None = None,
+):
     """The thread and its panels; opening the latest page marks it seen for the agent (unread
-    state) and for the brand (read receipts, vanish-mode purge)."""
+    state) and for the brand (read receipts), all but vanish-mode messages, which wait for the
+    agent to reveal them."""
     before = parse_id(request.args.get("before"), "before")
     if before is None:
         now = utcnow()
@@ -94,7 +120,10 @@ def render_conversation(conversation: Conversation, draft: Draft | None = None, 
             draft=draft,
             quoting=quoting,
             reactions=REACTIONS,
+            vanish=dm.vanish_state(conversation),
             now=utcnow(),
+            newer_reply=newer_reply,
+            ticket_state=state_token(panel.ticket) if panel.ticket else "",
         ),
         status,
     )
@@ -107,8 +136,8 @@ def conversation(conversation_id: int) -> ResponseReturnValue:
 
 @bp.post("/conversations/<int:conversation_id>/leave")
 def leave(conversation_id: int) -> ResponseReturnValue:
-    """The agent closed the page: seen vanish-mode messages may be purged now, and the others
-    no longer see the agent there."""
+    """The agent closed the page: seen vanish-mode messages that were answered or confirmed read
+    may be purged now, and the others no longer see the agent there."""
     conversation = conversation_or_404(conversation_id)
     dm.leave_thread(conversation)
     live.leave(conversation, me())
@@ -116,11 +145,35 @@ def leave(conversation_id: int) -> ResponseReturnValue:
     return "", 204
 
 
-def _refused(conversation: Conversation, draft: Draft, refused: DomainError):
-    """Nothing was saved; the page comes back with the flash and the text as typed."""
+def _claim(conversation: Conversation, draft: Draft) -> Answer | Claim:
+    """The compose token: a second submission of one composition does nothing new."""
+    try:
+        return claim(
+            conversation.brand_id,
+            f"agent:{me().id}",
+            draft.compose_token,
+            draft.fingerprint(conversation.id),
+        )
+    except IdempotencyKeyReused:
+        raise InvalidState(
+            "This form was already sent with other words. Check the conversation below, then "
+            "send your message again."
+        ) from None
+
+
+def _refused(
+    conversation: Conversation,
+    draft: Draft,
+    refused: DomainError,
+    newer_reply: int | None = None,
+):
+    """Nothing was saved; the page comes back with the flash and the text as typed (with a new
+    compose token: the refused one sent nothing)."""
     db.session.rollback()
     flash(refused.message, "error")
-    return render_conversation(conversation, draft, status=refused.status)
+    draft.compose_token = secrets.token_urlsafe(18)
+    draft.confirmed = False
+    return render_conversation(conversation, draft, status=refused.status, newer_reply=newer_reply)
 
 
 @bp.post("/conversations/<int:conversation_id>/reply")
@@ -128,45 +181,57 @@ def reply(conversation_id: int) -> ResponseReturnValue:
     conversation = conversation_or_404(conversation_id)
     draft = Draft.from_form(request.form, "reply")
     quoted = message_or_404(conversation, draft.reply_to_id) if draft.reply_to_id else None
+    here = url_for(".conversation", conversation_id=conversation.id, _anchor="composer")
     try:
-        if UNFILLED.search(draft.text):
-            raise ValidationError(
-                "Fill in the highlighted {{ placeholders }} first: the canned reply had no value "
-                "for them."
-            )
-        message = inbox.reply(
+        claimed = _claim(conversation, draft)
+        if isinstance(claimed, Answer):
+            flash("This reply was already sent: it goes to the customer once.", "info")
+            return redirect(here)
+        messages = inbox.compose(
             conversation,
             me(),
-            text=draft.text if draft.text.strip() else None,
+            text=draft.text,
             attachments=draft.attachments,
             reply_to=quoted,
             send_at=parse_local(draft.send_at, "Send at"),
+            seen_up_to=draft.seen_up_to,
+            confirmed=draft.confirmed,
+            split=draft.split,
         )
+        claimed.record(303, here)
+    except NewerReply as newer:
+        return _refused(conversation, draft, newer, newer_reply=newer.newest_id)
     except DomainError as refused:
         return _refused(conversation, draft, refused)
     db.session.commit()
-    if message.status is MessageStatus.QUEUED:
-        enqueue_delivery(message.id)
-        flash("Reply queued for sending.", "success")
-    else:
-        flash("Reply scheduled.", "success")
-    return redirect(url_for(".conversation", conversation_id=conversation.id, _anchor="composer"))
+    queued = [m.id for m in messages if m.status is MessageStatus.QUEUED]
+    for message_id in queued:
+        enqueue_delivery(message_id)
+    count = f"{len(messages)} messages" if len(messages) > 1 else "Reply"
+    flash(f"{count} queued for sending." if queued else f"{count} scheduled.", "success")
+    return redirect(here)
 
 
 @bp.post("/conversations/<int:conversation_id>/note")
 def note(conversation_id: int) -> ResponseReturnValue:
     conversation = conversation_or_404(conversation_id)
     draft = Draft.from_form(request.form, "note")
+    here = url_for(".conversation", conversation_id=conversation.id, _anchor="composer")
     try:
+        claimed = _claim(conversation, draft)
+        if isinstance(claimed, Answer):
+            flash("This note was already added.", "info")
+            return redirect(here)
         ticket = current_ticket(conversation)
         if ticket is None:
             raise InvalidState("Notes go on a ticket: accept the request first.")
         notes.add_note(ticket, me(), draft.text)
+        claimed.record(303, here)
     except DomainError as refused:
         return _refused(conversation, draft, refused)
     db.session.commit()
     flash("Note added.", "success")
-    return redirect(url_for(".conversation", conversation_id=conversation.id, _anchor="composer"))
+    return redirect(here)
 
 
 @bp.post("/conversations/<int:conversation_id>/messages/<int:message_id>/react")
