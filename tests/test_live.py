@@ -16,6 +16,7 @@ from sqlalchemy import select
 
 from helpdesk import queueing
 from helpdesk.delivery import service as delivery
+from helpdesk.dm import service as dm
 from helpdesk.dm.models import Conversation, Message, MessageStatus, RequestState
 from helpdesk.extensions import db
 from helpdesk.inbox import service as inbox
@@ -28,7 +29,15 @@ from helpdesk.tickets.models import Ticket
 from helpdesk.types import utcnow
 from tests.conftest import REDIS_URL, drain_broker, serving, table_counts
 from tests.factories import ContactFactory
-from tests.test_auth import CSRF_RE, World, csrf_token, post, receive, signed_in
+from tests.test_auth import (
+    CSRF_RE,
+    World,
+    csrf_token,
+    known_contact,
+    post,
+    receive,
+    signed_in,
+)
 
 NEEDS_REDIS = "REDIS_URL is not set: the Redis stream and presence run where it is (CI)"
 
@@ -631,3 +640,138 @@ def test_a_redis_that_is_down_never_fails_the_commit(app, world, monkeypatch):
         assert db.session.get(Message, message.id).status is MessageStatus.RECEIVED
     finally:
         events.reset()
+
+
+# The live inbox -----------------------------------------------------------------------------------
+
+
+def inbox_conversation(world: World, text: str, minutes_ago: float) -> int:
+    """A followed contact's conversation in Primary, its last message `minutes_ago`."""
+    person = known_contact(world.channel)
+    at = utcnow() - timedelta(minutes=minutes_ago)
+    return receive(world.channel, person.platform_id, text, at=at).conversation_id
+
+
+def inbox_updates(client, shown=(), ids=(), **filters) -> dict:
+    """What the live inbox asks after events: its page again, given what it shows and heard."""
+    query = {**filters, "shown": ",".join(map(str, shown)), "ids": ",".join(map(str, ids))}
+    response = client.get("/inbox/updates", query_string=query)
+    assert response.status_code == 200, response.get_data(as_text=True)[:300]
+    return response.json
+
+
+def page_rows(client, path: str = "/inbox") -> dict[int, str]:
+    """The inbox page's rows as it renders them, by conversation id, in page order."""
+    page = client.get(path).get_data(as_text=True)
+    found = re.findall(r'(<li class="row[^>]*data-conversation-id="(\d+)">.*?</li>)', page, re.S)
+    return {int(conversation_id): row for row, conversation_id in found}
+
+
+def test_a_new_message_redraws_its_row_as_the_page_does_and_moves_it_to_the_top(client, world):
+    older = inbox_conversation(world, "Is the blue one back?", minutes_ago=10)
+    oldest = inbox_conversation(world, "Hello?", minutes_ago=20)
+    signed_in(client, world.agent)
+    shown = list(page_rows(client))
+    assert shown == [world.conversation.id, older, oldest]  # no clocks: the newest first
+
+    receive(world.channel, db.session.get(Conversation, oldest).contact.platform_id, "Any news?")
+    db.session.commit()
+    answer = inbox_updates(client, shown=shown, ids=[oldest])
+    assert answer["order"] == [oldest, world.conversation.id, older]
+    assert list(answer["rows"]) == [str(oldest)]  # the others are shown and did not change
+    assert "Any news?" in answer["rows"][str(oldest)]
+    assert answer["rows"][str(oldest)] == page_rows(client)[oldest]  # drawn as the page draws it
+    assert answer["folder_counts"] == {"primary": 3, "general": 0, "requests": 0, "hidden": 0}
+    assert answer["view_counts"] == {"all": 3, "mine": 0, "unassigned": 3}
+
+
+def test_a_conversation_that_newly_matches_the_view_is_drawn_at_its_place(client, world):
+    older = inbox_conversation(world, "Sizes?", minutes_ago=10)
+    signed_in(client, world.agent)
+    newest = inbox_conversation(world, "Do you ship to Lisbon?", minutes_ago=0)
+    db.session.commit()
+    answer = inbox_updates(client, shown=[world.conversation.id, older])
+    assert answer["order"] == [newest, world.conversation.id, older]
+    assert list(answer["rows"]) == [str(newest)]  # not shown yet: drawn though nobody asked
+    assert "Do you ship to Lisbon?" in answer["rows"][str(newest)]
+    assert answer["folder_counts"]["primary"] == 3
+
+
+def test_a_resolved_conversation_leaves_the_open_view_and_its_counts(client, world):
+    other = inbox_conversation(world, "Refund please", minutes_ago=5)
+    signed_in(client, world.agent)
+    shown = [world.conversation.id, other]
+    assert inbox_updates(client, shown=shown, status="open")["order"] == shown
+    tickets.set_status(ticket_of(db.session.get(Conversation, other)), "resolved", world.agent)
+    db.session.commit()
+    answer = inbox_updates(client, shown=shown, ids=[other], status="open")
+    assert answer["order"] == [world.conversation.id]
+    assert answer["rows"] == {}
+    assert answer["folder_counts"]["primary"] == 1
+    resolved = inbox_updates(client, shown=[], ids=[other], status="resolved")
+    assert resolved["order"] == [other] and "pill-resolved" in resolved["rows"][str(other)]
+
+
+def test_a_conversation_assigned_away_leaves_unassigned_and_shows_its_assignee(client, world):
+    other = inbox_conversation(world, "Where is it?", minutes_ago=5)
+    signed_in(client, world.agent)
+    shown = [world.conversation.id, other]
+    assert inbox_updates(client, shown=shown, view="unassigned")["order"] == shown
+    tickets.assign(ticket_of(db.session.get(Conversation, other)), world.manager.id, world.manager)
+    db.session.commit()
+    answer = inbox_updates(client, shown=shown, ids=[other], view="unassigned")
+    assert answer["order"] == [world.conversation.id]
+    assert answer["view_counts"] == {"all": 2, "mine": 0, "unassigned": 1}
+    everyone = inbox_updates(client, shown=shown, ids=[other])
+    assert everyone["order"] == shown
+    assert world.manager.name in everyone["rows"][str(other)]
+
+
+def test_a_folder_move_is_announced_and_moves_the_row_to_its_folder(client, world, backend):
+    other = inbox_conversation(world, "Collab?", minutes_ago=5)
+    db.session.commit()
+    heard = Heard(world.brand.id, world.agent.id)
+    dm.move_to_folder(db.session.get(Conversation, other), "general")
+    db.session.commit()
+    announced = [e for e in heard.events() if e["type"] == "conversation.updated"]
+    assert [(e["conversation_id"], e["folder"]) for e in announced] == [(other, "general")]
+
+    signed_in(client, world.agent)
+    answer = inbox_updates(client, shown=[world.conversation.id, other], ids=[other])
+    assert answer["order"] == [world.conversation.id]
+    assert answer["folder_counts"]["primary"] == 1 and answer["folder_counts"]["general"] == 1
+    general = inbox_updates(client, shown=[], ids=[other], folder="general")
+    assert general["order"] == [other] and "Collab?" in general["rows"][str(other)]
+
+
+def test_declined_and_blocked_requests_are_announced_and_leave_requests(client, world, backend):
+    declined = receive(world.channel, ContactFactory(channel=world.channel).platform_id, "hi")
+    blocked = receive(world.channel, ContactFactory(channel=world.channel).platform_id, "buy?")
+    requests = [declined.conversation_id, blocked.conversation_id]
+    db.session.commit()
+    heard = Heard(world.brand.id, world.agent.id)
+    inbox.decline(db.session.get(Conversation, requests[0]), world.agent)
+    inbox.block(db.session.get(Conversation, requests[1]), world.agent)
+    db.session.commit()
+    announced = {
+        (e["conversation_id"], e["request_state"])
+        for e in heard.events()
+        if e["type"] == "conversation.updated"
+    }
+    assert announced == {(requests[0], "declined"), (requests[1], "blocked")}
+
+    signed_in(client, world.agent)
+    answer = inbox_updates(client, shown=requests, ids=requests, folder="requests")
+    assert answer["order"] == [] and answer["rows"] == {}
+    assert answer["folder_counts"]["requests"] == 0
+
+
+def test_the_live_inbox_keeps_to_the_brand_and_the_role(client, world):
+    other = World("other")
+    assert client.get("/inbox/updates?ids=1").status_code == 401
+    signed_in(client, world.agent)
+    answer = inbox_updates(client, shown=[world.conversation.id], ids=[other.conversation.id])
+    assert answer["order"] == [world.conversation.id] and answer["rows"] == {}
+    assert client.get("/inbox/updates?folder=hidden").status_code == 403
+    for query in ("ids=abc", "shown=1,²", "folder=attic", "ids=" + ",".join(["1"] * 201)):
+        assert client.get(f"/inbox/updates?{query}").status_code == 400, query

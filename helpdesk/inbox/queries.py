@@ -3,6 +3,7 @@ number of queries whatever its length (rows, tags and counts are each read in on
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
@@ -305,7 +306,64 @@ def inbox_page(
     """One page of rows plus the folder and view counts: five queries in all."""
     now = now or utcnow()
     # The page's ids first, sorted on narrow rows; the wide rows are joined for those alone.
-    page_ids = (
+    page_ids = _page_ids(f, brand_id, agent_id, now).scalar_subquery()
+    rows = _rows(f, brand_id, agent_id, Conversation.id.in_(page_ids))
+    has_next = len(rows) > PAGE_SIZE
+    rows = rows[:PAGE_SIZE]
+    _attach_tags(rows)
+    return InboxPage(
+        filter=f,
+        rows=rows,
+        has_next=has_next,
+        folder_counts=folder_counts(f, brand_id, agent_id),
+        view_counts=view_counts(f, brand_id, agent_id),
+    )
+
+
+@dataclass
+class InboxRefresh:
+    """What an open inbox page needs after live events: the ids its page holds now, in order,
+    the rows it must (re)draw, and the counts."""
+
+    order: list[int]
+    rows: list[InboxRow]
+    has_next: bool
+    folder_counts: dict[str, int]
+    view_counts: dict[str, int]
+
+
+def inbox_refresh(
+    f: InboxFilter,
+    brand_id: int,
+    agent_id: int,
+    changed: Collection[int],
+    shown: Collection[int],
+    now: datetime | None = None,
+) -> InboxRefresh:
+    """The page of `f` as it is now, for a page that shows `shown` and heard that `changed`
+    conversations moved: rows are drawn for the changed ones still on the page and for those
+    the page does not show yet (they came in, or moved up from the next page); a shown id
+    missing from `order` has left this view. The same query and sort as `inbox_page`, so a row
+    lands where a reload would put it; five queries in all."""
+    now = now or utcnow()
+    order = list(db.session.scalars(_page_ids(f, brand_id, agent_id, now)))
+    has_next = len(order) > PAGE_SIZE
+    order = order[:PAGE_SIZE]
+    wanted = (set(changed) | (set(order) - set(shown))) & set(order)
+    rows = _rows(f, brand_id, agent_id, Conversation.id.in_(sorted(wanted))) if wanted else []
+    _attach_tags(rows)
+    return InboxRefresh(
+        order=order,
+        rows=rows,
+        has_next=has_next,
+        folder_counts=folder_counts(f, brand_id, agent_id),
+        view_counts=view_counts(f, brand_id, agent_id),
+    )
+
+
+def _page_ids(f: InboxFilter, brand_id: int, agent_id: int, now: datetime):
+    """The ids of the page's conversations (and one more, to tell a next page), in page order."""
+    return (
         _base(brand_id)
         .with_only_columns(Conversation.id)
         .where(
@@ -318,6 +376,12 @@ def inbox_page(
         .limit(PAGE_SIZE + 1)
         .offset((f.page - 1) * PAGE_SIZE)
     )
+
+
+def _rows(
+    f: InboxFilter, brand_id: int, agent_id: int, which: ColumnElement[bool]
+) -> list[InboxRow]:
+    """The wide rows of the conversations `which` selects, in the listing's order."""
     assignee, team = aliased(Agent), aliased(Team)
     query = (
         _base(brand_id)
@@ -332,10 +396,10 @@ def inbox_page(
                 ConversationView.agent_id == agent_id,
             ),
         )
-        .where(Conversation.id.in_(page_ids.scalar_subquery()))
+        .where(which)
         .order_by(*_order(f))
     )
-    rows = [
+    return [
         InboxRow(
             conversation=conversation,
             ticket=ticket,
@@ -349,19 +413,13 @@ def inbox_page(
             query
         )
     ]
-    has_next = len(rows) > PAGE_SIZE
-    rows = rows[:PAGE_SIZE]
+
+
+def _attach_tags(rows: list[InboxRow]) -> None:
     tags = ticket_tags([row.ticket.id for row in rows if row.ticket is not None])
     for row in rows:
         if row.ticket is not None:
             row.tags = tags.get(row.ticket.id, [])
-    return InboxPage(
-        filter=f,
-        rows=rows,
-        has_next=has_next,
-        folder_counts=folder_counts(f, brand_id, agent_id),
-        view_counts=view_counts(f, brand_id, agent_id),
-    )
 
 
 def ticket_tags(ticket_ids: list[int]) -> dict[int, list[tuple[str, str]]]:

@@ -30,6 +30,7 @@ log = logging.getLogger(__name__)
 MESSAGE_CREATED = "message.created"
 MESSAGE_UPDATED = "message.updated"
 TICKET_UPDATED = "ticket.updated"
+CONVERSATION_UPDATED = "conversation.updated"
 NOTE_CREATED = "note.created"
 NOTIFICATION_CREATED = "notification.created"
 PRESENCE = "presence"
@@ -68,6 +69,19 @@ def ticket_updated(ticket: Any) -> None:
         status=_value(ticket.status),
         assignee_id=ticket.assignee_id,
         priority=_value(ticket.priority),
+    )
+
+
+def conversation_updated(conversation: Conversation) -> None:
+    """A folder move, or a request accepted, declined or blocked: the conversation changes place
+    in the inbox without a ticket changing, and open inboxes redraw their lists."""
+    publish(
+        conversation.brand_id,
+        CONVERSATION_UPDATED,
+        conversation_id=conversation.id,
+        folder=_value(conversation.folder),
+        request_state=_value(conversation.request_state),
+        admin_only=conversation.request_state is RequestState.HIDDEN,
     )
 
 
@@ -172,7 +186,8 @@ def _coalesced(pending: list[tuple[int, dict]]) -> list[tuple[int, dict]]:
             item.get("message_id")
             or item.get("ticket_id")
             or item.get("notification_id")
-            or item.get("note_id"),
+            or item.get("note_id")
+            or item.get("conversation_id"),
         )
         latest.pop(key, None)
         latest[key] = (brand_id, item)

@@ -4,7 +4,16 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from flask import abort, flash, g, jsonify, render_template, request, url_for
+from flask import (
+    abort,
+    flash,
+    g,
+    get_template_attribute,
+    jsonify,
+    render_template,
+    request,
+    url_for,
+)
 from flask.typing import ResponseReturnValue
 
 from helpdesk.errors import Forbidden, NotFound, ValidationError
@@ -74,10 +83,52 @@ def _report(result: bulk.BulkResult) -> bulk.BulkResult:
     return result
 
 
+MAX_LIVE_IDS = 200  # a page shows 50 rows; more ids than this is not a page asking
+
+
 @bp.get("/inbox/updates")
 @json_endpoint
 def inbox_updates() -> ResponseReturnValue:
-    """Polled by the inbox page: has anything arrived since it was rendered?"""
+    """The live inbox: for a page of the inbox (its filter in the query string) that heard that
+    conversations `ids` changed and shows `shown`, the page's ids in order now, those rows
+    rendered as the page renders them, and the counts. With `since` instead: how many
+    conversations moved since then."""
+    if "since" in request.args:
+        return _changed_since()
+    f = _filter_or_abort()
+    result = queries.inbox_refresh(
+        f, brand().id, me().id, changed=_id_list("ids"), shown=_id_list("shown")
+    )
+    row = get_template_attribute("console/_inbox_row.html", "inbox_row")
+    return jsonify(
+        order=result.order,
+        rows={str(item.conversation.id): str(row(item, f)) for item in result.rows},
+        has_next=result.has_next,
+        folder_counts=result.folder_counts,
+        view_counts=result.view_counts,
+    )
+
+
+def _filter_or_abort() -> InboxFilter:
+    try:
+        return parse_filter(request.args, brand().id, g.role)
+    except Forbidden as refused:
+        abort(403, description=refused.message)
+    except NotFound:
+        abort(404)
+    except ValidationError as bad:
+        abort(400, description=bad.message)
+
+
+def _id_list(name: str) -> list[int]:
+    """`1,2,3`: the conversation ids of a live inbox request."""
+    values = [value for value in request.args.get(name, "").split(",") if value.strip()]
+    if len(values) > MAX_LIVE_IDS:
+        abort(400, description=f"{name}: at most {MAX_LIVE_IDS} ids")
+    return [parse_id(value, name) for value in values]
+
+
+def _changed_since() -> ResponseReturnValue:
     try:
         since = datetime.fromisoformat(request.args.get("since", ""))
     except ValueError:
