@@ -383,7 +383,8 @@ def test_vanish_message_is_purged_after_seen_and_grace(channel):
     )
     unseen = inbound(channel, mid="m3", text="not seen yet", when=T0 + timedelta(minutes=20))
     assert secret.vanish and conversation_of(secret).vanish_mode
-    service.mark_seen_by_brand(conversation, at=T0 + timedelta(minutes=2))
+    service.reveal_vanish_messages(conversation, at=T0 + timedelta(minutes=2))
+    service.record_outbound(conversation, text="got it", now=T0 + timedelta(minutes=2, seconds=30))
     db.session.commit()
 
     assert (
@@ -411,7 +412,8 @@ def test_vanish_message_is_purged_when_the_viewer_leaves(channel):
     conversation = conversation_of(inbound(channel, text="normal"))
     service.set_vanish_mode(conversation, True)
     inbound(channel, mid="m2", text="secret", when=T0 + timedelta(minutes=1))
-    service.mark_seen_by_brand(conversation, at=T0 + timedelta(minutes=2))
+    service.reveal_vanish_messages(conversation, at=T0 + timedelta(minutes=2))
+    service.confirm_vanish_read(conversation, at=T0 + timedelta(minutes=2))
     service.leave_thread(conversation, at=T0 + timedelta(minutes=3))
     assert (
         service.purge_vanish_messages(now=T0 + timedelta(minutes=3), grace=timedelta(hours=1)) == 1
@@ -621,7 +623,9 @@ def test_purged_vanish_text_does_not_linger_in_the_inbox_preview(channel):
     conversation = conversation_of(inbound(channel, text="normal"))
     service.set_vanish_mode(conversation, True)
     inbound(channel, mid="m2", text="secret", when=T0 + timedelta(minutes=1))
-    service.mark_seen_by_brand(conversation, at=T0 + timedelta(minutes=2))
+    assert conversation.last_message_preview == "[vanish-mode message]"
+    service.reveal_vanish_messages(conversation, at=T0 + timedelta(minutes=2))
+    service.confirm_vanish_read(conversation, at=T0 + timedelta(minutes=2))
     service.purge_vanish_messages(now=T0 + timedelta(hours=1), grace=timedelta(minutes=5))
     assert conversation.last_message_preview == "[vanished]"
 

@@ -165,6 +165,8 @@ class Conversation(db.Model):
     last_message_preview: Mapped[str | None] = mapped_column(String(200), default=None)
     brand_seen_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
     viewer_left_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+    # An agent confirmed reading the vanish-mode messages seen up to then: they need no answer.
+    vanish_read_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
     current_ticket_id: Mapped[int | None] = mapped_column(
@@ -260,6 +262,18 @@ class Message(db.Model):
     @property
     def unsent(self) -> bool:
         return self.unsent_at is not None
+
+    @property
+    def awaiting_reveal(self) -> bool:
+        """A customer's vanish-mode message nobody chose to see yet: shown as a placeholder,
+        since seeing it starts the countdown to its purge."""
+        return (
+            self.vanish
+            and self.direction is Direction.INBOUND
+            and self.seen_at is None
+            and self.purged_at is None
+            and self.unsent_at is None
+        )
 
 
 class MessageEdit(db.Model):

@@ -471,8 +471,10 @@ class _Demo:
             service.move_to_folder(conversation, Folder.GENERAL)
         elif action == "vanish":
             service.set_vanish_mode(conversation, True)
-        elif action == "seen":
+        elif action == "seen":  # the agent revealed the vanish-mode photo and marked it read
             service.mark_seen_by_brand(conversation, at=at)
+            service.reveal_vanish_messages(conversation, at=at)
+            service.confirm_vanish_read(conversation, at=at)
         elif action == "leave":
             service.leave_thread(conversation, at=at)
         elif action == "purge":
