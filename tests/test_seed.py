@@ -2,16 +2,24 @@
 
 from __future__ import annotations
 
+import json
 import random
-from datetime import timedelta
+import re
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 from sqlalchemy import func, select
 
 from helpdesk.accounts.models import Agent, Membership, Role, Team, TeamMember
 from helpdesk.accounts.service import check_password
+from helpdesk.assignment.service import ROUND_ROBIN, eligible_agents
 from helpdesk.brands.models import Brand
+from helpdesk.canned import service as canned
+from helpdesk.canned.render import placeholders
 from helpdesk.channels.models import Channel, ChannelKind
+from helpdesk.devserver import introduce_new_customers
 from helpdesk.dm.models import (
     Contact,
     Conversation,
@@ -28,8 +36,16 @@ from helpdesk.dm.models import (
 from helpdesk.dm.service import HUMAN_AGENT_WINDOW, STANDARD_WINDOW
 from helpdesk.errors import AlreadyExists
 from helpdesk.extensions import db
-from helpdesk.seed.demo import seed_demo
+from helpdesk.graphsim import webhooks
+from helpdesk.intake import service as intake
+from helpdesk.intake.models import EventStatus, WebhookEvent
+from helpdesk.intake.profiles import fetch_profile
+from helpdesk.seed.demo import DEMO_ACCOUNT_ID, NEW_CUSTOMER_IDS, seed_demo
 from helpdesk.seed.load import LONG_CONVERSATION, conversation_sizes, seed_load
+from helpdesk.sla.calendar import is_open
+from helpdesk.sla.service import get_calendar, list_policies
+from helpdesk.tickets.models import ACTIVE_STATUSES, Priority, Tag, Ticket, TicketTag
+from helpdesk.tickets.tags import list_tag_rules
 from helpdesk.types import utcnow
 from tests.conftest import table_counts
 from tests.factories import BrandFactory
@@ -229,6 +245,192 @@ def test_seed_demo_command_prints_the_three_logins(runner):
     for output in (first.output, second.output):
         for email, password in DEMO_LOGINS.items():
             assert email in output and password in output
+
+
+# seed-demo: the support layer -------------------------------------------------------------------
+
+
+def _demo_agent(email: str) -> Agent:
+    return db.session.scalar(select(Agent).where(Agent.email == email))
+
+
+def _readme_customer_ids() -> list[str]:
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    return re.findall(r"send-dm .*?--from (\d+)", readme, re.DOTALL)
+
+
+def test_seed_demo_has_shared_and_personal_canned_replies_with_placeholders():
+    seed_demo()
+    brand = _demo_brand()
+    sam = _demo_agent("agent@demo.test")
+
+    replies = {reply.shortcode: reply for reply in canned.search(brand.id, sam, "/")}
+
+    assert {"hello", "refund", "shipping", "thanks"} <= set(replies)
+    assert all(replies[code].owner_id is None for code in ("hello", "refund", "shipping", "thanks"))
+    personal = [reply for reply in replies.values() if reply.owner_id == sam.id]
+    assert len(personal) == 1
+    assert personal[0].shortcode not in canned_codes_of(brand, "manager@demo.test")
+    assert {"contact.first_name", "agent.first_name", "brand.name"} <= set(
+        placeholders(replies["hello"].body)
+    )
+    lena = db.session.scalar(
+        select(Conversation).join(Contact).where(Contact.username == "lena.schmidt")
+    )
+    rendered = canned.render(replies["hello"], lena, sam)
+    assert rendered.missing == []
+    assert rendered.text.startswith("Hi Lena, Sam from Demo Brand here")
+
+
+def canned_codes_of(brand: Brand, email: str) -> set[str]:
+    return {reply.shortcode for reply in canned.search(brand.id, _demo_agent(email), "/")}
+
+
+def test_seed_demo_has_an_sla_policy_per_priority_in_business_hours():
+    seed_demo()
+
+    policies = {policy.priority: policy for policy in list_policies(_demo_brand().id)}
+
+    assert set(policies) == {"urgent", "high", "normal", "low"}
+    order = [policies[p] for p in ("urgent", "high", "normal", "low")]
+    for target in ("first_response_min", "next_response_min", "resolution_min"):
+        minutes = [getattr(policy, target) for policy in order]
+        assert all(minutes) and minutes == sorted(minutes) and len(set(minutes)) == 4
+    assert all(policy.business_hours for policy in order)
+
+
+def test_seed_demo_opens_weekdays_nine_to_six_in_berlin_and_closes_on_the_next_christmas():
+    seed_demo()
+
+    calendar = get_calendar(_demo_brand())
+
+    assert calendar.timezone == "Europe/Berlin"
+    for day in ("mon", "tue", "wed", "thu", "fri"):
+        assert calendar.weekly[day] == [("09:00", "18:00")]
+    assert calendar.weekly["sat"] == calendar.weekly["sun"] == []
+    today = utcnow().astimezone(ZoneInfo("Europe/Berlin")).date()
+    christmas = date(today.year if today <= date(today.year, 12, 25) else today.year + 1, 12, 25)
+    assert calendar.holidays == frozenset({christmas})
+    noon = datetime(christmas.year, 12, 25, 12, tzinfo=ZoneInfo("Europe/Berlin"))
+    assert not is_open(calendar, noon.astimezone(UTC))
+    monday_ten = datetime(2026, 3, 2, 10, tzinfo=ZoneInfo("Europe/Berlin"))
+    assert is_open(calendar, monday_ten.astimezone(UTC))
+
+
+def test_seed_demo_team_assigns_round_robin_to_its_online_agents():
+    seed_demo()
+    brand = _demo_brand()
+    team = db.session.scalar(select(Team).where(Team.brand_id == brand.id))
+
+    assert brand.auto_assign is True and brand.assignment_mode == ROUND_ROBIN
+    assert {candidate.agent.email for candidate in eligible_agents(team)} == set(DEMO_LOGINS)
+    open_tickets = db.session.scalars(
+        select(Ticket).where(Ticket.brand_id == brand.id, Ticket.status.in_(ACTIVE_STATUSES))
+    ).all()
+    assert open_tickets
+    assert all(t.team_id == team.id and t.assignee_id is not None for t in open_tickets)
+    assert len({t.assignee_id for t in open_tickets}) == 3  # taken in turns, not by one agent
+
+
+def test_seed_demo_tags_messages_by_keyword_rules():
+    seed_demo()
+    brand = _demo_brand()
+
+    rules = {(rule.keyword.lower(), tag.name) for rule, tag in list_tag_rules(brand.id)}
+
+    assert {("refund", "refund"), ("money back", "refund")} <= rules
+    assert {("delivery", "shipping"), ("tracking", "shipping")} <= rules
+    assert ("where is my order", "shipping") in rules
+    tagged = db.session.execute(
+        select(Contact.username, Tag.name)
+        .join(Conversation, Conversation.contact_id == Contact.id)
+        .join(Ticket, Ticket.conversation_id == Conversation.id)
+        .join(TicketTag, TicketTag.ticket_id == Ticket.id)
+        .join(Tag, Tag.id == TicketTag.tag_id)
+        .where(Contact.brand_id == brand.id)
+    ).all()
+    assert ("priya.nair", "shipping") in tagged  # "change the delivery address"
+
+
+def test_every_open_demo_ticket_has_an_sla_clock():
+    seed_demo()
+    brand = _demo_brand()
+
+    tickets = db.session.scalars(
+        select(Ticket).where(Ticket.brand_id == brand.id, Ticket.status.in_(ACTIVE_STATUSES))
+    ).all()
+
+    assert tickets
+    assert all(t.sla_policy_id is not None and t.resolution_due_at for t in tickets)
+    waiting = [t for t in tickets if t.first_response_at is None]
+    assert waiting and all(t.first_response_due_at is not None for t in waiting)
+    assert {t.priority for t in tickets} > {Priority.NORMAL}  # the other policies show too
+
+
+def test_readme_writes_as_two_customers_that_the_demo_does_not_know():
+    seed_demo()
+    seeded = set(db.session.scalars(select(Contact.platform_id)))
+
+    ids = _readme_customer_ids()
+
+    assert len(set(ids)) == 2
+    assert not seeded & set(ids)
+    assert not seeded & set(NEW_CUSTOMER_IDS)
+
+
+def test_a_readme_customers_dm_lands_in_the_inbox_with_a_due_time_and_an_assignee(
+    app, client, sim
+):
+    seed_demo()
+    db.session.commit()
+    introduce_new_customers(sim.root_url)  # what `make run` does once the simulator answers
+    arrived = utcnow()
+    body = webhooks.envelope(
+        DEMO_ACCOUNT_ID,
+        [
+            webhooks.event(
+                NEW_CUSTOMER_IDS[0],
+                DEMO_ACCOUNT_ID,
+                message=webhooks.message_fields("readme-dm-1", "Where is my order?"),
+            )
+        ],
+    )
+    raw = json.dumps(body).encode()
+    signature = webhooks.sign(raw, app.config["INSTAGRAM_APP_SECRET"])
+
+    response = client.post(
+        "/webhooks/instagram",
+        data=raw,
+        headers={"Content-Type": "application/json", "X-Hub-Signature-256": signature},
+    )
+    assert response.status_code == 200
+    _work_as_the_worker_does()
+
+    message = db.session.scalar(select(Message).where(Message.mid == "readme-dm-1"))
+    contact = db.session.get(Contact, message.contact_id)
+    assert (contact.platform_id, contact.name) == (NEW_CUSTOMER_IDS[0], "Nina Berg")
+    thread = db.session.scalars(
+        select(Message).where(Message.conversation_id == message.conversation_id)
+    ).all()
+    assert thread == [message]  # a new customer's thread, not a seeded one
+    conversation = db.session.get(Conversation, message.conversation_id)
+    assert conversation.folder is Folder.PRIMARY
+    ticket = db.session.get(Ticket, conversation.current_ticket_id)
+    assert ticket.first_response_due_at is not None and ticket.first_response_due_at > arrived
+    assert ticket.assignee_id is not None
+
+
+def _work_as_the_worker_does() -> None:
+    """Intake of the stored delivery, then the profile fetch it asks for."""
+    for event_id in db.session.scalars(
+        select(WebhookEvent.id).where(WebhookEvent.status == EventStatus.PENDING)
+    ).all():
+        contact_ids = intake.process_event(event_id)
+        db.session.commit()
+        for contact_id in contact_ids:
+            fetch_profile(contact_id)
+            db.session.commit()
+    db.session.expire_all()
 
 
 # seed-load ----------------------------------------------------------------------------------------

@@ -9,20 +9,27 @@ from __future__ import annotations
 
 import base64
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
 
-from helpdesk.accounts.models import Agent, Role
+from helpdesk.accounts.models import Agent, Availability, Role, Team
 from helpdesk.accounts.service import add_team_member, create_agent, create_team
+from helpdesk.assignment.service import ROUND_ROBIN, set_availability
 from helpdesk.brands.models import Brand
 from helpdesk.brands.service import create_brand
+from helpdesk.canned import service as canned
 from helpdesk.channels.models import Channel, ChannelKind
 from helpdesk.channels.service import connect_channel
 from helpdesk.dm import service
 from helpdesk.dm.models import Contact, Conversation, Folder, Message, MessageKind, MessageStatus
 from helpdesk.extensions import db
 from helpdesk.inbox import service as inbox
+from helpdesk.sla import service as sla
+from helpdesk.tickets import service as tickets
+from helpdesk.tickets.models import Priority, RoutingRule, TicketStatus
+from helpdesk.tickets.tags import add_tag_rule
 from helpdesk.types import utcnow
 
 DEMO_SLUG = "demo"
@@ -34,6 +41,50 @@ DEMO_AGENTS = (
     ("agent@demo.test", "Sam Rivera", Role.AGENT, "demo-agent-pass"),
     ("manager@demo.test", "Morgan Patel", Role.MANAGER, "demo-manager-pass"),
     ("admin@demo.test", "Alex Kim", Role.ADMIN, "demo-admin-pass"),
+)
+
+# Two customers no seeded contact is (those are 61200000000000NN): the README and the banner of
+# `make run` write to the demo as them. `make run` gives the simulator their profiles, which say
+# the brand follows them, so their first DM lands in the inbox with a ticket, not in Requests.
+NEW_CUSTOMERS = (
+    {"id": "6190000000000001", "username": "nina.berg", "name": "Nina Berg"},
+    {"id": "6190000000000002", "username": "omar.haddad", "name": "Omar Haddad"},
+)
+NEW_CUSTOMER_IDS = tuple(customer["id"] for customer in NEW_CUSTOMERS)
+
+# The support layer of the demo, so that `/` finds replies and every open ticket has a clock.
+DEMO_TIMEZONE = "Europe/Berlin"
+DEMO_WEEKLY_HOURS = {day: [["09:00", "18:00"]] for day in ("mon", "tue", "wed", "thu", "fri")}
+# (priority, first response, next response, resolution) in business minutes
+DEMO_SLA_MINUTES = (
+    (Priority.URGENT, 15, 30, 4 * 60),
+    (Priority.HIGH, 30, 60, 8 * 60),
+    (Priority.NORMAL, 60, 120, 2 * 9 * 60),
+    (Priority.LOW, 4 * 60, 8 * 60, 5 * 9 * 60),
+)
+DEMO_TAG_RULES = {
+    "refund": ("refund", "money back", "reimburse"),
+    "shipping": ("delivery", "tracking", "where is my order", "ship", "ships", "shipping"),
+    "returns": ("return", "returns", "exchange"),
+    "sizing": ("size", "sizes", "fit"),
+}
+# shortcode, title, body; shared with the brand unless an owner's email is given
+DEMO_CANNED = (
+    ("hello", "Greeting",
+     "Hi {{ contact.first_name }}, {{ agent.first_name }} from {{ brand.name }} here. "
+     "How can I help?", None),
+    ("refund", "Refund on its way",
+     "Hi {{ contact.first_name }}, I'm sorry it didn't work out. Your refund is on its way and "
+     "reaches your account within 5 to 7 working days. Anything else I can do?", None),
+    ("shipping", "Shipping times",
+     "Hi {{ contact.first_name }}! Orders leave our warehouse within one working day and arrive "
+     "in 2 to 4 working days. You get a tracking link by email as soon as yours ships.", None),
+    ("thanks", "Thanks and goodbye",
+     "Thanks for writing to {{ brand.name }}, {{ contact.first_name }}! Have a lovely day 💛",
+     None),
+    ("signoff", "My sign-off",
+     "Talk soon, {{ agent.name }} ({{ brand.name }} support, ticket #{{ ticket.id }})",
+     "agent@demo.test"),
 )
 
 _CDN = "https://lookaside.fbsbx.com/ig_messaging_cdn/?asset_id={}&signature=demo"
@@ -80,7 +131,8 @@ class Out:
 
 @dataclass(frozen=True)
 class Act:
-    """A state change at `at` minutes: accept, decline, block, general, vanish, leave, purge."""
+    """A state change at `at` minutes: accept, decline, block, general, vanish, seen, leave,
+    purge, resolve, or "priority LEVEL"."""
 
     at: int
     action: str
@@ -119,6 +171,7 @@ THREADS: tuple[Thread, ...] = (
         In(20, "Perfect, thank you so much!"),
         In(21, kind=MessageKind.STICKER,
            attachments=(_media("sticker", 369239263222822, sticker_id=369239263222822),)),
+        Act(40, "resolve"),
     )),
     Thread(_p("jonas.weber", "Jonas Weber"), 70, (
         In(0, "Hey, do the Trail Runner sneakers fit true to size? I'm usually a 43."),
@@ -127,6 +180,7 @@ THREADS: tuple[Thread, ...] = (
             attachments=({"type": "image", "url": f"{_SHOP}/media/size-chart-trail-runner.png",
                           "size": 184220},)),
         In(15, "Got it, ordering the 44 then 👍", brand_reacts="👍"),
+        Act(30, "resolve"),
     )),
     Thread(_p("amelie.roux", "Amélie Roux"), 64, (
         In(0, kind=MessageKind.IMAGE, attachments=(_media("image", 17912853601234567,
@@ -135,6 +189,7 @@ THREADS: tuple[Thread, ...] = (
         Out(25, "Hi Amélie! Your photo is accurate, it's a warm camel. The product page photo was "
                 "shot in harsh daylight, we'll add a note there.", agent="manager@demo.test"),
         In(31, "Thanks, then it's perfect 😍"),
+        Act(45, "resolve"),
     )),
     Thread(_p("tom.baker", "Tom Baker"), 50, (
         In(0, "Hi, the zip on my backpack broke after two weeks 😕"),
@@ -146,6 +201,7 @@ THREADS: tuple[Thread, ...] = (
            edited_to="Sure: 221B Baker Street, London NW1 6XE"),
         Out(60, "Thanks! The replacement is on its way, you'll get a tracking email today.",
             contact_reacts="🙏"),
+        Act(70, "resolve"),
     )),
     Thread(_p("priya.nair", "Priya Nair"), 30, (
         In(0, kind=MessageKind.AUDIO, attachments=(_media("audio", 17862211093377210,
@@ -156,6 +212,7 @@ THREADS: tuple[Thread, ...] = (
                "update it."),
         In(9, "Flat 3, 18 Mill Lane, Manchester M4 1AB"),
         Out(12, "Done ✅ Order #48877 now goes to Mill Lane."),
+        Act(20, "resolve"),
     )),
     Thread(_p("marco.bianchi", "Marco Bianchi"), 44, (
         In(0, "Hello, this is for a warranty claim on my rain jacket, here's the store receipt."),
@@ -163,6 +220,7 @@ THREADS: tuple[Thread, ...] = (
                                                          name="receipt.pdf", size=88231),)),
         Out(35, "Thanks Marco, we've got it. Our warranty team will get back to you within two "
                 "working days.", agent="manager@demo.test"),
+        Act(36, "priority low"),
     )),
     Thread(_p("chloe.martin", "Chloé Martin"), 20, (
         In(0, "My order arrived and the dress is gorgeous!!"),
@@ -171,6 +229,7 @@ THREADS: tuple[Thread, ...] = (
         )),
         Out(11, "Yay, so happy you love it Chloé! 💛 Tag us when you wear it!",
             contact_reacts="😍"),
+        Act(20, "resolve"),
     )),
     Thread(_p("sofia.garcia", "Sofía García"), 60, (
         In(0, kind=MessageKind.SHARE, attachments=({
@@ -183,6 +242,7 @@ THREADS: tuple[Thread, ...] = (
                 "message you when it's live?"),
         In(22, "Yes please!!"),
         Out(23, "You're on the list 🙌"),
+        Act(30, "resolve"),
     )),
     Thread(_p("noah.jensen", "Noah Jensen"), 10, (
         In(0, "Is this restocking before Christmas??", kind=MessageKind.STORY_REPLY, extra={
@@ -236,12 +296,14 @@ THREADS: tuple[Thread, ...] = (
         }),
         In(1, "Order #49012"),
         Out(4, "Hi Mia! Order #49012 is out for delivery today 🚚"),
+        Act(10, "resolve"),
     )),
     Thread(_p("ethan.clarke", "Ethan Clarke"), 40, (
         In(0, kind=MessageKind.UNSUPPORTED, extra={"unsupported_type": "ig_reel"}),
         In(1, "Oops, that didn't send right: it was your reel with the grey hoodie. What's the "
               "fabric?"),
         Out(15, "Hi Ethan! The grey hoodie is 100% organic cotton, a 380 gsm brushed fleece."),
+        Act(25, "resolve"),
     )),
     Thread(_p("isabella.rossi", "Isabella Rossi"), 8, (
         In(0, "Hi! Quick question about returns"),
@@ -250,10 +312,12 @@ THREADS: tuple[Thread, ...] = (
         Out(16, "Hi Isabella! Sale items can be returned within 30 days, like full-price ones. "
                 f"Start here: {_SHOP}/returns"),
         In(20, "Amazing, thanks!", quote=3),
+        Act(30, "resolve"),
     )),
     Thread(_p("david.kowalski", "David Kowalski"), 22, (
         In(0, "Hi, I got a discount code in your newsletter (WELCOME15) but checkout says it's "
               "invalid?"),
+        Act(2, "priority high"),
     )),
     Thread(_p("sarah.oconnor", "Sarah O'Connor"), 44, (
         In(0, "Hello, do you ship to Ireland? And how much is it?"),
@@ -312,6 +376,7 @@ THREADS: tuple[Thread, ...] = (
     Thread(_p("maria.santos", "Maria Santos", followed=False), 28, (
         In(0, "Hi, my order #48790 arrived with the belt missing and the box was open 😞"),
         Act(45, "accept"),
+        Act(46, "priority high"),
         Out(47, "Hi Maria, we're really sorry! We've sent the belt separately today, free of "
                 "charge."),
         In(60, "Thank you, that's great service"),
@@ -319,6 +384,7 @@ THREADS: tuple[Thread, ...] = (
     Thread(_p("kevin.osei", "Kevin Osei", followed=False), 16, (
         In(0, "Hi, are your jeans made in Europe?"),
         Out(25, "Hi Kevin! Yes, all our denim is made in Portugal."),
+        Act(30, "resolve"),
     )),
     Thread(
         (
@@ -334,6 +400,7 @@ THREADS: tuple[Thread, ...] = (
                   "a wedding on the 14th", sender=0),
             In(2, "Sizes XS, S, S, M and L 🙏", sender=1),
             In(3, "Can they arrive by the 10th?", sender=2),
+            Act(4, "priority urgent"),
             Out(20, "Hi everyone, and congrats to the bride! 🎉 All five sizes are in stock, and "
                     "with express shipping they arrive within two working days.",
                 agent="manager@demo.test"),
@@ -479,12 +546,74 @@ class _Demo:
             service.leave_thread(conversation, at=at)
         elif action == "purge":
             service.purge_vanish_messages(now=at)
+        elif action == "resolve":
+            tickets.set_status(
+                tickets.current_ticket(conversation), TicketStatus.RESOLVED,
+                self.agents["agent@demo.test"], now=at,
+            )
+        elif action.startswith("priority "):
+            tickets.set_priority(
+                tickets.current_ticket(conversation), Priority(action.removeprefix("priority ")),
+                self.agents["agent@demo.test"], now=at,
+            )
         else:
             raise ValueError(f"unknown demo action {action!r}")
 
 
 def demo_passwords() -> dict[str, str]:
     return {email: password for email, _name, _role, password in DEMO_AGENTS}
+
+
+def next_christmas(timezone: str, now: datetime) -> date:
+    """The coming 25 December in the brand's own calendar, today included."""
+    today = now.astimezone(ZoneInfo(timezone)).date()
+    christmas = date(today.year, 12, 25)
+    return christmas if today <= christmas else date(today.year + 1, 12, 25)
+
+
+def _support_layer(
+    brand: Brand, team: Team, agents: dict[str, Agent], manager: Agent, now: datetime
+) -> None:
+    """Hours, SLA policies, keyword tags, automatic assignment and canned replies, set up before
+    the threads play so that their tickets get clocks, tags and assignees as live traffic would."""
+    sla.set_calendar(
+        brand,
+        manager,
+        {
+            "timezone": brand.timezone,
+            "weekly": DEMO_WEEKLY_HOURS,
+            "holidays": [next_christmas(brand.timezone, now).isoformat()],
+        },
+        now=now,
+    )
+    for position, (priority, first, following, resolution) in enumerate(DEMO_SLA_MINUTES, 1):
+        sla.create_policy(
+            brand,
+            manager,
+            f"{priority.value.title()} priority",
+            position,
+            {"priority": priority.value},
+            {
+                "first_response_min": first,
+                "next_response_min": following,
+                "resolution_min": resolution,
+            },
+            now=now,
+        )
+    for tag_name, keywords in DEMO_TAG_RULES.items():
+        for keyword in keywords:
+            add_tag_rule(brand, manager, keyword, tag_name)
+    # Routing rules have no service of their own yet: one rule without conditions sends every
+    # ticket to the team, whose online agents take them in turns.
+    db.session.add(RoutingRule(brand_id=brand.id, team_id=team.id, position=0))
+    brand.auto_assign = True
+    brand.assignment_mode = ROUND_ROBIN
+    db.session.flush()
+    for agent in agents.values():
+        set_availability(agent, Availability.ONLINE, now=now)
+    for shortcode, title, body, owner in DEMO_CANNED:
+        author = agents[owner] if owner else manager
+        canned.create(brand, author, shortcode, title, body, shared=owner is None)
 
 
 def seed_demo() -> tuple[bool, dict[str, str]]:
@@ -496,7 +625,7 @@ def seed_demo() -> tuple[bool, dict[str, str]]:
     if db.session.scalar(select(Brand.id).where(Brand.slug == DEMO_SLUG)) is not None:
         return False, demo_passwords()
 
-    brand = create_brand(DEMO_SLUG, "Demo Brand", "Europe/Berlin")
+    brand = create_brand(DEMO_SLUG, "Demo Brand", DEMO_TIMEZONE)
     brand.hidden_words = list(DEMO_HIDDEN_WORDS)
     channel = connect_channel(
         brand, ChannelKind.INSTAGRAM, DEMO_ACCOUNT_ID, DEMO_ACCESS_TOKEN, name="Demo Brand"
@@ -507,8 +636,11 @@ def seed_demo() -> tuple[bool, dict[str, str]]:
         agent, _ = create_agent(email, name, brand, role, password)
         add_team_member(team, agent)
         agents[email] = agent
+    now = utcnow().replace(microsecond=0)
+    oldest = now - timedelta(hours=max(thread.hours_ago for thread in THREADS))
+    _support_layer(brand, team, agents, agents["manager@demo.test"], oldest)
 
-    demo = _Demo(channel, agents, utcnow().replace(microsecond=0))
+    demo = _Demo(channel, agents, now)
     number = 0
     for thread in THREADS:
         contacts = []
@@ -516,5 +648,8 @@ def seed_demo() -> tuple[bool, dict[str, str]]:
             number += 1
             contacts.append(demo.contact(number, person))
         demo.play(thread, contacts)
+    # The threads played in the past; their clocks as of now, through the same recomputation a
+    # policy change triggers.
+    sla.recompute_brand(brand.id, now)
     db.session.flush()
     return True, demo_passwords()
