@@ -86,6 +86,12 @@ def test_the_page_warns_before_revealing_and_shows_a_placeholder(agent_client, w
     assert "12 Linden Street" not in html(agent_client.get("/inbox"))
 
 
+def test_quoting_a_hidden_message_does_not_show_its_text(agent_client, world, secret):
+    page = html(agent_client.get(f"{page_of(world)}?reply_to={secret.id}"))
+    assert "hidden vanish-mode message" in page
+    assert "12 Linden Street" not in page
+
+
 def test_opening_without_revealing_marks_nothing_seen_and_leaving_purges_nothing(
     agent_client, world, secret
 ):
