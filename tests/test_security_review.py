@@ -12,13 +12,15 @@ import json
 from urllib.parse import urlsplit
 
 import pytest
-from sqlalchemy import update
+from sqlalchemy import select, update
 
 from helpdesk.accounts.models import Agent, Role
+from helpdesk.dm.models import Conversation, Message, RequestState
 from helpdesk.extensions import db
 from tests.conftest import serving, table_counts
+from tests.factories import ContactFactory
 from tests.test_api import Client, token_for
-from tests.test_auth import World, signed_in
+from tests.test_auth import World, post, receive, signed_in
 from tests.test_metrics import FIRST, LAST, History
 from tests.test_webhooks import ACCOUNT, sign, text_delivery
 
@@ -209,3 +211,87 @@ def test_a_signed_body_with_a_bare_nan_or_infinity_is_400_and_stores_nothing(cli
     assert response.status_code == 400, response.get_data(as_text=True)
     assert response.get_json()["error"]["code"] == "bad_json"
     assert counts() == before
+
+
+# Hidden requests --------------------------------------------------------------------------------
+
+
+class HiddenRequest:
+    """A brand with one ordinary conversation and one request hidden by its filter words."""
+
+    def __init__(self) -> None:
+        self.world = World()
+        self.world.brand.hidden_words = ["giveaway"]
+        self.stranger = ContactFactory(
+            channel=self.world.channel, username="crypto.king", name="Crypto King"
+        )
+        message = receive(self.world.channel, self.stranger.platform_id, "Win our giveaway now")
+        self.conversation = db.session.get(Conversation, message.conversation_id)
+        assert self.conversation.request_state is RequestState.HIDDEN
+        db.session.commit()
+        self.id = self.conversation.id
+
+
+@pytest.fixture
+def hidden() -> HiddenRequest:
+    return HiddenRequest()
+
+
+def listed_ids(api: Client, **query) -> set[int]:
+    response = api.get("/conversations", query_string=query)
+    assert response.status_code == 200, response.get_data(as_text=True)
+    return {item["id"] for item in response.get_json()["items"]}
+
+
+@pytest.mark.parametrize("role", [Role.AGENT, Role.MANAGER])
+def test_a_token_below_admin_neither_lists_nor_reads_hidden_requests(client, hidden, role):
+    api = Client(client, token_for(hidden.world.brand, role))
+    assert hidden.id not in listed_ids(api, request_state="hidden")
+    assert hidden.id not in listed_ids(api, request_state="hidden", q="giveaway")
+    assert hidden.id not in listed_ids(api, folder="requests")
+    for path in (f"/conversations/{hidden.id}", f"/conversations/{hidden.id}/messages"):
+        response = api.get(path)
+        assert response.status_code == 404, (path, response.get_data(as_text=True))
+        assert "giveaway" not in response.get_data(as_text=True)
+    assert hidden.world.conversation.id in listed_ids(api)  # the rest of the inbox is there
+
+
+def test_a_token_below_admin_cannot_act_on_a_hidden_request(client, hidden):
+    api = Client(client, token_for(hidden.world.brand, Role.AGENT))
+    message_id = db.session.scalar(select(Message.id).where(Message.conversation_id == hidden.id))
+    before = counts()
+    accepted = api.post(f"/conversations/{hidden.id}/request", json={"action": "accept"})
+    assert accepted.status_code == 404
+    reacted = api.post(f"/messages/{message_id}/reactions", json={"emoji": "❤️"})
+    assert reacted.status_code == 404
+    assert counts() == before
+
+
+def test_an_admin_token_still_lists_and_reads_hidden_requests(client, hidden):
+    api = Client(client, token_for(hidden.world.brand, Role.ADMIN))
+    assert hidden.id in listed_ids(api, request_state="hidden")
+    assert api.get(f"/conversations/{hidden.id}").status_code == 200
+    messages = api.get(f"/conversations/{hidden.id}/messages")
+    assert messages.status_code == 200
+    assert "Win our giveaway now" in [m["text"] for m in messages.get_json()["items"]]
+
+
+@pytest.mark.parametrize("query", ["crypto", "king", "giveaway"])
+def test_console_search_does_not_show_a_hidden_requests_contact_below_admin(
+    client, hidden, query
+):
+    for agent, shown in (
+        (hidden.world.agent, False),
+        (hidden.world.manager, False),
+        (hidden.world.admin, True),
+    ):
+        signed_in(client, agent)
+        page = client.get("/search", query_string={"q": query}).get_data(as_text=True)
+        assert ("Crypto King" in page or "crypto.king" in page) is shown, (agent.name, query)
+        post(client, "/logout")
+
+
+def test_console_search_still_finds_a_contact_of_an_ordinary_conversation(client, hidden):
+    signed_in(client, hidden.world.agent)
+    page = client.get("/search", query_string={"q": "jane"}).get_data(as_text=True)
+    assert "Jane Doe" in page or "jane.doe" in page

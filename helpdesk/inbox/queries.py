@@ -22,6 +22,7 @@ from sqlalchemy.orm import aliased
 from helpdesk.accounts.models import Agent, Membership, Role, Team
 from helpdesk.channels.models import Channel
 from helpdesk.dm.models import Contact, Conversation, ConversationStatus, RequestState
+from helpdesk.dm.visibility import sees_hidden_requests
 from helpdesk.errors import Forbidden, NotFound, ValidationError
 from helpdesk.extensions import db
 from helpdesk.inbox.models import ConversationView
@@ -111,7 +112,7 @@ def parse_filter(args, brand_id: int, role: Role) -> InboxFilter:
     """Read the query string; ValidationError for a bad value, NotFound for another brand's team
     or channel, Forbidden for the hidden folder below the admin role."""
     folder = _choice(args.get("folder"), FOLDERS, "primary", "folder")
-    if folder == "hidden" and role.rank < Role.ADMIN.rank:
+    if folder == "hidden" and not sees_hidden_requests(role):
         raise Forbidden("hidden requests are for admins")
     view = (args.get("view") or "all").strip().lower()
     if view.startswith("team:"):

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import and_, func, or_, select
+from sqlalchemy import and_, exists, func, or_, select, true
 
+from helpdesk.accounts.models import Role
 from helpdesk.dm.models import Contact, Conversation, Message, RequestState
+from helpdesk.dm.visibility import visible_states
 from helpdesk.extensions import db
 from helpdesk.search.models import FTS_CONFIG, message_tsvector
 
@@ -43,22 +45,25 @@ def _text_matches(query: str):
     return and_(*(_like(Message.text, word) for word in query.split()))
 
 
-def _visible_states(include_hidden: bool) -> tuple[RequestState, ...]:
-    states = (RequestState.NONE, RequestState.ACCEPTED, RequestState.PENDING, RequestState.DECLINED)
-    return (*states, RequestState.HIDDEN) if include_hidden else states
+SEARCHED_STATES = (
+    RequestState.NONE,
+    RequestState.ACCEPTED,
+    RequestState.PENDING,
+    RequestState.DECLINED,
+    RequestState.HIDDEN,
+)
 
 
-def search(
-    brand_id: int, query: str, include_hidden: bool = False, limit: int = RESULT_LIMIT
-) -> SearchResults:
+def search(brand_id: int, query: str, role: Role, limit: int = RESULT_LIMIT) -> SearchResults:
     """Messages containing every word (newest first) and contacts by username or name.
 
-    Blocked contacts' messages and, below admin, hidden requests are left out, as in the inbox.
+    Blocked contacts' messages and, below the role that sees hidden requests, hidden requests are
+    left out, as in the inbox; so is a contact known only from a hidden request.
     """
     query = " ".join((query or "").split())[:MAX_QUERY_CHARS]
     if not query:
         return SearchResults(query="", messages=[], contacts=[])
-    states = _visible_states(include_hidden)
+    states = visible_states(role, SEARCHED_STATES)
     hits = db.session.execute(
         select(Message, Conversation, Contact)
         .join(Conversation, Conversation.id == Message.conversation_id)
@@ -79,6 +84,13 @@ def search(
         .correlate(Contact)
         .scalar_subquery()
     )
+    withheld = [state for state in SEARCHED_STATES if state not in states]
+    withheld_thread = (
+        select(Conversation.id)
+        .where(Conversation.contact_id == Contact.id, Conversation.request_state.in_(withheld))
+        .correlate(Contact)
+    )
+    known_here = or_(latest.is_not(None), ~exists(withheld_thread)) if withheld else true()
     words = query.replace("@", " ").split()
     contacts = (
         []
@@ -88,6 +100,7 @@ def search(
             .where(
                 Contact.brand_id == brand_id,
                 Contact.blocked.is_(False),
+                known_here,
                 and_(*(or_(_like(Contact.username, w), _like(Contact.name, w)) for w in words)),
             )
             .order_by(func.lower(Contact.username))

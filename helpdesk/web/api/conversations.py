@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Response
+from flask import Response, g
 from sqlalchemy import Select, exists, func, or_, select
 
 from helpdesk.canned import service as canned
@@ -18,6 +18,7 @@ from helpdesk.dm.models import (
     Participant,
     RequestState,
 )
+from helpdesk.dm.visibility import visible_states
 from helpdesk.errors import NotFound
 from helpdesk.extensions import db
 from helpdesk.idempotency.service import Answer
@@ -76,7 +77,7 @@ def assigned_to(assignee: int | str) -> Any:
 def conversation_query(args: dict[str, Any]) -> Select:
     query = select(Conversation).where(Conversation.brand_id == brand_id())
     states = [RequestState(args["request_state"])] if "request_state" in args else INBOX_STATES
-    query = query.where(Conversation.request_state.in_(states))
+    query = query.where(Conversation.request_state.in_(visible_states(g.api_role, states)))
     if "folder" in args:
         query = query.where(Conversation.folder == args["folder"])
     if "status" in args:

@@ -14,6 +14,7 @@ from helpdesk.accounts.models import Agent
 from helpdesk.accounts.service import role_in
 from helpdesk.canned.models import CannedReply
 from helpdesk.dm.models import Conversation, Message
+from helpdesk.dm.visibility import may_see
 from helpdesk.errors import NotFound
 from helpdesk.extensions import db
 from helpdesk.outgoing.models import WebhookSubscription
@@ -51,7 +52,11 @@ def _visible(row: Any) -> bool:
     if isinstance(row, CannedReply):
         return row.owner_id is None  # agents' personal replies are theirs alone
     if isinstance(row, Message):
-        return not row.suppressed  # a blocked contact's messages are never shown
+        if row.suppressed:  # a blocked contact's messages are never shown
+            return False
+        return may_see(g.api_role, db.session.get(Conversation, row.conversation_id))
+    if isinstance(row, Conversation):
+        return may_see(g.api_role, row)  # hidden requests: admin tokens only, as in the console
     return True
 
 

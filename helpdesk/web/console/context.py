@@ -14,7 +14,8 @@ from sqlalchemy import select
 
 from helpdesk.accounts.models import Agent, Membership, Role
 from helpdesk.brands.models import Brand
-from helpdesk.dm.models import Conversation, Message, RequestState
+from helpdesk.dm.models import Conversation, Message
+from helpdesk.dm.visibility import HIDDEN_REQUESTS_ROLE, may_see
 from helpdesk.errors import DomainError, ValidationError
 from helpdesk.extensions import db
 from helpdesk.web.auth import safe_path
@@ -93,8 +94,8 @@ def conversation_or_404(conversation_id: int) -> Conversation:
     conversation = db.session.get(Conversation, conversation_id)
     if conversation is None or conversation.brand_id != g.brand.id:
         abort(404)
-    if conversation.request_state is RequestState.HIDDEN:
-        require(Role.ADMIN)
+    if not may_see(g.role, conversation):
+        require(HIDDEN_REQUESTS_ROLE)
     return conversation
 
 
