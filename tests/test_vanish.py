@@ -92,6 +92,12 @@ def test_quoting_a_hidden_message_does_not_show_its_text(agent_client, world, se
     assert "12 Linden Street" not in page
 
 
+def test_search_does_not_show_a_hidden_message(agent_client, world, secret):
+    page = html(agent_client.get("/search?q=Linden"))
+    assert "hidden vanish-mode message" in page
+    assert "12 Linden Street" not in page
+
+
 def test_opening_without_revealing_marks_nothing_seen_and_leaving_purges_nothing(
     agent_client, world, secret
 ):
