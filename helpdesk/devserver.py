@@ -114,6 +114,7 @@ def _send_dm_command(customer: str, text: str) -> str:
 
 def banner(logins: str, simulated: bool) -> str:
     """What `make run` prints once the web app answers: where to go, how to sign in and write."""
+    logins = "".join(f"    {line.strip()}\n" for line in logins.splitlines() if "password:" in line)
     lines = (
         f"\n  DM Helpdesk is running at http://{HOST}:{PORT}/\n"
         f"  Demo logins:\n{logins}"

@@ -60,6 +60,7 @@ def test_make_run_prints_its_banner_once_serving_and_ends_cleanly_on_ctrl_c(tmp_
         "HELPDESK_INSTANCE": str(tmp_path / "instance"),
         "HELPDESK_PORT": str(web),
         "GRAPH_SIM_PORT": str(sim),
+        "HEARTBEAT_SECONDS": "1",  # a task a second, which the worker logs only at INFO
     }
     lines: list[str] = []
     banner = threading.Event()
@@ -85,9 +86,13 @@ def test_make_run_prints_its_banner_once_serving_and_ends_cleanly_on_ctrl_c(tmp_
     try:
         assert banner.wait(180), "".join(lines)[-3000:]
         assert _answers(f"http://127.0.0.1:{web}/healthz")  # at once: the banner waited for it
-        time.sleep(1)
+        shown = len(lines)
+        time.sleep(6)
         output = "".join(lines)
         assert "--from 6190000000000001" in output and "--from 6190000000000002" in output
+        assert "Demo logins:\n    agent@demo.test  password: demo-agent-pass\n" in output
+        after_banner = "".join(lines[shown:])
+        assert "INFO [celery" not in after_banner and "INFO [workers" not in after_banner
         children = _children(devserver.pid)
         commands = [Path(f"/proc/{pid}/cmdline").read_text().split("\0") for pid in children]
         celery = [command for command in commands if "celery" in command]

@@ -53,10 +53,14 @@ def celery_init_app(app: Flask) -> Celery:
     celery_app.conf.beat_schedule = _beat_schedule(app)
 
     @setup_logging.connect(weak=False)
-    def _logging(**_kwargs) -> None:
+    def _logging(loglevel: int | str | None = None, **_kwargs) -> None:
+        import logging
+
         from helpdesk.observability import configure_logging
 
         configure_logging(json_logs=app.config.get("JSON_LOGS", False))
+        if loglevel:  # `--loglevel` of `celery worker` / `beat` (make run: WARNING)
+            logging.getLogger().setLevel(loglevel)
 
     celery_app.set_default()
     app.extensions["celery"] = celery_app
