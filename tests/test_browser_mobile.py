@@ -372,3 +372,37 @@ def test_screenshots_at_desktop_and_phone_width(served, browser, demo, output_di
         expect(manager.locator("svg[data-chart=trend]")).to_be_visible()
         _whole_page(manager, output_dir / f"{size}-dashboard-{scheme}.png")
         manager.context.close()
+
+
+def test_dashboard_charts_read_in_light_and_dark(served, browser, client, output_dir):  # noqa: F811
+    """Two weeks of figures (test_metrics' history): the charts' marks stand out from their
+    panel (3:1, as WCAG asks of graphics) and their labels read (4.5:1) in both schemes."""
+    from tests.factories import PASSWORD
+    from tests.test_metrics import FIRST, LAST, History
+
+    expect = playwright_api.expect
+    expect.set_options(timeout=TIMEOUT_MS)
+    history = History(client)
+    history.build()
+    history.run_workers()
+    db.session.commit()
+    manager = (history.manager.email, PASSWORD)
+    db.session.rollback()
+    for size, viewport in (("desktop", DESKTOP), ("mobile", PHONE)):
+        for scheme in ("light", "dark"):
+            page = _page(browser, served, viewport, manager, dark=scheme == "dark")
+            page.goto(f"/dashboard?from={FIRST.isoformat()}&to={LAST.isoformat()}")
+            trend = page.locator("svg[data-chart=trend]")
+            expect(trend.locator("rect.bar")).to_have_count(14)
+            _fits(page, "the dashboard")
+            fill = CONTRAST.replace("getComputedStyle(el).color", "getComputedStyle(el).fill")
+            bar = trend.locator("rect.bar").first.evaluate(fill)
+            assert bar >= 3, f"{scheme}: bars against their panel {bar:.2f}"
+            tick = trend.locator("text.tick").first.evaluate(fill)
+            assert tick >= 4.5, f"{scheme}: chart labels {tick:.2f}"
+            line = trend.locator("polyline.line").evaluate(
+                CONTRAST.replace("getComputedStyle(el).color", "getComputedStyle(el).stroke")
+            )
+            assert line >= 3, f"{scheme}: the median line against its panel {line:.2f}"
+            _whole_page(page, output_dir / f"{size}-dashboard-figures-{scheme}.png")
+            page.context.close()
