@@ -766,6 +766,25 @@ def test_declined_and_blocked_requests_are_announced_and_leave_requests(client, 
     assert answer["folder_counts"]["requests"] == 0
 
 
+def test_an_sla_warning_and_breach_are_announced_for_the_inbox_badge(world, backend):
+    from helpdesk.sla import service as sla
+
+    sla.create_policy(world.brand, None, "Fast", 0, {}, {"first_response_min": 10}, False)
+    ticket = ticket_of(world.conversation)
+    sla.refresh_ticket_sla(ticket, utcnow())
+    db.session.commit()
+    heard = Heard(world.brand.id, world.agent.id)
+    sla.sweep_sla(utcnow() + timedelta(minutes=9))  # past the warning time
+    db.session.commit()
+    assert ("ticket.updated", ticket.id) in kinds(heard.events())
+    sla.sweep_sla(utcnow() + timedelta(minutes=11))  # past the due time
+    db.session.commit()
+    assert ("ticket.updated", ticket.id) in kinds(heard.events())
+    sla.sweep_sla(utcnow() + timedelta(minutes=12))  # nothing new to say
+    db.session.commit()
+    assert ("ticket.updated", ticket.id) not in kinds(heard.events())
+
+
 def test_the_live_inbox_keeps_to_the_brand_and_the_role(client, world):
     other = World("other")
     assert client.get("/inbox/updates?ids=1").status_code == 401

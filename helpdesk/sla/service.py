@@ -19,6 +19,7 @@ from helpdesk.brands.models import Brand
 from helpdesk.channels.models import Channel
 from helpdesk.errors import NotFound, ValidationError
 from helpdesk.extensions import db
+from helpdesk.live import events as live
 from helpdesk.notifications.models import NotificationKind
 from helpdesk.notifications.service import notify
 from helpdesk.outgoing.service import emit, ticket_data
@@ -593,6 +594,7 @@ def _fire(
         emit(ticket.brand_id, "sla.breached", ticket_data(ticket, **data))
     else:
         record_event(ticket, "sla_warning", data=data, at=now)
+    live.ticket_updated(ticket)  # open inboxes redraw its SLA badge
     return True
 
 
