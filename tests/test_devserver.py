@@ -102,12 +102,13 @@ def test_make_run_prints_its_banner_once_serving_and_ends_cleanly_on_ctrl_c(tmp_
         os.killpg(devserver.pid, signal.SIGINT)  # what Ctrl+C in the terminal does
         status = devserver.wait(timeout=60)
     finally:
-        if devserver.poll() is None:
-            os.killpg(devserver.pid, signal.SIGKILL)
-            devserver.wait()
+        if devserver.poll() is None:  # a failed check: stop it all, children first
+            children = children or _children(devserver.pid)
             for pid in children:  # each leads a process group of its own
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(pid, signal.SIGKILL)
+            os.killpg(devserver.pid, signal.SIGKILL)
+            devserver.wait()
     reader.join(timeout=5)
 
     assert status == 0, "".join(lines)[-3000:]
