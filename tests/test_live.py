@@ -766,6 +766,25 @@ def test_declined_and_blocked_requests_are_announced_and_leave_requests(client, 
     assert answer["folder_counts"]["requests"] == 0
 
 
+def test_a_tag_added_or_removed_is_announced_and_the_tag_view_follows(client, world, backend):
+    from helpdesk.tickets import tags
+
+    ticket = ticket_of(world.conversation)
+    heard = Heard(world.brand.id, world.agent.id)
+    tags.add_tag(ticket, "VIP", world.agent)
+    db.session.commit()
+    assert ("ticket.updated", ticket.id) in kinds(heard.events())
+    signed_in(client, world.agent)
+    answer = inbox_updates(client, shown=[], ids=[world.conversation.id], tag="VIP")
+    assert answer["order"] == [world.conversation.id]
+    assert ">VIP<" in answer["rows"][str(world.conversation.id)]
+    tags.remove_tag(ticket, "VIP", world.agent)
+    db.session.commit()
+    assert ("ticket.updated", ticket.id) in kinds(heard.events())
+    shown = [world.conversation.id]
+    assert inbox_updates(client, shown=shown, ids=shown, tag="VIP")["order"] == []
+
+
 def test_an_sla_warning_and_breach_are_announced_for_the_inbox_badge(world, backend):
     from helpdesk.sla import service as sla
 

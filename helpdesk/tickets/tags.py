@@ -17,6 +17,7 @@ from helpdesk.accounts.service import require_role
 from helpdesk.brands.models import Brand
 from helpdesk.errors import AlreadyExists, NotFound, ValidationError
 from helpdesk.extensions import db
+from helpdesk.live import events as live
 from helpdesk.tickets.events import record_event
 from helpdesk.tickets.models import Tag, TagRule, Ticket, TicketTag
 from helpdesk.types import utcnow
@@ -179,6 +180,7 @@ def add_tag(ticket: Ticket, name: str, actor: Agent | None) -> Tag:
     tag = get_or_create_tag(brand, actor, name)
     if _attach(ticket, tag, actor.id if actor else None):
         _refresh_sla(ticket)
+        live.ticket_updated(ticket)  # the inbox row shows its tags
     return tag
 
 
@@ -201,6 +203,7 @@ def remove_tag(ticket: Ticket, name: str, actor: Agent | None) -> None:
     )
     db.session.flush()
     _refresh_sla(ticket)
+    live.ticket_updated(ticket)
 
 
 def ticket_tag_names(ticket_ids: list[int]) -> dict[int, list[str]]:
