@@ -9,18 +9,22 @@ import csv
 import http.client
 import io
 import json
+import threading
 from urllib.parse import urlsplit
 
+import httpx
 import pytest
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 
 from helpdesk.accounts.models import Agent, Role
 from helpdesk.dm.models import Conversation, Message, RequestState
 from helpdesk.extensions import db
+from helpdesk.logins.models import LoginAttempt, LoginOutcome
+from helpdesk.logins.service import reserve
 from tests.conftest import serving, table_counts
-from tests.factories import ContactFactory
+from tests.factories import PASSWORD, ContactFactory
 from tests.test_api import Client, token_for
-from tests.test_auth import World, post, receive, signed_in
+from tests.test_auth import CSRF_RE, World, login, post, receive, signed_in
 from tests.test_metrics import FIRST, LAST, History
 from tests.test_webhooks import ACCOUNT, sign, text_delivery
 
@@ -295,3 +299,108 @@ def test_console_search_still_finds_a_contact_of_an_ordinary_conversation(client
     signed_in(client, hidden.world.agent)
     page = client.get("/search", query_string={"q": "jane"}).get_data(as_text=True)
     assert "Jane Doe" in page or "jane.doe" in page
+
+
+# Login throttling under concurrent requests ---------------------------------------------------
+
+LIMIT = 5  # failures per email before the lock (ThrottlePolicy.per_email)
+
+
+def outcomes() -> dict[LoginOutcome, int]:
+    db.session.expire_all()
+    rows = db.session.execute(
+        select(LoginAttempt.outcome, func.count()).group_by(LoginAttempt.outcome)
+    ).all()
+    db.session.rollback()
+    return {outcome: count for outcome, count in rows}
+
+
+def concurrent_logins(base_url: str, email: str, passwords: list[str]) -> list[int]:
+    """Each password posted by a browser of its own (its own session and CSRF token), all
+    released at once behind a barrier: the status of each answer."""
+    barrier = threading.Barrier(len(passwords))
+    statuses: list[int | Exception] = [0] * len(passwords)
+
+    def sign_in(index: int, password: str) -> None:
+        with httpx.Client(base_url=base_url, timeout=60) as browser:
+            try:
+                token = CSRF_RE.search(browser.get("/login").text).group(1)
+                barrier.wait(timeout=30)
+                response = browser.post(
+                    "/login",
+                    data={"email": email, "password": password, "csrf_token": token},
+                )
+                statuses[index] = response.status_code
+            except Exception as exc:  # reported by the assertion below
+                statuses[index] = exc
+
+    threads = [
+        threading.Thread(target=sign_in, args=(i, password)) for i, password in enumerate(passwords)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert all(isinstance(status, int) for status in statuses), statuses
+    return statuses
+
+
+@pytest.fixture
+def target(app) -> str:
+    """An agent's email, committed, with the test's own transaction ended: the served app's
+    threads are the ones writing. PostgreSQL is where the requests really overlap (SQLite
+    serialises its writers), so that is where these tests show the limit holding."""
+    email = World().agent.email
+    db.session.rollback()
+    return email
+
+
+def test_twelve_simultaneous_sign_ins_check_no_more_passwords_than_the_limit(app, target):
+    passwords = [f"wrong password {n}" for n in range(11)] + [PASSWORD]
+    with serving(app) as base_url:
+        statuses = concurrent_logins(base_url, target, passwords)
+    found = outcomes()
+    assert found.get(LoginOutcome.PENDING, 0) == 0, found
+    assert statuses.count(302) == found.get(LoginOutcome.SUCCESS, 0) <= 1, (statuses, found)
+    # In the order the attempts were counted: at most LIMIT passwords checked before the right
+    # one, and, since a success starts the count again, at most LIMIT after it.
+    sequence = db.session.scalars(select(LoginAttempt.outcome).order_by(LoginAttempt.id)).all()
+    db.session.rollback()
+    checked = [o for o in sequence if o in (LoginOutcome.FAILURE, LoginOutcome.SUCCESS)]
+    split = checked.index(LoginOutcome.SUCCESS) + 1 if LoginOutcome.SUCCESS in checked else 0
+    before, after = checked[:split] if split else checked, checked[split:] if split else []
+    assert len(before) <= LIMIT and len(after) <= LIMIT, (sequence, statuses)
+    assert found.get(LoginOutcome.THROTTLED, 0) == len(passwords) - len(checked), found
+
+
+def test_after_simultaneous_wrong_passwords_the_right_one_is_refused(app, target):
+    with serving(app) as base_url:
+        statuses = concurrent_logins(base_url, target, [f"wrong {n}" for n in range(12)])
+        assert outcomes().get(LoginOutcome.FAILURE) == LIMIT, statuses
+        assert statuses.count(429) >= 12 - LIMIT, statuses
+        (right,) = concurrent_logins(base_url, target, [PASSWORD])
+    assert right == 429
+
+
+def test_a_sign_in_whose_password_is_being_checked_counts_against_the_limit(client, world):
+    """Five requests reserved and still checking their passwords (other processes): a sixth is
+    refused unchecked, even with the right password."""
+    for _ in range(LIMIT):
+        reserve(world.agent.email, "198.51.100.9")
+    db.session.commit()
+    response = login(client, world.agent.email)
+    assert response.status_code == 429
+    assert "Too many failed sign-ins" in response.get_data(as_text=True)
+    assert outcomes() == {LoginOutcome.PENDING: LIMIT, LoginOutcome.THROTTLED: 1}
+
+
+def test_a_settled_success_still_starts_the_count_again(client, world):
+    for _ in range(LIMIT - 1):
+        assert login(client, world.agent.email, "nope").status_code == 401
+    assert login(client, world.agent.email).status_code == 302
+    assert outcomes() == {LoginOutcome.FAILURE: LIMIT - 1, LoginOutcome.SUCCESS: 1}
+
+
+@pytest.fixture
+def world() -> World:
+    return World()

@@ -16,6 +16,9 @@ class LoginOutcome(enum.StrEnum):
     SUCCESS = "success"
     FAILURE = "failure"
     THROTTLED = "throttled"  # refused unchecked while the email or the address was locked
+    # Reserved before the password is checked, settled as success or failure after: counted as a
+    # failure meanwhile, so concurrent requests cannot all pass the limit before any is recorded.
+    PENDING = "pending"
 
 
 class LoginAttempt(db.Model):

@@ -1,15 +1,19 @@
 """Checking a console sign-in, and refusing one for a while after repeated failures.
 
 Failures are counted per email (since its last success) and per client address, in the database,
-so that every web process applies the same lock. Functions flush; the caller commits.
+so that every web process applies the same lock. A sign-in is reserved (`reserve`, counted as a
+failure until settled) before its password is checked (`authenticate`), and the caller commits
+the reservation in between: concurrent requests then see each other, so no more passwords are
+checked than the limit allows however many arrive at once. Functions flush; the caller commits.
 """
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, func, select, update
 
 from helpdesk.accounts.models import Agent
 from helpdesk.accounts.service import check_password, hash_password
@@ -79,11 +83,15 @@ def _locked_until(failures: list[datetime], limit: int, window: timedelta) -> da
     return newest + window
 
 
+# A reserved attempt counts as failed until its check says otherwise.
+COUNTED_AS_FAILED = (LoginOutcome.FAILURE, LoginOutcome.PENDING)
+
+
 def _recent_failures(where, limit: int, since: datetime) -> list[datetime]:
     return list(
         db.session.scalars(
             select(LoginAttempt.at)
-            .where(where, LoginAttempt.outcome == LoginOutcome.FAILURE, LoginAttempt.at > since)
+            .where(where, LoginAttempt.outcome.in_(COUNTED_AS_FAILED), LoginAttempt.at > since)
             .order_by(LoginAttempt.at.desc())
             .limit(max(limit, 1))
         )
@@ -117,43 +125,95 @@ def throttled_until(
     return max(locks, default=None)
 
 
-def _record(email: str, ip: str, outcome: LoginOutcome, now: datetime) -> None:
-    db.session.add(LoginAttempt(email=email, ip=ip[:64], outcome=outcome, at=now))
-    if outcome is LoginOutcome.FAILURE:
-        db.session.execute(delete(LoginAttempt).where(LoginAttempt.at < now - KEEP_ATTEMPTS))
-    db.session.flush()
+def _prune(now: datetime) -> None:
+    db.session.execute(delete(LoginAttempt).where(LoginAttempt.at < now - KEEP_ATTEMPTS))
 
 
-def authenticate(
+def _lock_key(kind: str, value: str) -> int:
+    digest = hashlib.sha256(f"login:{kind}:{value}".encode()).digest()
+    return int.from_bytes(digest[:8], "big", signed=True)
+
+
+def _serialize(email: str, ip: str) -> None:
+    """Reservations of one email or one address count one after the other. PostgreSQL: advisory
+    locks held to the end of the transaction, taken in one order so two never wait on each other.
+    SQLite begins every transaction IMMEDIATE (helpdesk.database), holding its one write lock."""
+    if db.session.get_bind().dialect.name != "postgresql":
+        db.session.execute(select(1))  # begins the transaction: the lock is held from here
+        return
+    for key in sorted({_lock_key("email", email), _lock_key("ip", ip)}):
+        db.session.execute(select(func.pg_advisory_xact_lock(key)))
+
+
+@dataclass(frozen=True)
+class Reservation:
+    """A sign-in counted against the limits, its password not checked yet."""
+
+    attempt_id: int
+    email: str
+    ip: str
+    at: datetime
+    policy: ThrottlePolicy
+
+
+def reserve(
     email: str,
-    password: str,
     ip: str,
     now: datetime | None = None,
     policy: ThrottlePolicy = ThrottlePolicy(),
-) -> Agent:
-    """The active agent with this email and password, or InvalidCredentials / LoginThrottled.
+) -> Reservation:
+    """Count a sign-in before its password is checked, or LoginThrottled (recorded) while the
+    email or the address is locked: a locked email is refused even with the right password.
 
-    A locked email or address is refused before the password is even checked, so a correct
-    password does not get in while the lock lasts.
+    The caller commits at once, before `authenticate`: that ends the lock of `_serialize` and
+    lets every other request count this one.
     """
-    now = now or utcnow()
-    email = normalize_email(email)
-    password = (password or "")[:MAX_PASSWORD_CHARS]
+    email, ip = normalize_email(email), (ip or "?")[:64]
+    _serialize(email, ip)
+    now = now or utcnow()  # taken under the lock: attempts are timed in the order they count
     until = throttled_until(email, ip, now, policy)
     if until is not None:
-        _record(email, ip, LoginOutcome.THROTTLED, now)
+        db.session.add(LoginAttempt(email=email, ip=ip, outcome=LoginOutcome.THROTTLED, at=now))
+        db.session.flush()
         raise LoginThrottled(until)
+    attempt = LoginAttempt(email=email, ip=ip, outcome=LoginOutcome.PENDING, at=now)
+    db.session.add(attempt)
+    db.session.flush()
+    return Reservation(attempt.id, email, ip, now, policy)
+
+
+def authenticate(reservation: Reservation, password: str) -> Agent:
+    """The active agent with the reserved email and this password, or InvalidCredentials /
+    LoginThrottled (when this failure reached the limit); settles the reservation either way."""
+    password = (password or "")[:MAX_PASSWORD_CHARS]
+    email = reservation.email
     agent = db.session.scalar(select(Agent).where(Agent.email == email)) if email else None
     if agent is None or not agent.active:
         _burn_time(password)
         ok = False
     else:
         ok = check_password(agent, password)
+    settled = db.session.execute(
+        update(LoginAttempt)
+        .where(LoginAttempt.id == reservation.attempt_id)
+        .values(outcome=LoginOutcome.SUCCESS if ok else LoginOutcome.FAILURE)
+        .execution_options(synchronize_session=False)
+    )
+    if settled.rowcount != 1:  # pruned meanwhile: record the outcome anew
+        db.session.add(
+            LoginAttempt(
+                email=email,
+                ip=reservation.ip,
+                outcome=LoginOutcome.SUCCESS if ok else LoginOutcome.FAILURE,
+                at=reservation.at,
+            )
+        )
     if not ok:
-        _record(email, ip, LoginOutcome.FAILURE, now)
-        until = throttled_until(email, ip, now, policy)
+        _prune(reservation.at)
+        db.session.flush()
+        until = throttled_until(email, reservation.ip, reservation.at, reservation.policy)
         if until is not None:
             raise LoginThrottled(until)
         raise InvalidCredentials()
-    _record(email, ip, LoginOutcome.SUCCESS, now)
+    db.session.flush()
     return agent

@@ -14,6 +14,7 @@ from helpdesk.logins.service import (
     LoginThrottled,
     ThrottlePolicy,
     authenticate,
+    reserve,
 )
 from helpdesk.web.auth import ConsoleUser, bp, safe_path
 
@@ -38,12 +39,9 @@ def login() -> ResponseReturnValue:
     email = request.form.get("email", "")
     if request.method == "POST":
         try:
-            agent = authenticate(
-                email,
-                request.form.get("password", ""),
-                request.remote_addr or "?",
-                policy=_policy(),
-            )
+            attempt = reserve(email, request.remote_addr or "?", policy=_policy())
+            db.session.commit()  # counted by every other request before the password is checked
+            agent = authenticate(attempt, request.form.get("password", ""))
         except (InvalidCredentials, LoginThrottled) as refused:
             db.session.commit()  # the failed attempt counts, whatever comes next
             flash(refused.message, "error")
