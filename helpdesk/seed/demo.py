@@ -79,7 +79,7 @@ DEMO_CANNED = (
     ("shipping", "Shipping times",
      "Hi {{ contact.first_name }}! Orders leave our warehouse within one working day and arrive "
      "in 2 to 4 working days. You get a tracking link by email as soon as yours ships.", None),
-    ("thanks", "Thanks and goodbye",
+    ("thankyou", "Thanks and goodbye",
      "Thanks for writing to {{ brand.name }}, {{ contact.first_name }}! Have a lovely day 💛",
      None),
     ("signoff", "My sign-off",
@@ -189,7 +189,6 @@ THREADS: tuple[Thread, ...] = (
         Out(25, "Hi Amélie! Your photo is accurate, it's a warm camel. The product page photo was "
                 "shot in harsh daylight, we'll add a note there.", agent="manager@demo.test"),
         In(31, "Thanks, then it's perfect 😍"),
-        Act(45, "resolve"),
     )),
     Thread(_p("tom.baker", "Tom Baker"), 50, (
         In(0, "Hi, the zip on my backpack broke after two weeks 😕"),
