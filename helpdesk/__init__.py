@@ -19,6 +19,7 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
     from helpdesk.observability import init_observability
     from helpdesk.web import register_blueprints
     from helpdesk.web.auth import init_auth
+    from helpdesk.web.security_headers import init_security_headers
     from workers import celery_init_app
 
     app = Flask(
@@ -51,4 +52,5 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
     register_blueprints(app)
     register_cli(app)
     init_observability(app)
+    init_security_headers(app)
     return app

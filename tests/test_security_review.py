@@ -9,7 +9,9 @@ import csv
 import http.client
 import io
 import json
+import re
 import threading
+from pathlib import Path
 from urllib.parse import urlsplit
 
 import httpx
@@ -404,3 +406,124 @@ def test_a_settled_success_still_starts_the_count_again(client, world):
 @pytest.fixture
 def world() -> World:
     return World()
+
+
+# Security headers -------------------------------------------------------------------------------
+
+TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
+STATIC = Path(__file__).resolve().parent.parent / "helpdesk" / "static"
+STREAMS = {"console.live_stream"}  # held open for minutes: its headers are checked on its own
+
+
+def csp_directives(response) -> dict[str, list[str]]:
+    policy = response.headers.get("Content-Security-Policy", "")
+    parts = [part.split() for part in policy.split(";") if part.strip()]
+    return {name: values for name, *values in parts}
+
+
+def assert_secure_headers(response, what: str) -> None:
+    csp = csp_directives(response)
+    assert csp.get("default-src") == ["'self'"], (what, csp)
+    assert csp.get("script-src") == ["'self'"], (what, csp)
+    assert csp.get("frame-ancestors") == ["'none'"], (what, csp)
+    assert csp.get("base-uri") == ["'none'"], (what, csp)
+    assert csp.get("form-action") == ["'self'"], (what, csp)
+    assert csp.get("connect-src") == ["'self'"], (what, csp)
+    assert "https:" in csp.get("img-src", []), (what, csp)
+    assert not any("unsafe" in v for v in csp["script-src"] + csp["default-src"]), (what, csp)
+    assert response.headers.get("X-Frame-Options") == "DENY", what
+    assert response.headers.get("X-Content-Type-Options") == "nosniff", what
+    assert response.headers.get("Referrer-Policy") == "same-origin", what
+
+
+def console_pages(app, conversation_id: int) -> list[str]:
+    """Every console, dashboard and sign-in page a browser GETs, ids filled in."""
+    paths = []
+    for rule in app.url_map.iter_rules():
+        blueprint = rule.endpoint.partition(".")[0]
+        if "GET" not in rule.methods or rule.endpoint in STREAMS:
+            continue
+        if blueprint not in ("console", "dashboard", "auth", "main"):
+            continue
+        if rule.arguments - {"conversation_id"}:
+            continue  # a message, a note or a canned reply: the conversation page shows them
+        paths.append(rule.rule.replace("<int:conversation_id>", str(conversation_id)))
+    return sorted(paths)
+
+
+def test_the_login_page_carries_the_security_headers(client):
+    assert_secure_headers(client.get("/login"), "/login")
+
+
+def test_every_console_page_carries_the_security_headers(app, client, world):
+    pages = console_pages(app, world.conversation.id)
+    assert {"/inbox", "/search", "/dashboard", "/notifications", "/login"} <= set(pages)
+    assert f"/conversations/{world.conversation.id}" in pages
+    signed_in(client, world.admin)
+    for path in pages:
+        response = client.get(path, query_string={"q": "order", "table": "agent"})
+        assert response.status_code < 500, path
+        assert_secure_headers(response, path)
+
+
+def test_error_pages_files_and_the_api_carry_them_too(client, world):
+    signed_in(client, world.agent)
+    assert_secure_headers(client.get("/conversations/999999"), "a 404")
+    assert_secure_headers(client.get("/dashboard"), "a 403")
+    assert_secure_headers(client.get("/static/console.css"), "a static file")
+    assert_secure_headers(client.get("/api/v1/conversations"), "the API")
+
+
+def test_the_live_stream_carries_them(app, world):
+    client = app.test_client()
+    signed_in(client, world.agent)
+    response = client.get("/live/stream", buffered=False)
+    try:
+        assert_secure_headers(response, "/live/stream")
+    finally:
+        response.close()
+
+
+def test_the_pages_ask_for_the_same_referrer_policy_as_the_header(client):
+    html = client.get("/login").get_data(as_text=True)
+    meta = re.search(r'<meta name="referrer" content="([^"]+)"', html)
+    assert meta is None or meta.group(1) == "same-origin"
+
+
+INLINE_SCRIPT = re.compile(r"<script\b(?![^>]*\bsrc=)[^>]*>", re.I)
+TAG = re.compile(r"<[a-zA-Z][^<>]*>", re.S)
+INLINE_HANDLER = re.compile(r"""[\s"'/]on[a-z]+\s*=""", re.I)
+JS_URL = re.compile(r"javascript\s*:", re.I)
+JS_SINK = re.compile(
+    r"""<[a-z][^>]*\son[a-z]+\s*=|setAttribute\(\s*["']on|\beval\(|new Function\(""", re.I
+)
+
+
+def test_no_template_has_an_inline_script_handler_or_javascript_url():
+    """The policy refuses them: each would silently stop working in the browser."""
+    found = []
+    for path in sorted(TEMPLATES.rglob("*.html")):
+        text = path.read_text()
+        name = path.relative_to(TEMPLATES)
+        found += [f"{name}: {m.group(0)}" for m in INLINE_SCRIPT.finditer(text)]
+        for tag in TAG.findall(text):
+            if INLINE_HANDLER.search(tag) or JS_URL.search(tag):
+                found.append(f"{name}: {tag[:120]}")
+    assert not found, "\n".join(found)
+
+
+def test_no_script_writes_an_inline_handler_or_javascript_url():
+    found = []
+    for path in sorted(STATIC.glob("*.js")):
+        for number, line in enumerate(path.read_text().splitlines(), 1):
+            if JS_SINK.search(line) or JS_URL.search(line):
+                found.append(f"{path.name}:{number}: {line.strip()[:120]}")
+    assert not found, "\n".join(found)
+
+
+def test_the_dashboard_polls_the_backlog_from_a_script_file(client, world):
+    signed_in(client, world.manager)
+    html = client.get("/dashboard").get_data(as_text=True)
+    assert '<script src="/static/dashboard.js"' in html
+    assert 'data-every="30000"' in html
+    assert client.get("/static/dashboard.js").status_code == 200
