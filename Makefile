@@ -14,7 +14,7 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 run: $(STAMP)
-	$(BIN)/python -m helpdesk.devserver
+	$(BIN)/python -m devtools.devserver
 
 test: $(STAMP)
 	$(BIN)/python -m pytest

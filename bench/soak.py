@@ -11,7 +11,7 @@ back as a signed webhook, as Meta does), gunicorn, one Celery worker and beat.
 
 Customers: `--contacts` people, one picked at random for each DM, write at a fixed rate (open
 loop: a DM every 1/rate s whatever the answers). Each DM is one Instagram webhook delivery built
-and signed by the simulator's own helpers (`helpdesk.graphsim.webhooks`) and posted over a kept
+and signed by the simulator's own helpers (`devtools.graphsim.webhooks`) and posted over a kept
 connection; a delivery not answered 200 is posted again with the same mid, as Meta retries.
 
 Agents: an inbox poller reads the whole inbox every second (`GET /api/v1/conversations`, page
@@ -63,7 +63,7 @@ import psycopg
 import redis
 from sqlalchemy.engine import make_url
 
-from helpdesk.graphsim import webhooks
+from devtools.graphsim import webhooks
 
 ROOT = Path(__file__).resolve().parent.parent
 SECRET = "soak-app-secret"
@@ -787,7 +787,7 @@ def _soak(args, base_url: str, redis_url: str, logs: Path, stack: Stack) -> bool
         ).fetchone()
 
     python, celery = sys.executable, [sys.executable, "-m", "celery", "-A", "workers"]
-    stack.start("graph-sim", [python, "-m", "helpdesk.graphsim", "serve", "--port",
+    stack.start("graph-sim", [python, "-m", "devtools.graphsim", "serve", "--port",
                               str(sim_port), "--echo-to", web_url,
                               "--app-secret", SECRET], env)  # fmt: skip
     stack.start("web", [python, "-m", "gunicorn", "-k", "gthread", "-w", str(args.web_workers),

@@ -15,7 +15,7 @@ def _fail(exc: DomainError) -> None:
 
 
 def register_cli(app: Flask) -> None:
-    from helpdesk.graphsim.cli import graph_sim
+    from devtools.graphsim.cli import graph_sim
 
     app.cli.add_command(graph_sim)
     from helpdesk.metrics.cli import recompute_metrics_command
@@ -132,7 +132,7 @@ def register_cli(app: Flask) -> None:
     @app.cli.command("seed-demo")
     def seed_demo_command() -> None:
         """Create the demo brand with agents, contacts and conversations (idempotent)."""
-        from helpdesk.seed.demo import seed_demo
+        from devtools.seed.demo import seed_demo
 
         created, passwords = seed_demo()
         db.session.commit()
@@ -147,8 +147,8 @@ def register_cli(app: Flask) -> None:
     @click.option("--seed", type=int, default=1, show_default=True)
     def seed_load_command(brand_slug: str, messages: int, days: int, seed: int) -> None:
         """Bulk-create realistic history for benchmarks."""
+        from devtools.seed.load import seed_load
         from helpdesk.brands.service import get_brand_by_slug
-        from helpdesk.seed.load import seed_load
 
         try:
             report = seed_load(

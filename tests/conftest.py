@@ -25,10 +25,10 @@ import pytest  # noqa: E402
 from sqlalchemy import text  # noqa: E402
 from werkzeug.serving import make_server  # noqa: E402
 
+from devtools.graphsim.server import QuietRequestHandler  # noqa: E402
+from devtools.graphsim.testing import SimulatorHandle, running_simulator  # noqa: E402
 from helpdesk import create_app  # noqa: E402
 from helpdesk.extensions import db  # noqa: E402
-from helpdesk.graphsim.server import QuietRequestHandler  # noqa: E402
-from helpdesk.graphsim.testing import SimulatorHandle, running_simulator  # noqa: E402
 
 DATABASE_URL = os.environ.get("DATABASE_URL") or f"sqlite:///{_INSTANCE / 'test.db'}"
 REDIS_URL = os.environ.get("REDIS_URL") or None

@@ -35,10 +35,10 @@ def served(app, sim):
 
 
 def _seed() -> None:
+    from devtools.seed.demo import DEMO_SLUG, seed_demo
     from helpdesk.accounts.models import Agent
     from helpdesk.brands.models import Brand
     from helpdesk.canned import service as canned
-    from helpdesk.seed.demo import DEMO_SLUG, seed_demo
 
     seed_demo()
     db.session.commit()
@@ -49,11 +49,11 @@ def _seed() -> None:
 
 
 def test_agent_console_in_a_browser(app, served, browser, output_dir):  # noqa: F811
+    from devtools.graphsim.webhooks import send_dm
+    from devtools.seed.demo import DEMO_ACCOUNT_ID
     from helpdesk.dm.models import Contact, Direction, Message
-    from helpdesk.graphsim.webhooks import send_dm
     from helpdesk.intake import service as intake
     from helpdesk.intake.models import EventStatus, WebhookEvent
-    from helpdesk.seed.demo import DEMO_ACCOUNT_ID
     from workers.tasks.delivery import deliver_message
 
     base_url, sim = served

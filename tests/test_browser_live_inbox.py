@@ -64,7 +64,7 @@ def test_a_colleagues_open_inbox_follows_new_dms_resolutions_and_counts(
     browser,  # noqa: F811
     output_dir,
 ):
-    from helpdesk.graphsim.webhooks import send_dm
+    from devtools.graphsim.webhooks import send_dm
 
     expect = playwright_api.expect
     world = World()

@@ -63,8 +63,8 @@ def served(app, sim):
 @pytest.fixture
 def demo() -> dict[str, int]:
     """The demo brand, and the ids of Amélie's conversation (an image from her) and its ticket."""
+    from devtools.seed.demo import seed_demo
     from helpdesk.dm.models import Contact, Conversation
-    from helpdesk.seed.demo import seed_demo
     from helpdesk.tickets.models import Ticket
 
     seed_demo()

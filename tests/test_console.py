@@ -11,6 +11,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from sqlalchemy import event, select
 
+from devtools.seed.demo import seed_demo
 from helpdesk import queueing
 from helpdesk.accounts.models import Availability, Role, Team
 from helpdesk.accounts.service import add_team_member, create_team
@@ -31,7 +32,6 @@ from helpdesk.inbox import service as inbox
 from helpdesk.inbox.models import ConversationView
 from helpdesk.inbox.queries import PAGE_SIZE
 from helpdesk.notifications.models import Notification, NotificationKind
-from helpdesk.seed.demo import seed_demo
 from helpdesk.sla import service as sla
 from helpdesk.tickets import service as tickets
 from helpdesk.tickets import tags

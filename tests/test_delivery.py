@@ -14,13 +14,13 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import select, update
 
+from devtools.graphsim.testing import running_simulator, running_webhook_receiver
 from helpdesk.channels.models import Channel, ChannelKind
 from helpdesk.delivery import service
 from helpdesk.dm import service as dm
 from helpdesk.dm.models import Contact, Conversation, Message, MessageStatus
 from helpdesk.dm.service import InboundMessage
 from helpdesk.extensions import db
-from helpdesk.graphsim.testing import running_simulator, running_webhook_receiver
 from helpdesk.types import utcnow
 from tests.conftest import DATABASE_URL, REDIS_URL, drain_broker, fresh, race, wait_for
 from tests.factories import ChannelFactory, ContactFactory, at

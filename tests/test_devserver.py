@@ -1,4 +1,4 @@
-"""`make run` (helpdesk.devserver): the banner comes once the web app answers, the worker and beat
+"""`make run` (devtools.devserver): the banner comes once the web app answers, the worker and beat
 log only warnings, and Ctrl+C stops every child and ends with status 0, so `make` reports no error.
 
 The dev server always runs on the embedded defaults (SQLite and broker in a folder of its own), so
@@ -65,7 +65,7 @@ def test_make_run_prints_its_banner_once_serving_and_ends_cleanly_on_ctrl_c(tmp_
     lines: list[str] = []
     banner = threading.Event()
     devserver = subprocess.Popen(
-        [sys.executable, "-m", "helpdesk.devserver"],
+        [sys.executable, "-m", "devtools.devserver"],
         cwd=ROOT,
         env=env,
         stdout=subprocess.PIPE,

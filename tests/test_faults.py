@@ -32,6 +32,7 @@ import pytest
 from sqlalchemy import create_engine, func, select, text, update
 from sqlalchemy.pool import NullPool
 
+from devtools.graphsim.testing import SimulatorHandle
 from helpdesk import create_app, queueing
 from helpdesk.accounts.models import Role
 from helpdesk.accounts.tokens import create_token
@@ -42,7 +43,6 @@ from helpdesk.delivery import service as delivery
 from helpdesk.dm.models import Conversation, Direction, Message, MessageStatus
 from helpdesk.dm.service import InboundMessage
 from helpdesk.extensions import db
-from helpdesk.graphsim.testing import SimulatorHandle
 from helpdesk.inbox import service as inbox
 from helpdesk.intake import service as intake
 from helpdesk.intake.models import EventStatus, WebhookEvent

@@ -15,9 +15,9 @@ import httpx
 import pytest
 from click.testing import CliRunner
 
-from helpdesk.graphsim import webhooks
-from helpdesk.graphsim.cli import graph_sim
-from helpdesk.graphsim.testing import running_simulator, running_webhook_receiver
+from devtools.graphsim import webhooks
+from devtools.graphsim.cli import graph_sim
+from devtools.graphsim.testing import running_simulator, running_webhook_receiver
 
 ACCOUNT = "17841400000000001"
 CUSTOMER = "6120000000000001"
@@ -481,7 +481,7 @@ def test_module_entry_serves_the_simulator(tmp_path):
     port = _free_port()
     log = open(tmp_path / "graphsim.log", "w")  # noqa: SIM115
     process = subprocess.Popen(
-        [sys.executable, "-m", "helpdesk.graphsim", "serve", "--port", str(port)],
+        [sys.executable, "-m", "devtools.graphsim", "serve", "--port", str(port)],
         stdout=log,
         stderr=subprocess.STDOUT,
         env=dict(os.environ),

@@ -192,7 +192,7 @@ def test_a_hidden_request_is_heard_by_admins_only(world, backend):
 
 
 def test_a_delivery_worker_announces_the_new_status(app, world, backend, monkeypatch):
-    from helpdesk.graphsim.testing import running_simulator
+    from devtools.graphsim.testing import running_simulator
     from workers.tasks.delivery import deliver_message
 
     reply = inbox.reply(world.conversation, world.agent, text="It ships today")

@@ -636,8 +636,8 @@ def test_rollups_count_every_metric_event(history):
 def test_recompute_over_seeded_history_equals_the_workers_ticket_by_ticket(client):
     """seed-load history with tickets and events written in bulk: the set-based recompute gives
     the same metric events and figures as the per-ticket task and the sweep."""
+    from devtools.seed.load import seed_load
     from helpdesk.metrics.history import build_ticket_history
-    from helpdesk.seed.load import seed_load
 
     history = History(client)
     for _n in range(3):

@@ -748,8 +748,8 @@ def secret_flows(app, runner, client, collected, monkeypatch) -> Secrets:
     """Connect a channel, make an agent and a token, sign in (wrong, then right), receive a
     signed webhook and fetch the profile, send a reply through the Graph API simulator (once
     refused for the token, once sent), and make an outgoing webhook: all logged at DEBUG."""
+    from devtools.graphsim.testing import running_simulator
     from helpdesk.delivery import service as delivery
-    from helpdesk.graphsim.testing import running_simulator
     from helpdesk.intake.profiles import fetch_profile
 
     found = Secrets()

@@ -12,6 +12,10 @@ from zoneinfo import ZoneInfo
 import pytest
 from sqlalchemy import func, select
 
+from devtools.devserver import introduce_new_customers
+from devtools.graphsim import webhooks
+from devtools.seed.demo import DEMO_ACCOUNT_ID, NEW_CUSTOMER_IDS, seed_demo
+from devtools.seed.load import LONG_CONVERSATION, conversation_sizes, seed_load
 from helpdesk.accounts.models import Agent, Membership, Role, Team, TeamMember
 from helpdesk.accounts.service import check_password
 from helpdesk.assignment.service import ROUND_ROBIN, eligible_agents
@@ -19,7 +23,6 @@ from helpdesk.brands.models import Brand
 from helpdesk.canned import service as canned
 from helpdesk.canned.render import placeholders
 from helpdesk.channels.models import Channel, ChannelKind
-from helpdesk.devserver import introduce_new_customers
 from helpdesk.dm.models import (
     Contact,
     Conversation,
@@ -36,12 +39,9 @@ from helpdesk.dm.models import (
 from helpdesk.dm.service import HUMAN_AGENT_WINDOW, STANDARD_WINDOW
 from helpdesk.errors import AlreadyExists
 from helpdesk.extensions import db
-from helpdesk.graphsim import webhooks
 from helpdesk.intake import service as intake
 from helpdesk.intake.models import EventStatus, WebhookEvent
 from helpdesk.intake.profiles import fetch_profile
-from helpdesk.seed.demo import DEMO_ACCOUNT_ID, NEW_CUSTOMER_IDS, seed_demo
-from helpdesk.seed.load import LONG_CONVERSATION, conversation_sizes, seed_load
 from helpdesk.sla.calendar import is_open
 from helpdesk.sla.service import get_calendar, list_policies
 from helpdesk.tickets.models import ACTIVE_STATUSES, Priority, Tag, Ticket, TicketTag

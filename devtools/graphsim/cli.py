@@ -1,10 +1,10 @@
-"""`python -m helpdesk.graphsim ...`, and `flask --app wsgi graph-sim ...` once registered."""
+"""`python -m devtools.graphsim ...`, and `flask --app wsgi graph-sim ...` once registered."""
 
 from __future__ import annotations
 
 import click
 
-from helpdesk.graphsim import server, webhooks
+from devtools.graphsim import server, webhooks
 
 
 def _app_secret(given: str | None) -> str:

@@ -17,7 +17,7 @@ import httpx
 from flask import Flask, request
 from werkzeug.serving import make_server
 
-from helpdesk.graphsim.server import (
+from devtools.graphsim.server import (
     DEFAULT_APP_ID,
     POLL_SECONDS,
     QuietRequestHandler,

@@ -20,7 +20,7 @@ from urllib.request import urlopen
 
 import httpx
 
-from helpdesk.seed.demo import NEW_CUSTOMER_IDS, NEW_CUSTOMERS
+from devtools.seed.demo import NEW_CUSTOMER_IDS, NEW_CUSTOMERS
 
 HOST = os.environ.get("HELPDESK_HOST", "127.0.0.1")
 PORT = int(os.environ.get("HELPDESK_PORT", "5000"))
@@ -62,7 +62,7 @@ def _commands(simulated: bool) -> dict[str, list[str]]:
     commands = {}
     if simulated:
         commands["graph-sim"] = [
-            sys.executable, "-m", "helpdesk.graphsim", "serve", "--port", str(SIM_PORT),
+            sys.executable, "-m", "devtools.graphsim", "serve", "--port", str(SIM_PORT),
             "--echo-to", f"http://{HOST}:{PORT}/webhooks/instagram",
             "--app-secret", os.environ["INSTAGRAM_APP_SECRET"],
         ]  # fmt: skip

@@ -18,7 +18,7 @@ from typing import Any
 from flask import Flask, jsonify, request
 from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 
-from helpdesk.graphsim import webhooks
+from devtools.graphsim import webhooks
 
 log = logging.getLogger(__name__)
 
