@@ -12,6 +12,7 @@ _INSTANCE = Path(tempfile.mkdtemp(prefix="helpdesk-test-"))
 os.environ["HELPDESK_INSTANCE"] = str(_INSTANCE)
 os.environ["HELPDESK_ENV"] = "test"
 
+import shutil  # noqa: E402
 import signal  # noqa: E402
 import socket  # noqa: E402
 import subprocess  # noqa: E402
@@ -29,12 +30,27 @@ from devtools.graphsim.server import QuietRequestHandler  # noqa: E402
 from devtools.graphsim.testing import SimulatorHandle, running_simulator  # noqa: E402
 from helpdesk import create_app  # noqa: E402
 from helpdesk.extensions import db  # noqa: E402
+from tests.helpers.api import seed_every_kind  # noqa: E402
+from tests.helpers.webhooks import connect_example_channel  # noqa: E402
+from tests.helpers.workers import RedisServer, free_port  # noqa: E402
+from tests.helpers.world import World  # noqa: E402
 
 DATABASE_URL = os.environ.get("DATABASE_URL") or f"sqlite:///{_INSTANCE / 'test.db'}"
 REDIS_URL = os.environ.get("REDIS_URL") or None
 OUTPUT_DIR = Path(
     os.environ.get("TEST_OUTPUT_DIR", Path(__file__).resolve().parent.parent / "test-output")
 )
+
+
+SLOW_MARKERS = ("browser", "worker")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """A test that drives a browser or starts a worker is slow by nature: `make test-fast`
+    (`-m "not slow"`) leaves it out without every such test saying so twice."""
+    for item in items:
+        if any(item.get_closest_marker(name) for name in SLOW_MARKERS):
+            item.add_marker(pytest.mark.slow)
 
 
 def _reset_schema(app) -> None:
@@ -200,17 +216,17 @@ def fresh(predicate):
         db.session.rollback()
 
 
-@pytest.fixture
-def worker_env() -> dict[str, str]:
-    env = dict(os.environ)
-    env.update(
-        DATABASE_URL=DATABASE_URL,
-        HELPDESK_ENV="test",
-        HEARTBEAT_SECONDS="1",
-    )
+def _worker_environment(**more: str) -> dict[str, str]:
+    env = dict(os.environ, DATABASE_URL=DATABASE_URL, HELPDESK_ENV="test", **more)
     if REDIS_URL:
         env["REDIS_URL"] = REDIS_URL
     return env
+
+
+@pytest.fixture
+def worker_env() -> dict[str, str]:
+    """What `celery_process` starts its workers with: this run's database and broker."""
+    return _worker_environment(HEARTBEAT_SECONDS="1")
 
 
 @pytest.fixture
@@ -252,3 +268,56 @@ def drain_broker(app) -> list[tuple[str, list]]:
                 args, _kwargs, _embed = message.decode()
                 taken.append((message.headers["task"], list(args)))
     return taken
+
+
+@pytest.fixture
+def sim_worker_env(sim) -> dict[str, str]:
+    """A real worker's environment whose Send API is the simulator: a module whose workers send
+    replies overrides `worker_env` with this one."""
+    return _worker_environment(GRAPH_API_BASE=sim.base_url, HEARTBEAT_SECONDS="3600")
+
+
+@pytest.fixture
+def own_redis(tmp_path) -> Iterator[RedisServer]:
+    """A Redis of the test's own, which the test may stop and start again."""
+    if not REDIS_URL:
+        pytest.skip("needs Redis: runs when REDIS_URL is given")
+    if shutil.which("redis-server") is None:
+        pytest.skip("needs the redis-server program to stop and restart a Redis of its own")
+    server = RedisServer(free_port(), tmp_path)
+    server.start()
+    yield server
+    server.stop()
+
+
+# Data ------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def world() -> World:
+    return World()
+
+
+@pytest.fixture
+def webhook_channel():
+    """The Instagram channel the example webhook bodies are addressed to."""
+    return connect_example_channel()
+
+
+@pytest.fixture
+def seeded(app, monkeypatch) -> Iterator[dict]:
+    """A brand with a few rows of every kind, another brand, and the first brand's admin token."""
+    real_getaddrinfo = socket.getaddrinfo
+
+    def getaddrinfo(host, port, *args, **kwargs):
+        """Webhook hosts resolve to a public address without any DNS; the rest (the broker's
+        address) as usual: the patch is on the socket module every library shares."""
+        if isinstance(host, str) and host.endswith(".example.test"):
+            return [(2, 1, 6, "", ("93.184.216.34", port))]
+        return real_getaddrinfo(host, port, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+    rows = seed_every_kind()
+    drain_broker(app)
+    yield rows
+    drain_broker(app)  # replies and reactions the fuzz queued for delivery: no worker runs here

@@ -1,4 +1,9 @@
-"""factory_boy factories for the core model; rows are flushed into the test's session."""
+"""factory_boy factories for the core model; rows are flushed into the test's session.
+
+Each row is consistent with its brand: a conversation's channel and contact, a message's
+conversation and a ticket's conversation all belong to one brand, as the services would make them.
+Prefer the services where a test is about their rules; a factory is for the rows a test stands on.
+"""
 
 from __future__ import annotations
 
@@ -10,9 +15,21 @@ from factory.alchemy import SQLAlchemyModelFactory
 from helpdesk.accounts.models import Agent, Membership, Role
 from helpdesk.accounts.service import hash_password
 from helpdesk.brands.models import Brand
+from helpdesk.canned.models import CannedReply
 from helpdesk.channels.models import Channel, ChannelKind
-from helpdesk.dm.models import Contact
+from helpdesk.dm.models import (
+    Contact,
+    Conversation,
+    ConversationKind,
+    Direction,
+    Message,
+    MessageStatus,
+    Participant,
+)
 from helpdesk.extensions import db
+from helpdesk.sla.models import SlaPolicy
+from helpdesk.tickets.models import Tag, Ticket
+from helpdesk.types import utcnow
 
 PASSWORD = "correct horse battery"
 _HASH = None
@@ -83,6 +100,111 @@ class AgentFactory(_Base):
     email = factory.Sequence(lambda n: f"agent{n}@example.test")
     name = factory.Sequence(lambda n: f"Agent {n}")
     password_hash = factory.LazyFunction(_password_hash)
+
+
+
+class ConversationFactory(_Base):
+    """A direct thread with one contact, in Primary, as the intake opens it for a followed
+    contact; its channel and brand are the contact's."""
+
+    class Meta:
+        model = Conversation
+        exclude = ("contact",)
+
+    contact = factory.SubFactory(ContactFactory, followed_by_brand=True)
+    contact_id = factory.SelfAttribute("contact.id")
+    channel_id = factory.SelfAttribute("contact.channel_id")
+    brand_id = factory.SelfAttribute("contact.brand_id")
+    kind = ConversationKind.DIRECT
+    thread_key = factory.LazyAttribute(lambda o: f"direct:{o.contact.platform_id}")
+    participant_count = 1
+
+    @factory.post_generation
+    def participants(obj, create, extracted, **kwargs):  # noqa: N805 - factory_boy's hook
+        """The brand's own account and the contact, as the DM service adds them."""
+        if create:
+            db.session.add(Participant(conversation_id=obj.id, is_brand=True))
+            db.session.add(Participant(conversation_id=obj.id, contact_id=obj.contact_id))
+            db.session.flush()
+
+
+class MessageFactory(_Base):
+    """The contact's text message in its conversation, received just now."""
+
+    class Meta:
+        model = Message
+        exclude = ("conversation",)
+
+    conversation = factory.SubFactory(ConversationFactory)
+    conversation_id = factory.SelfAttribute("conversation.id")
+    channel_id = factory.SelfAttribute("conversation.channel_id")
+    brand_id = factory.SelfAttribute("conversation.brand_id")
+    contact_id = factory.SelfAttribute("conversation.contact_id")
+    direction = Direction.INBOUND
+    status = MessageStatus.RECEIVED
+    mid = factory.Sequence(lambda n: f"m_factory_{n}")
+    text = factory.Sequence(lambda n: f"Message {n}")
+    sent_at = factory.LazyFunction(utcnow)
+
+
+class TicketFactory(_Base):
+    """An open ticket, made the conversation's current one."""
+
+    class Meta:
+        model = Ticket
+        exclude = ("conversation",)
+
+    conversation = factory.SubFactory(ConversationFactory)
+    conversation_id = factory.SelfAttribute("conversation.id")
+    channel_id = factory.SelfAttribute("conversation.channel_id")
+    brand_id = factory.SelfAttribute("conversation.brand_id")
+    opened_at = factory.LazyFunction(utcnow)
+
+    @factory.post_generation
+    def current(obj, create, extracted, **kwargs):  # noqa: N805 - factory_boy's hook
+        if create:
+            conversation = db.session.get(Conversation, obj.conversation_id)
+            conversation.current_ticket_id = obj.id
+            db.session.flush()
+
+
+class TagFactory(_Base):
+    class Meta:
+        model = Tag
+        exclude = ("brand",)
+
+    brand = factory.SubFactory(BrandFactory)
+    brand_id = factory.SelfAttribute("brand.id")
+    name = factory.Sequence(lambda n: f"Tag {n}")
+    name_key = factory.LazyAttribute(lambda o: o.name.lower())
+
+
+class CannedReplyFactory(_Base):
+    """A reply shared with the whole brand (no owner), with a placeholder in its body."""
+
+    class Meta:
+        model = CannedReply
+        exclude = ("brand",)
+
+    brand = factory.SubFactory(BrandFactory)
+    brand_id = factory.SelfAttribute("brand.id")
+    shortcode = factory.Sequence(lambda n: f"reply{n}")
+    title = factory.Sequence(lambda n: f"Reply {n}")
+    body = "Hi {{ contact.username }}, thanks for writing."
+
+
+class SlaPolicyFactory(_Base):
+    """A catch-all policy: first response within 60 business minutes, resolution within 480."""
+
+    class Meta:
+        model = SlaPolicy
+        exclude = ("brand",)
+
+    brand = factory.SubFactory(BrandFactory)
+    brand_id = factory.SelfAttribute("brand.id")
+    name = factory.Sequence(lambda n: f"Policy {n}")
+    first_response_min = 60
+    resolution_min = 480
 
 
 def member(agent: Agent, brand: Brand, role: Role = Role.AGENT) -> Membership:

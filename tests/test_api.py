@@ -8,7 +8,6 @@ import json
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
@@ -19,16 +18,14 @@ from werkzeug.routing import IntegerConverter
 from helpdesk.accounts.models import Agent, Availability, Role, TeamMember
 from helpdesk.accounts.service import create_team
 from helpdesk.accounts.tokens import ApiToken, create_token, revoke_token
-from helpdesk.brands.models import Brand
 from helpdesk.canned import service as canned
-from helpdesk.channels.models import Channel, ChannelKind
-from helpdesk.delivery.service import DELIVER_TASK, REACTION_TASK
 from helpdesk.dm import service as dm
 from helpdesk.dm.models import Conversation, Message, MessageStatus, Reaction
-from helpdesk.dm.service import InboundMessage
 from helpdesk.extensions import db
 from helpdesk.inbox import service as inbox
 from helpdesk.outgoing import service as outgoing
+from helpdesk.queueing import DELIVER_MESSAGE as DELIVER_TASK
+from helpdesk.queueing import DELIVER_REACTION as REACTION_TASK
 from helpdesk.sla import service as sla
 from helpdesk.sla.models import SlaPolicy
 from helpdesk.tickets import service as tickets
@@ -36,98 +33,13 @@ from helpdesk.tickets import tags
 from helpdesk.tickets.models import Note, Ticket, TicketStatus
 from helpdesk.types import utcnow
 from tests.conftest import drain_broker, table_counts
-from tests.factories import AgentFactory, BrandFactory, ChannelFactory, ContactFactory, member
+from tests.factories import AgentFactory, ContactFactory, member
+from tests.helpers.api import API, Client, Desk, error_of, make_desk, token_for, write
 
-API = "/api/v1"
 PUBLIC_IP_URL = "https://93.184.216.34/hooks"  # an address literal: no DNS needed in tests
 
 
-# Helpers ------------------------------------------------------------------------------------------
-
-
-class Client:
-    """The test client with a bearer token on every request."""
-
-    def __init__(self, client, token: str | None):
-        self.client, self.token = client, token
-
-    def open(self, method: str, path: str, **kwargs: Any):
-        headers = dict(kwargs.pop("headers", {}))
-        if self.token is not None:
-            headers.setdefault("Authorization", f"Bearer {self.token}")
-        return self.client.open(API + path, method=method, headers=headers, **kwargs)
-
-    def get(self, path: str, **kwargs: Any):
-        return self.open("GET", path, **kwargs)
-
-    def post(self, path: str, **kwargs: Any):
-        return self.open("POST", path, **kwargs)
-
-    def patch(self, path: str, **kwargs: Any):
-        return self.open("PATCH", path, **kwargs)
-
-    def put(self, path: str, **kwargs: Any):
-        return self.open("PUT", path, **kwargs)
-
-    def delete(self, path: str, **kwargs: Any):
-        return self.open("DELETE", path, **kwargs)
-
-
-def token_for(brand: Brand, role: Role = Role.ADMIN) -> str:
-    _row, token = create_token(brand, f"{role.value} token", role)
-    db.session.commit()
-    return token
-
-
-def write(
-    channel: Channel,
-    mid: str,
-    sender: str,
-    minutes_ago: float = 5,
-    text: str | None = "hello",
-    **more: Any,
-) -> Message:
-    """A customer's message through the inbox, as the intake would store it."""
-    when = utcnow() - timedelta(minutes=minutes_ago)
-    incoming = InboundMessage(mid=mid, sender_id=sender, sent_at=when, text=text, **more)
-    return inbox.receive(channel, incoming, now=when)
-
-
-def error_of(response) -> dict[str, Any]:
-    assert response.is_json, response.data[:200]
-    body = response.get_json()
-    assert set(body) == {"error"}, body
-    assert body["error"]["code"] and body["error"]["message"]
-    return body["error"]
-
-
-@dataclass
-class Desk:
-    """One brand's data: a channel with a known contact's conversation and ticket, an agent."""
-
-    brand: Brand
-    channel: Channel
-    api_channel: Channel
-    agent: Agent
-    conversation: Conversation
-    message: Message
-    ticket: Ticket
-
-
-def make_desk(slug: str) -> Desk:
-    brand = BrandFactory(slug=slug)
-    channel = ChannelFactory(brand=brand)
-    api_channel = ChannelFactory(brand=brand, kind=ChannelKind.API, account_id=f"api-{slug}")
-    ContactFactory(
-        channel=channel, platform_id=f"{slug}-known", username=f"{slug}_fan", followed_by_brand=True
-    )
-    agent = AgentFactory(name=f"Agent {slug}")
-    member(agent, brand)
-    message = write(channel, f"{slug}-m1", f"{slug}-known", text="where is my order?")
-    conversation = db.session.get(Conversation, message.conversation_id)
-    ticket = db.session.get(Ticket, conversation.current_ticket_id)
-    db.session.commit()
-    return Desk(brand, channel, api_channel, agent, conversation, message, ticket)
+# Fixtures ----------------------------------------------------------------------------------------
 
 
 @pytest.fixture

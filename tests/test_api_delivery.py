@@ -9,15 +9,16 @@ import pytest
 from helpdesk.accounts.models import Role
 from helpdesk.extensions import db
 from tests.conftest import fresh, table_counts, wait_for
-from tests.test_api import API, error_of, make_desk, token_for, write
-from tests.test_delivery import (
-    TOKEN,
-    WORKER,
-    _purge_broker,
-    worker_env,  # noqa: F401  (a fixture: the worker sends to `sim`)
-)
+from tests.helpers.api import API, error_of, make_desk, token_for, write
+from tests.helpers.workers import TOKEN, WORKER, purge_broker
 
 pytestmark = pytest.mark.worker
+
+
+@pytest.fixture
+def worker_env(sim_worker_env: dict[str, str]) -> dict[str, str]:
+    """The worker sends to `sim`."""
+    return sim_worker_env
 
 
 @pytest.fixture
@@ -25,7 +26,7 @@ def desk(app):
     desk = make_desk("acme")
     desk.channel.access_token = TOKEN
     db.session.commit()
-    _purge_broker(app)
+    purge_broker(app)
     return desk
 
 

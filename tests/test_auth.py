@@ -1,13 +1,11 @@
 """Console sign-in: passwords, throttling, sessions, remember-me, sign-out and the brand switcher.
 
-The helpers at the top (sign in, post with the CSRF token, build a small brand) are shared by the
-console test modules.
+The helpers these tests sign in with live in tests/helpers/console.py, shared by the console test
+modules.
 """
 
 from __future__ import annotations
 
-import itertools
-import re
 from datetime import timedelta
 
 import pytest
@@ -16,100 +14,11 @@ from sqlalchemy import func, select
 from config import ProductionConfig
 from helpdesk.accounts.models import Role
 from helpdesk.accounts.service import hash_password
-from helpdesk.dm.models import Conversation, MessageKind
-from helpdesk.dm.service import InboundMessage
 from helpdesk.extensions import db
-from helpdesk.inbox import service as inbox
 from helpdesk.logins.models import LoginAttempt, LoginOutcome
-from helpdesk.types import utcnow
-from tests.factories import (
-    PASSWORD,
-    AgentFactory,
-    BrandFactory,
-    ChannelFactory,
-    ContactFactory,
-    member,
-)
-
-CSRF_RE = re.compile(r'name="csrf_token" value="([^"]+)"')
-META_CSRF_RE = re.compile(r'<meta name="csrf-token" content="([^"]+)"')
-_mids = itertools.count(1)
-
-
-# Helpers shared by the console tests ------------------------------------------------------------
-
-
-def csrf_token(client, path: str = "/login") -> str:
-    html = client.get(path).get_data(as_text=True)
-    match = CSRF_RE.search(html) or META_CSRF_RE.search(html)
-    assert match, f"no CSRF token on {path}"
-    return match.group(1)
-
-
-def login(client, email: str, password: str = PASSWORD, remember: bool = False, **kw):
-    """Sign in as a browser does: fetch the form, take its CSRF token, post it."""
-    data = {"email": email, "password": password, "csrf_token": csrf_token(client)}
-    if remember:
-        data["remember"] = "on"
-    return client.post("/login", data=data, **kw)
-
-
-def signed_in(client, agent, **kw):
-    response = login(client, agent.email, **kw)
-    assert response.status_code == 302, response.get_data(as_text=True)[:500]
-    return client
-
-
-def post(client, path: str, data: dict | None = None, **kw):
-    """POST a console form with the session's CSRF token (read from the inbox page)."""
-    token = csrf_token(client, "/inbox")
-    return client.post(path, data={"csrf_token": token, **(data or {})}, **kw)
-
-
-def receive(channel, platform_id: str, text: str | None = "Hello", at=None, **fields):
-    """A customer's message through the inbox service, as the webhook would store it."""
-    at = at or utcnow()
-    return inbox.receive(
-        channel,
-        InboundMessage(
-            mid=f"mid-{next(_mids)}",
-            sender_id=platform_id,
-            sent_at=at,
-            text=text,
-            kind=fields.pop("kind", MessageKind.TEXT),
-            **fields,
-        ),
-        now=at,
-    )
-
-
-def known_contact(channel, **fields):
-    """A contact the brand follows: their messages go straight to Primary with a ticket."""
-    return ContactFactory(channel=channel, followed_by_brand=True, **fields)
-
-
-class World:
-    """One brand with a channel, an agent, a manager, an admin and one open conversation."""
-
-    def __init__(self, name: str = "acme"):
-        self.brand = BrandFactory(slug=f"{name}{next(_mids)}", name=name.title())
-        self.channel = ChannelFactory(brand=self.brand)
-        self.agent = AgentFactory(name=f"{name.title()} Agent")
-        self.manager = AgentFactory(name=f"{name.title()} Manager")
-        self.admin = AgentFactory(name=f"{name.title()} Admin")
-        member(self.agent, self.brand, Role.AGENT)
-        member(self.manager, self.brand, Role.MANAGER)
-        member(self.admin, self.brand, Role.ADMIN)
-        self.contact = known_contact(self.channel, username="jane.doe", name="Jane Doe")
-        self.message = receive(self.channel, self.contact.platform_id, "Where is my order?")
-        self.conversation = db.session.get(Conversation, self.message.conversation_id)
-        db.session.commit()
-
-
-@pytest.fixture
-def world() -> World:
-    return World()
-
+from tests.factories import PASSWORD, AgentFactory, member
+from tests.helpers.console import csrf_token, login, post, signed_in
+from tests.helpers.world import World
 
 # Sign in ------------------------------------------------------------------------------------------
 

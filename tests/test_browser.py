@@ -12,13 +12,13 @@ import pytest
 from sqlalchemy import select
 
 from helpdesk.extensions import db
-from tests.browser_support import (
+from tests.conftest import fresh, serving
+from tests.helpers.browser import (
     TIMEOUT_MS,
     browser,  # noqa: F401  (a fixture)
     playwright_api,
     signed_in_page,
 )
-from tests.conftest import fresh, serving
 
 CANNED_BODY = (
     "Hi {{ contact.first_name }}, thanks for writing! {{ agent.first_name }} here to help."

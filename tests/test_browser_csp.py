@@ -14,14 +14,14 @@ from sqlalchemy import select
 
 from helpdesk.extensions import db
 from helpdesk.tickets.models import Ticket, TicketStatus
-from tests.browser_support import (
+from tests.conftest import serving
+from tests.helpers.browser import (
     TIMEOUT_MS,
     browser,  # noqa: F401  (a fixture)
     playwright_api,
     signed_in_page,
 )
-from tests.conftest import serving
-from tests.test_metrics import FIRST, LAST, History
+from tests.helpers.metrics import FIRST, LAST, History
 
 RANGE = f"from={FIRST.isoformat()}&to={LAST.isoformat()}"
 VIOLATION = re.compile(r"Content Security Policy|Refused to (execute|load|apply|connect)", re.I)

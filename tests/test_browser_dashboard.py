@@ -16,15 +16,15 @@ import pytest
 from helpdesk.extensions import db
 from helpdesk.metrics.summary import summary
 from helpdesk.web.dashboard.figures import columns, human
-from tests.browser_support import (
+from tests.conftest import serving
+from tests.helpers.browser import (
     TIMEOUT_MS,
     browser,  # noqa: F401  (a fixture)
     playwright_api,
     signed_in_page,
 )
-from tests.conftest import serving
-from tests.test_dashboard import BACKLOG, as_shown, headline
-from tests.test_metrics import FIRST, LAST, History
+from tests.helpers.dashboard import BACKLOG, as_shown, headline
+from tests.helpers.metrics import FIRST, LAST, History
 
 RANGE = f"from={FIRST.isoformat()}&to={LAST.isoformat()}"
 

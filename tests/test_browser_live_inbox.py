@@ -14,13 +14,13 @@ from sqlalchemy import select
 
 from helpdesk.extensions import db
 from helpdesk.types import utcnow
-from tests.browser_support import (
+from tests.conftest import REDIS_URL, fresh, serving
+from tests.helpers.browser import (
     browser,  # noqa: F401  (a fixture)
     playwright_api,
     signed_in_page,
 )
-from tests.conftest import REDIS_URL, fresh, serving
-from tests.test_auth import World, known_contact, receive
+from tests.helpers.world import World, known_contact, receive
 
 pytestmark = pytest.mark.browser
 

@@ -15,12 +15,12 @@ import pytest
 from sqlalchemy import select
 
 from helpdesk.extensions import db
-from tests.browser_support import (
+from tests.conftest import fresh, serving
+from tests.helpers.browser import (
     TIMEOUT_MS,
     browser,  # noqa: F401  (a fixture)
     playwright_api,
 )
-from tests.conftest import fresh, serving
 
 pytestmark = pytest.mark.browser
 
@@ -381,7 +381,7 @@ def test_dashboard_charts_read_in_light_and_dark(served, browser, client, output
     """Two weeks of figures (test_metrics' history): the charts' marks stand out from their
     panel (3:1, as WCAG asks of graphics) and their labels read (4.5:1) in both schemes."""
     from tests.factories import PASSWORD
-    from tests.test_metrics import FIRST, LAST, History
+    from tests.helpers.metrics import FIRST, LAST, History
 
     expect = playwright_api.expect
     expect.set_options(timeout=TIMEOUT_MS)

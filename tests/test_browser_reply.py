@@ -11,14 +11,14 @@ from sqlalchemy import func, select
 from helpdesk.dm.models import Direction, Message
 from helpdesk.extensions import db
 from helpdesk.types import utcnow
-from tests.browser_support import (
+from tests.conftest import fresh, serving
+from tests.helpers.browser import (
     TIMEOUT_MS,
     browser,  # noqa: F401  (a fixture)
     playwright_api,
     signed_in_page,
 )
-from tests.conftest import fresh, serving
-from tests.test_auth import World, receive
+from tests.helpers.world import World, receive
 
 pytestmark = pytest.mark.browser
 

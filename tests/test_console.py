@@ -16,7 +16,6 @@ from helpdesk import queueing
 from helpdesk.accounts.models import Availability, Role, Team
 from helpdesk.accounts.service import add_team_member, create_team
 from helpdesk.canned import service as canned
-from helpdesk.delivery import service as delivery
 from helpdesk.dm import service as dm
 from helpdesk.dm.models import (
     Conversation,
@@ -39,12 +38,8 @@ from helpdesk.tickets.models import Note, Priority, Ticket, TicketStatus
 from helpdesk.types import utcnow
 from tests.conftest import drain_broker
 from tests.factories import AgentFactory, ContactFactory, member
-from tests.test_auth import World, known_contact, login, post, receive, signed_in
-
-
-@pytest.fixture
-def world() -> World:
-    return World()
+from tests.helpers.console import login, post, signed_in
+from tests.helpers.world import World, known_contact, receive
 
 
 @pytest.fixture
@@ -482,7 +477,7 @@ def test_reply_is_queued_then_enqueued_after_commit(agent_client, world, broker)
     assert message.status is MessageStatus.QUEUED
     assert message.author_agent_id == world.agent.id
     assert message.reply_to_id == world.message.id
-    assert broker() == [(delivery.DELIVER_TASK, [message.id])]
+    assert broker() == [(queueing.DELIVER_MESSAGE, [message.id])]
     page = html(agent_client.get(f"/conversations/{world.conversation.id}"))
     assert "It ships today!" in page and "Reply queued" in page
 
@@ -807,8 +802,8 @@ def test_react_and_unreact_as_the_brand(agent_client, world, broker):
     post(agent_client, path, {"emoji": ""})
     assert db.session.scalar(select(Reaction)) is None
     assert broker() == [
-        (delivery.REACTION_TASK, [world.message.id, "❤️"]),
-        (delivery.REACTION_TASK, [world.message.id, None]),
+        (queueing.DELIVER_REACTION, [world.message.id, "❤️"]),
+        (queueing.DELIVER_REACTION, [world.message.id, None]),
     ]
 
 

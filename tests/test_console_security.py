@@ -18,7 +18,8 @@ from helpdesk.tickets import notes
 from helpdesk.tickets.models import Ticket
 from tests.conftest import table_counts
 from tests.factories import AgentFactory, ContactFactory, member
-from tests.test_auth import World, csrf_token, post, receive, signed_in
+from tests.helpers.console import csrf_token, post, signed_in
+from tests.helpers.world import World, receive
 
 PUBLIC = {"auth.login"}
 JSON_ENDPOINTS = {
@@ -80,11 +81,6 @@ class Targets:
         if rule.endpoint == "console.inbox_updates":
             path += "?since=2026-01-01T00:00:00%2B00:00"
         return path
-
-
-@pytest.fixture
-def world() -> World:
-    return World()
 
 
 @pytest.fixture

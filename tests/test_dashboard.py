@@ -1,4 +1,4 @@
-"""The managers' dashboard, driven through its pages over the metrics history of test_metrics:
+"""The managers' dashboard, driven through its pages over the metrics history of tests/helpers:
 figures equal to summary(), roles and brands kept apart, CSV equal to the tables, bad queries
 answered with a flash, and the server-drawn SVG charts."""
 
@@ -13,27 +13,13 @@ from datetime import date
 import pytest
 
 from helpdesk.metrics.summary import previous_period, summary
-from helpdesk.web.dashboard.figures import TABLES, columns, human, percent
-from tests.test_auth import World, post, signed_in
-from tests.test_metrics import FIRST, LAST, History
+from helpdesk.web.dashboard.figures import TABLES, columns, human
+from tests.helpers.console import post, signed_in
+from tests.helpers.dashboard import BACKLOG, as_shown, headline
+from tests.helpers.metrics import FIRST, LAST, History
+from tests.helpers.world import World
 
 RANGE = {"from": FIRST.isoformat(), "to": LAST.isoformat()}
-BACKLOG = {"open": "2", "unassigned": "1", "breached": "1"}
-
-
-def headline(figures: dict) -> dict[str, str]:
-    """The history's headline figures as the dashboard shows them, `figures` being summary()'s."""
-    return {
-        "first_response_median": "32m",
-        "first_response_p90": "6h 10m",
-        "response_median": human(figures["response"]["median_s"]),
-        "resolution_median": human(figures["resolution"]["median_s"]),
-        "first_response_met_pct": percent(60.0),
-        "resolution_met_pct": percent(75.0),
-        "tickets_opened": "5",
-        "messages_in": "11",
-        "messages_out": "9",
-    }
 
 
 @pytest.fixture
@@ -75,19 +61,6 @@ def table_rows(text: str, name: str) -> tuple[list[str], list[list[str]]]:
         for row in re.findall(r"<tr>(.*?)</tr>", body.split("<tbody>")[1], re.S)
     ]
     return header, rows
-
-
-def as_shown(name: str, line: list[str]) -> list[str]:
-    """A CSV line (raw seconds and percentages) in the page's format."""
-    shown = []
-    for column, value in zip(columns(name), line, strict=True):
-        if column.kind == "duration":
-            shown.append(human(float(value)) if value else "no data")
-        elif column.kind == "percent":
-            shown.append(percent(float(value)) if value else "no data")
-        else:
-            shown.append(value)
-    return shown
 
 
 def export(client, **args) -> list[list[str]]:

@@ -15,6 +15,7 @@ import pytest
 from sqlalchemy import select, update
 
 from devtools.graphsim.testing import running_simulator, running_webhook_receiver
+from helpdesk import queueing
 from helpdesk.channels.models import Channel, ChannelKind
 from helpdesk.delivery import service
 from helpdesk.dm import service as dm
@@ -22,12 +23,12 @@ from helpdesk.dm.models import Contact, Conversation, Message, MessageStatus
 from helpdesk.dm.service import InboundMessage
 from helpdesk.extensions import db
 from helpdesk.types import utcnow
-from tests.conftest import DATABASE_URL, REDIS_URL, drain_broker, fresh, race, wait_for
+from tests.conftest import REDIS_URL, drain_broker, fresh, race, wait_for
 from tests.factories import ChannelFactory, ContactFactory, at
+from tests.helpers.workers import TOKEN, WORKER, purge_broker
 
 T0 = at("2026-11-20 10:00")
 CUSTOMER = "6120000000000001"
-TOKEN = "page-token-abcd"
 IMAGE = {"type": "image", "url": "https://cdn.example.test/parcel.jpg"}
 VIDEO = {"type": "video", "url": "https://cdn.example.test/unboxing.mp4"}
 
@@ -542,12 +543,12 @@ def test_requeue_finds_queued_messages_no_task_holds(channel):
 
 def test_enqueue_delivery_hands_the_id_to_the_broker(app):
     drain_broker(app)
-    assert service.enqueue_delivery(42) is True
+    assert queueing.enqueue_delivery(42) is True
     assert drain_broker(app) == [("workers.tasks.delivery.deliver_message", [42])]
 
 
 def test_enqueue_delivery_with_the_broker_down_returns_false_at_once(app):
-    from helpdesk import create_app, queueing
+    from helpdesk import create_app
 
     down = create_app(
         {"CELERY": {"broker_url": "redis://127.0.0.1:1/0", "task_ignore_result": True}}
@@ -555,9 +556,9 @@ def test_enqueue_delivery_with_the_broker_down_returns_false_at_once(app):
     try:
         with down.app_context():
             queueing.reset()
-            assert service.enqueue_delivery(42) is False
+            assert queueing.enqueue_delivery(42) is False
             started = time.monotonic()
-            assert service.enqueue_delivery(43) is False  # the pause skips the broker
+            assert queueing.enqueue_delivery(43) is False  # the pause skips the broker
             assert time.monotonic() - started < 0.5
     finally:
         queueing.reset()
@@ -574,7 +575,7 @@ def test_sweep_task_enqueues_messages_the_broker_lost(app, channel, monkeypatch)
     )
     drain_broker(app)
     assert sweep_deliveries() == {"failed": 0, "requeued": 1}
-    assert drain_broker(app) == [(service.DELIVER_TASK, [message_id])]
+    assert drain_broker(app) == [(queueing.DELIVER_MESSAGE, [message_id])]
 
 
 # Reactions --------------------------------------------------------------------------------------
@@ -623,27 +624,9 @@ def test_reaction_to_a_message_without_mid_is_skipped(sim, channel):
 
 
 @pytest.fixture
-def worker_env(sim) -> dict[str, str]:
-    """The environment of tests/test_worker.py, sending to the simulator."""
-    env = dict(
-        os.environ,
-        DATABASE_URL=DATABASE_URL,
-        HELPDESK_ENV="test",
-        GRAPH_API_BASE=sim.base_url,
-        HEARTBEAT_SECONDS="3600",
-    )
-    if REDIS_URL:
-        env["REDIS_URL"] = REDIS_URL
-    return env
-
-
-WORKER = (
-    "worker",
-    "--pool=solo",
-    "--without-mingle",
-    "--without-gossip",
-    "--include=workers.tasks.delivery",
-)
+def worker_env(sim_worker_env: dict[str, str]) -> dict[str, str]:
+    """This module's workers send to the simulator."""
+    return sim_worker_env
 
 
 def delivery_state(message_id: int) -> tuple[MessageStatus, int, str | None]:
@@ -657,11 +640,6 @@ def delivery_state(message_id: int) -> tuple[MessageStatus, int, str | None]:
     return fresh(read)
 
 
-def _purge_broker(app) -> None:
-    """Tasks left by earlier tests name message ids this test reuses."""
-    app.extensions["celery"].control.purge()
-
-
 def _forget_unacked_deliveries() -> int:
     """With Redis, a killed worker's task waits in `unacked` and is redelivered an hour later:
     drop it, so it cannot surface in a later run against that run's rows."""
@@ -672,7 +650,7 @@ def _forget_unacked_deliveries() -> int:
     client = redis.Redis.from_url(REDIS_URL)
     dropped = 0
     for tag, payload in client.hgetall("unacked").items():
-        if service.DELIVER_TASK.encode() in payload:
+        if queueing.DELIVER_MESSAGE.encode() in payload:
             dropped += client.hdel("unacked", tag)
             client.zrem("unacked_index", tag)
     return dropped
@@ -697,8 +675,8 @@ def test_worker_delivers_a_queued_message_to_the_simulator(app, sim, celery_proc
         "Sent by a real worker",
         when=now,
     )
-    _purge_broker(app)
-    assert service.enqueue_delivery(message_id)
+    purge_broker(app)
+    assert queueing.enqueue_delivery(message_id)
 
     celery_process(*WORKER)
     sent = wait_for(
@@ -720,9 +698,9 @@ def test_worker_killed_mid_send_never_sends_twice(app, sim, celery_process, tmp_
     message_id = queue(
         conversation_for(channel, last_inbound=now - timedelta(hours=1)), "Exactly once", when=now
     )
-    _purge_broker(app)
+    purge_broker(app)
     sim.delay(3000)
-    assert service.enqueue_delivery(message_id)
+    assert queueing.enqueue_delivery(message_id)
 
     first = celery_process(*WORKER)
     arrived = sim.wait_for_requests(1, timeout=60)
@@ -733,7 +711,7 @@ def test_worker_killed_mid_send_never_sends_twice(app, sim, celery_process, tmp_
     assert delivery_state(message_id) == (MessageStatus.SENDING, 1, None)
 
     # The broker redelivers an unacknowledged task (acks_late); hand it over as it would.
-    assert service.enqueue_delivery(message_id)
+    assert queueing.enqueue_delivery(message_id)
     celery_process(*WORKER)
     assert _worker_log_has(
         tmp_path / "celery-1.log", "deliver_message", "succeeded", "'skipped'"

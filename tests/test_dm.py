@@ -26,7 +26,6 @@ from helpdesk.dm.models import (
     Reaction,
     RequestState,
 )
-from helpdesk.dm.service import InboundMessage
 from helpdesk.errors import (
     AlreadyExists,
     ContactBlocked,
@@ -40,24 +39,13 @@ from helpdesk.errors import (
 )
 from helpdesk.extensions import db
 from tests.conftest import table_counts
-from tests.factories import AgentFactory, BrandFactory, ChannelFactory, ContactFactory, at, member
-
-T0 = at("2026-11-20 10:00")
+from tests.factories import AgentFactory, BrandFactory, ChannelFactory, ContactFactory, member
+from tests.helpers.dm import T0, followed_contact, inbound
 
 
 @pytest.fixture
 def channel() -> Channel:
     return ChannelFactory()
-
-
-def inbound(channel, sender="6120000000000001", mid="m1", when=T0, **kwargs) -> Message:
-    return service.receive_inbound(
-        channel, InboundMessage(mid=mid, sender_id=sender, sent_at=when, **kwargs)
-    )
-
-
-def followed_contact(channel, platform_id="6120000000000001") -> Contact:
-    return ContactFactory(channel=channel, platform_id=platform_id, followed_by_brand=True)
 
 
 # Channels ---------------------------------------------------------------------------------------

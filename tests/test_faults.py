@@ -39,7 +39,6 @@ from helpdesk.accounts.tokens import create_token
 from helpdesk.brands.models import Brand
 from helpdesk.channels.models import Channel
 from helpdesk.channels.service import connect_channel
-from helpdesk.delivery import service as delivery
 from helpdesk.dm.models import Conversation, Direction, Message, MessageStatus
 from helpdesk.dm.service import InboundMessage
 from helpdesk.extensions import db
@@ -56,13 +55,11 @@ from helpdesk.tickets.models import Ticket, TicketEvent
 from helpdesk.types import utcnow
 from tests.conftest import DATABASE_URL, REDIS_URL, fresh, serving, table_counts, wait_for
 from tests.factories import AgentFactory, BrandFactory, ChannelFactory, ContactFactory, member
-from tests.test_delivery import worker_env  # noqa: F401  (a fixture: workers send to `sim`)
-from tests.test_intake_faults import own_redis  # noqa: F401  (a fixture: a Redis of our own)
-from tests.test_webhooks import ACCOUNT, SECRET, post, text_delivery
+from tests.helpers.webhooks import ACCOUNT, SECRET, post, text_delivery
 
 TOKEN = "page-token-faults"
 WORKER = ("worker", "--pool=solo", "--without-mingle", "--without-gossip")
-DELIVER = delivery.DELIVER_TASK
+DELIVER = queueing.DELIVER_MESSAGE
 SWEEP_DELIVERIES = "workers.tasks.delivery.sweep_deliveries"
 SWEEP_SLA = "workers.tasks.sla.sweep_sla"
 RECORD_METRICS = "workers.tasks.metrics.record_ticket_metrics"
@@ -71,6 +68,13 @@ RELEASE_SCHEDULED = "workers.tasks.tickets.release_scheduled_messages"
 
 
 # Fixtures -----------------------------------------------------------------------------------------
+
+
+
+@pytest.fixture
+def worker_env(sim_worker_env: dict[str, str]) -> dict[str, str]:
+    """Workers here send to `sim`."""
+    return sim_worker_env
 
 
 @pytest.fixture
@@ -866,7 +870,7 @@ def test_slow_failing_and_rate_limited_graph_api_delivers_each_reply_once(app, s
 
     first = worker()
     for message_id in ids.values():
-        assert delivery.enqueue_delivery(message_id)
+        assert queueing.enqueue_delivery(message_id)
 
     def settled() -> bool:
         return all(

@@ -22,7 +22,6 @@ from hypothesis import strategies as st
 from hypothesis.errors import Unsatisfiable
 from schemathesis.generation import GenerationMode
 from sqlalchemy import func, select
-from werkzeug.datastructures import ImmutableMultiDict
 
 from helpdesk.accounts.service import create_team
 from helpdesk.canned import service as canned
@@ -47,13 +46,11 @@ from helpdesk.notifications.service import notify
 from helpdesk.tickets import notes
 from helpdesk.tickets.models import Ticket
 from tests.factories import BrandFactory
-from tests.test_api_fuzz import (
-    api_operations,
-    real_id_cases,
-    seeded,  # noqa: F401 - a fixture, used by name
-)
-from tests.test_auth import World, csrf_token, signed_in
-from tests.test_webhooks import ACCOUNT, post
+from tests.helpers.console import RecordingArgs, csrf_token, signed_in
+from tests.helpers.fuzz import api_operations, real_id_cases
+from tests.helpers.rows import changed, snapshot
+from tests.helpers.webhooks import ACCOUNT, post
+from tests.helpers.world import World
 
 # Webhook bodies -----------------------------------------------------------------------------------
 
@@ -532,38 +529,6 @@ MALFORMED = (
     "bogus",
 )
 BAD_TIMES = ("0001-01-01T00:00", "2026-02-30T10:00", "9999-99-99T99:99", "tomorrow", "1e9", LONG)
-# Column values a refused form may still change: opening the conversation page again after a
-# refusal marks the thread seen, which is reading, not the change that was refused.
-PAGE_VIEW_COLUMNS = {
-    ("conversations", "brand_seen_at"),
-    ("conversations", "viewer_left_at"),
-    ("conversation_views", "seen_at"),
-    ("messages", "seen_at"),
-}
-
-
-def snapshot(volatile: set[tuple[str, str]] = PAGE_VIEW_COLUMNS) -> dict[str, list[tuple]]:
-    """Every row of every table, minus page-view marks: equal before and after means unchanged."""
-    db.session.rollback()  # a fresh read, and no transaction left open (SQLite would lock)
-    rows = {}
-    for table in db.metadata.sorted_tables:
-        columns = [c for c in table.columns if (table.name, c.name) not in volatile]
-        order = list(table.primary_key.columns) or columns
-        result = db.session.execute(select(*columns).order_by(*order))
-        rows[table.name] = [tuple(map(repr, row)) for row in result]
-    db.session.rollback()
-    return rows
-
-
-def changed(before: dict, after: dict) -> dict[str, int]:
-    """The tables whose rows differ, with how many rows were removed or added."""
-    return {
-        name: len(set(before[name]) ^ set(after[name]))
-        for name in before
-        if before[name] != after[name]
-    }
-
-
 class Desk:
     """A brand with an open ticket, a team, a notification and a message to react to; the admin
     is signed in (so no role stands between a form and its validation)."""
@@ -623,7 +588,8 @@ def _form_cases(desk: Desk) -> dict[str, list[dict[str, str]]]:
         "console.priority": [{"priority": v} for v in MALFORMED] + [{"priority": "URGENT"}],
         "console.status": [{"status": v} for v in MALFORMED]
         + [{"status": "snoozed", "snooze_until": v} for v in BAD_TIMES]
-        + [{"status": "snoozed", "snooze": v} for v in MALFORMED],
+        + [{"status": "snoozed", "snooze": v} for v in MALFORMED]
+        + [{"status": "resolved", "ticket_state": v} for v in no_value],
         "console.request_action": [{"action": v} for v in MALFORMED],
         "console.presence": [{"state": v} for v in MALFORMED],
         "console.add_tag": [{"name": v} for v in ("", "   ", LONG, "nul\x00byte")],
@@ -634,7 +600,9 @@ def _form_cases(desk: Desk) -> dict[str, list[dict[str, str]]]:
         + [{"text": "hi", "reply_to": v} for v in no_value]
         + [{"text": "hi", "send_at": v} for v in BAD_TIMES]
         + [{"attachment_type": "image", "attachment_url": v} for v in no_value]
-        + [{"attachment_type": v, "attachment_url": "javascript:alert(1)"} for v in MALFORMED],
+        + [{"attachment_type": v, "attachment_url": "javascript:alert(1)"} for v in MALFORMED]
+        + [{"text": "hi", "last_seen_message_id": v} for v in no_value]
+        + [{"text": v} for v in ("/", "/\r\n", "{{ contact.first_name }}", "x" * 1001)],
         "console.bulk_action": [{"ids": v, "bulk_action": "resolve"} for v in MALFORMED]
         + [{**ids_ok, "bulk_action": v} for v in MALFORMED]
         + [{**ids_ok, "bulk_action": "assign", "assignee_id": v} for v in no_value]
@@ -647,6 +615,8 @@ NO_FIELDS = {
     "console.take",
     "console.unassign",
     "console.leave",
+    "console.reveal_vanish",
+    "console.confirm_vanish_read",
     "console.notification_read",
     "console.notifications_read_all",
     "auth.logout",
@@ -730,28 +700,6 @@ def test_sign_in_with_malformed_values_is_refused_without_a_server_error(client,
         "/login", data={"csrf_token": csrf_token(client), "email": "a@b.c", "password": MEGABYTE}
     )
     assert big.status_code == 413
-
-
-class RecordingArgs(ImmutableMultiDict):
-    """Query (and form) values that remember which names a view asked for."""
-
-    asked: set[str] = set()
-
-    def get(self, key, default=None, type=None):  # noqa: A002 - werkzeug's signature
-        RecordingArgs.asked.add(key)
-        return super().get(key, default, type)
-
-    def getlist(self, key, type=None):  # noqa: A002
-        RecordingArgs.asked.add(key)
-        return super().getlist(key, type)
-
-    def __getitem__(self, key):
-        RecordingArgs.asked.add(key)
-        return super().__getitem__(key)
-
-    def __contains__(self, key):
-        RecordingArgs.asked.add(key)
-        return super().__contains__(key)
 
 
 HOSTILE_ARGS = (

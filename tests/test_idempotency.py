@@ -22,9 +22,11 @@ from helpdesk.inbox import service as inbox
 from helpdesk.tickets.models import Note
 from helpdesk.types import utcnow
 from tests.conftest import drain_broker, serving, table_counts
-from tests.test_api import API, error_of, make_desk, token_for
-from tests.test_auth import PASSWORD, World, csrf_token, post, signed_in
-from tests.test_delivery import TOKEN, _purge_broker
+from tests.factories import PASSWORD
+from tests.helpers.api import API, error_of, make_desk, token_for
+from tests.helpers.console import csrf_token, post, signed_in
+from tests.helpers.workers import TOKEN, purge_broker
+from tests.helpers.world import World
 
 
 def outbound_count() -> int:
@@ -46,7 +48,7 @@ def desk(app):
     desk = make_desk("acme")
     desk.channel.access_token = TOKEN
     db.session.commit()
-    _purge_broker(app)
+    purge_broker(app)
     drain_broker(app)
     return desk
 
@@ -225,7 +227,7 @@ def world(app):
     world = World()
     world.channel.access_token = TOKEN
     db.session.commit()
-    _purge_broker(app)
+    purge_broker(app)
     drain_broker(app)
     return world
 

@@ -2,11 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
-import socket
-import subprocess
-import time
-
 import pytest
 from sqlalchemy import func, select
 
@@ -16,57 +11,11 @@ from helpdesk.dm.models import Message
 from helpdesk.extensions import db
 from helpdesk.intake.models import EventStatus, WebhookEvent
 from helpdesk.queueing import reset as reset_enqueue_pause
-from tests.conftest import DATABASE_URL, REDIS_URL, fresh, wait_for
+from tests.conftest import DATABASE_URL, fresh, wait_for
 from tests.factories import BrandFactory
-from tests.test_webhooks import ACCOUNT, sign, text_delivery
+from tests.helpers.webhooks import ACCOUNT, sign, text_delivery
 
 pytestmark = pytest.mark.worker
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-class RedisServer:
-    """A Redis of the test's own on a free port, so the test may stop and restart it."""
-
-    def __init__(self, port: int, workdir) -> None:
-        self.port, self.workdir, self.process = port, workdir, None
-
-    def start(self) -> None:
-        self.process = subprocess.Popen(
-            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no", "--dir", str(self.workdir)],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )  # fmt: skip
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
-                return
-            except OSError:
-                time.sleep(0.05)
-        raise RuntimeError("redis-server did not start")
-
-    def stop(self) -> None:
-        if self.process and self.process.poll() is None:
-            self.process.terminate()
-            self.process.wait(timeout=10)
-
-
-@pytest.fixture
-def own_redis(tmp_path):
-    if not REDIS_URL:
-        pytest.skip("needs Redis: runs when REDIS_URL is given")
-    if shutil.which("redis-server") is None:
-        pytest.skip("needs the redis-server program to stop and restart a Redis of its own")
-    server = RedisServer(_free_port(), tmp_path)
-    server.start()
-    yield server
-    server.stop()
 
 
 def test_deliveries_posted_while_redis_is_down_are_stored_and_processed_when_it_is_back(

@@ -16,7 +16,7 @@ from helpdesk.extensions import db
 from helpdesk.intake.models import EventStatus, WebhookEvent
 from tests.conftest import DATABASE_URL, fresh
 from tests.factories import BrandFactory
-from tests.test_webhooks import ACCOUNT, post, process_all
+from tests.helpers.webhooks import ACCOUNT, post, process_all
 
 pytestmark = pytest.mark.skipif(
     not DATABASE_URL.startswith("postgresql"),

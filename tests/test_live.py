@@ -15,7 +15,6 @@ import pytest
 from sqlalchemy import select
 
 from helpdesk import queueing
-from helpdesk.delivery import service as delivery
 from helpdesk.dm import service as dm
 from helpdesk.dm.models import Conversation, Message, MessageStatus, RequestState
 from helpdesk.extensions import db
@@ -29,22 +28,10 @@ from helpdesk.tickets.models import Ticket
 from helpdesk.types import utcnow
 from tests.conftest import REDIS_URL, drain_broker, serving, table_counts
 from tests.factories import ContactFactory
-from tests.test_auth import (
-    CSRF_RE,
-    World,
-    csrf_token,
-    known_contact,
-    post,
-    receive,
-    signed_in,
-)
+from tests.helpers.console import CSRF_RE, csrf_token, post, signed_in
+from tests.helpers.world import World, known_contact, receive
 
 NEEDS_REDIS = "REDIS_URL is not set: the Redis stream and presence run where it is (CI)"
-
-
-@pytest.fixture
-def world() -> World:
-    return World()
 
 
 @pytest.fixture
@@ -271,8 +258,8 @@ def test_an_agents_reaction_is_heard_by_colleagues(client, world, backend, app):
     assert post(client, path, {"emoji": ""}).status_code == 302  # removed
     assert ("message.updated", world.message.id) in kinds(heard.events())
     assert drain_broker(app) == [
-        (delivery.REACTION_TASK, [world.message.id, "👍"]),
-        (delivery.REACTION_TASK, [world.message.id, None]),
+        (queueing.DELIVER_REACTION, [world.message.id, "👍"]),
+        (queueing.DELIVER_REACTION, [world.message.id, None]),
     ]
 
 

@@ -3,8 +3,10 @@ no more intake loops run at once than configured (across processes, with Redis).
 
 from __future__ import annotations
 
+import re
 import time
 from contextlib import ExitStack
+from pathlib import Path
 
 import pytest
 from sqlalchemy import select
@@ -12,9 +14,10 @@ from sqlalchemy import select
 from helpdesk import queueing
 from helpdesk.extensions import db
 from helpdesk.intake.models import EventStatus, WebhookEvent
+from helpdesk.queueing import PROCESS_PENDING_WEBHOOKS as PROCESS_PENDING
 from tests.conftest import REDIS_URL, drain_broker
-from tests.test_webhooks import FIXTURES, channel, post  # noqa: F401  (fixture)
-from workers.tasks.intake import PROCESS_PENDING, process_pending_webhooks
+from tests.helpers.webhooks import FIXTURES, post
+from workers.tasks.intake import process_pending_webhooks
 
 needs_redis = pytest.mark.skipif(
     not REDIS_URL, reason="REDIS_URL is not set: the shared flag and lock live in Redis (CI)"
@@ -47,7 +50,7 @@ def statuses() -> list[EventStatus]:
 
 
 @needs_redis
-def test_a_burst_of_deliveries_asks_for_one_intake_task(app, client, channel):  # noqa: F811
+def test_a_burst_of_deliveries_asks_for_one_intake_task(app, client, webhook_channel):
     for n in range(20):
         assert post(client, body(n)).status_code == 200
         if n % 5 == 4:
@@ -62,7 +65,7 @@ def test_a_burst_of_deliveries_asks_for_one_intake_task(app, client, channel):  
 
 
 @needs_redis
-def test_a_started_task_lets_the_next_delivery_ask_again(app, client, channel):  # noqa: F811
+def test_a_started_task_lets_the_next_delivery_ask_again(app, client, webhook_channel):
     post(client, body(1))
     assert wake_ups(app) == 1
     post(client, body(2))
@@ -75,7 +78,7 @@ def test_a_started_task_lets_the_next_delivery_ask_again(app, client, channel): 
 
 
 @needs_redis
-def test_no_more_intake_loops_than_configured(app, client, channel):  # noqa: F811
+def test_no_more_intake_loops_than_configured(app, client, webhook_channel):
     post(client, body(1))
     loops = app.config["INTAKE_LOOPS"]
     with ExitStack() as running:
@@ -94,3 +97,23 @@ def test_a_hold_whose_holder_died_lapses(app):
         time.sleep(0.4)
         with queueing.runner_slot(PROCESS_PENDING, 30) as other:
             assert other
+
+
+def test_every_task_name_queueing_sends_is_a_registered_task(app):
+    registered = app.extensions["celery"].tasks
+    assert [name for name in queueing.TASK_NAMES if name not in registered] == []
+
+
+def test_queueing_is_the_only_module_of_helpdesk_that_names_a_task():
+    """helpdesk/ hands work to the workers through queueing alone and never imports them (the
+    app factory wires Celery in); workers import helpdesk, so the arrow points one way."""
+    root = Path(__file__).resolve().parent.parent / "helpdesk"
+    naming, importing = [], []
+    for path in sorted(root.rglob("*.py")):
+        text = path.read_text(encoding="utf-8")
+        name = path.relative_to(root).as_posix()
+        if "workers.tasks." in text and name != "queueing.py":
+            naming.append(name)
+        if re.search(r"^\s*(from|import) workers\b", text, re.MULTILINE) and name != "__init__.py":
+            importing.append(name)
+    assert (naming, importing) == ([], [])

@@ -20,12 +20,8 @@ from helpdesk.tickets import service as tickets
 from helpdesk.tickets.models import TicketStatus
 from helpdesk.types import utcnow
 from tests.conftest import table_counts
-from tests.test_auth import World, post, receive, signed_in
-
-
-@pytest.fixture
-def world() -> World:
-    return World()
+from tests.helpers.console import post, signed_in
+from tests.helpers.world import receive
 
 
 @pytest.fixture
@@ -56,7 +52,7 @@ def test_a_lone_slash_or_blank_text_is_never_sent(agent, world, typed):
 
 
 def test_a_lone_shortcode_is_refused_through_the_api_too(client, world):
-    from tests.test_api import API, error_of, token_for
+    from tests.helpers.api import API, error_of, token_for
 
     token = token_for(world.brand)
     response = client.post(

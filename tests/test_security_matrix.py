@@ -50,9 +50,10 @@ from helpdesk.tickets import notes, tags
 from helpdesk.tickets.models import Note, Ticket
 from tests.conftest import table_counts
 from tests.factories import BrandFactory, ContactFactory
-from tests.test_auth import World, csrf_token, login, receive, signed_in
-from tests.test_hostile_input import RecordingArgs, changed, snapshot
-from tests.test_webhooks import sign
+from tests.helpers.console import RecordingArgs, csrf_token, login, signed_in
+from tests.helpers.rows import changed, snapshot
+from tests.helpers.webhooks import sign
+from tests.helpers.world import World, receive
 
 API = "/api/v1"
 
@@ -110,6 +111,8 @@ ACCESS: dict[str, tuple[str, Role | None]] = {
     "console.note": (CONSOLE, A),
     "console.react": (CONSOLE, A),
     "console.leave": (CONSOLE, A),
+    "console.reveal_vanish": (CONSOLE, A),
+    "console.confirm_vanish_read": (CONSOLE, A),
     "console.thread_newer": (CONSOLE, A),
     "console.thread_message": (CONSOLE, A),
     "console.thread_note": (CONSOLE, A),
@@ -281,7 +284,8 @@ class Site:
 
 @pytest.fixture
 def site(app, monkeypatch) -> Site:
-    monkeypatch.setattr("helpdesk.web.api.enqueue._call", lambda *_args: True)
+    for name in ("enqueue_delivery", "enqueue_reaction"):
+        monkeypatch.setattr(f"helpdesk.web.api.conversations.{name}", lambda *_args: True)
     monkeypatch.setitem(app.config, "LIVE_STREAM_SECONDS", 0.1)
     return Site(app)
 
@@ -753,7 +757,8 @@ def secret_flows(app, runner, client, collected, monkeypatch) -> Secrets:
     from helpdesk.intake.profiles import fetch_profile
 
     found = Secrets()
-    monkeypatch.setattr("helpdesk.web.api.enqueue._call", lambda *_args: True)
+    for name in ("enqueue_delivery", "enqueue_reaction"):
+        monkeypatch.setattr(f"helpdesk.web.api.conversations.{name}", lambda *_args: True)
     account = "17841400000000077"
     assert runner.invoke(args=["create-brand", "vault", "--name", "Vault"]).exit_code == 0
     connected = runner.invoke(

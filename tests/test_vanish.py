@@ -13,18 +13,14 @@ from helpdesk.dm.models import Conversation, Message
 from helpdesk.extensions import db
 from helpdesk.types import utcnow
 from tests.factories import ChannelFactory
-from tests.test_auth import World, post, receive, signed_in
-from tests.test_dm import T0, followed_contact, inbound
+from tests.helpers.console import post, signed_in
+from tests.helpers.dm import T0, followed_contact, inbound
+from tests.helpers.world import World, receive
 from workers.tasks.vanish import purge_vanish_messages as sweep
 
 WARNING = "These messages disappear once seen. Reveal them only when you are ready to answer."
 SECRET = "My address is 12 Linden Street, flat 3"
 GRACE = timedelta(minutes=5)
-
-
-@pytest.fixture
-def world() -> World:
-    return World()
 
 
 @pytest.fixture

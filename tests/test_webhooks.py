@@ -2,16 +2,12 @@
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import json
-from pathlib import Path
 
 import pytest
 from sqlalchemy import func, select
 
 from helpdesk.channels.models import Channel
-from helpdesk.channels.service import connect_channel
 from helpdesk.dm.models import (
     Contact,
     Conversation,
@@ -24,56 +20,20 @@ from helpdesk.dm.models import (
     RequestState,
 )
 from helpdesk.extensions import db
-from helpdesk.intake import service as intake
 from helpdesk.intake.models import EventStatus, PendingAction, UnknownAccount, WebhookEvent
 from helpdesk.tickets.models import Ticket
 from tests.conftest import table_counts
-from tests.factories import BrandFactory
+from tests.helpers.webhooks import ACCOUNT, FIXTURES, post, process_all, sign
 
-FIXTURES = Path(__file__).parent / "fixtures" / "webhooks"
-ACCOUNT = "17841400000000001"
 ORDER = [
     "text", "image", "multi_attachments", "share_ig_post", "story_reply", "story_mention",
     "reply_to_message", "echo", "unsent", "edit", "reaction", "unreact", "read", "postback",
     "ephemeral", "standby", "batch",
 ]  # fmt: skip
-SECRET = "test-app-secret"
 
 
 def mid(n: int) -> str:
     return f"aWdfZAG1faXRlbToxOklHTWVzc2FnZAUlEOjE3ODQxNDAwMDAwMDAwMDE6000000{n:02d}"
-
-
-def sign(raw: bytes, secret: str = SECRET) -> str:
-    return "sha256=" + hmac.new(secret.encode(), raw, hashlib.sha256).hexdigest()
-
-
-def post(client, raw: bytes, signature: str | None = None):
-    headers = {"Content-Type": "application/json"}
-    headers["X-Hub-Signature-256"] = sign(raw) if signature is None else signature
-    return client.post("/webhooks/instagram", data=raw, headers=headers)
-
-
-def text_delivery(n: int, mid_prefix: str) -> bytes:
-    """A delivery of one text message, the `n`th: its own sender, timestamp and mid."""
-    event = {
-        "sender": {"id": f"61200000{n:08d}"},
-        "recipient": {"id": ACCOUNT},
-        "timestamp": 1763800000000 + n,
-        "message": {"mid": f"{mid_prefix}{n}", "text": f"message {n}"},
-    }
-    return json.dumps(
-        {"object": "instagram", "entry": [{"id": ACCOUNT, "messaging": [event]}]}
-    ).encode()
-
-
-def process_all() -> None:
-    """What the worker does for each stored delivery."""
-    for event_id in db.session.scalars(
-        select(WebhookEvent.id).where(WebhookEvent.status == EventStatus.PENDING)
-    ).all():
-        intake.process_event(event_id)
-        db.session.commit()
 
 
 def deliver(client, name: str) -> None:
@@ -88,10 +48,8 @@ def by_mid(n: int) -> Message:
 
 
 @pytest.fixture
-def channel() -> Channel:
-    channel = connect_channel(BrandFactory(), "instagram", ACCOUNT, "page-token")
-    db.session.commit()
-    return channel
+def channel(webhook_channel: Channel) -> Channel:
+    return webhook_channel
 
 
 def test_every_example_body_stores_what_it_carries(client, channel):
