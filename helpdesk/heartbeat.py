@@ -7,11 +7,11 @@ from datetime import datetime
 from sqlalchemy import String, select
 from sqlalchemy.orm import Mapped, mapped_column
 
-from helpdesk.extensions import db
+from helpdesk.extensions import Model, db
 from helpdesk.types import UTCDateTime, utcnow
 
 
-class Heartbeat(db.Model):
+class Heartbeat(Model):
     __tablename__ = "heartbeats"
 
     name: Mapped[str] = mapped_column(String(64), primary_key=True)

@@ -6,7 +6,7 @@ from datetime import datetime
 from sqlalchemy import ForeignKey, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from helpdesk.extensions import db
+from helpdesk.extensions import Model
 from helpdesk.types import UTCDateTime, utcnow, value_enum
 
 
@@ -26,7 +26,7 @@ class Availability(enum.StrEnum):
     OFFLINE = "offline"
 
 
-class Agent(db.Model):
+class Agent(Model):
     """A person who logs in; works for one or more brands through memberships."""
 
     __tablename__ = "agents"
@@ -52,7 +52,7 @@ class Agent(db.Model):
         return self.name.split()[0] if self.name else ""
 
 
-class Membership(db.Model):
+class Membership(Model):
     """An agent's role in one brand."""
 
     __tablename__ = "memberships"
@@ -67,7 +67,7 @@ class Membership(db.Model):
     agent: Mapped[Agent] = relationship(back_populates="memberships")
 
 
-class Team(db.Model):
+class Team(Model):
     __tablename__ = "teams"
     __table_args__ = (UniqueConstraint("brand_id", "name"),)
 
@@ -78,7 +78,7 @@ class Team(db.Model):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
-class TeamMember(db.Model):
+class TeamMember(Model):
     __tablename__ = "team_members"
     __table_args__ = (UniqueConstraint("team_id", "agent_id"),)
 

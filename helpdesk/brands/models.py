@@ -5,11 +5,11 @@ from datetime import datetime
 from sqlalchemy import JSON, String
 from sqlalchemy.orm import Mapped, mapped_column
 
-from helpdesk.extensions import db
+from helpdesk.extensions import Model
 from helpdesk.types import UTCDateTime, utcnow
 
 
-class Brand(db.Model):
+class Brand(Model):
     """A tenant: every other row belongs to exactly one brand."""
 
     __tablename__ = "brands"

@@ -5,11 +5,11 @@ from datetime import datetime
 from sqlalchemy import JSON, ForeignKey, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
-from helpdesk.extensions import db
+from helpdesk.extensions import Model
 from helpdesk.types import UTCDateTime, utcnow
 
 
-class CannedReply(db.Model):
+class CannedReply(Model):
     """A saved answer; `owner_id` set means personal, unset means shared with the brand."""
 
     __tablename__ = "canned_replies"

@@ -7,7 +7,7 @@ from sqlalchemy import ForeignKey, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from helpdesk import crypto
-from helpdesk.extensions import db
+from helpdesk.extensions import Model
 from helpdesk.types import UTCDateTime, utcnow, value_enum
 
 
@@ -16,7 +16,7 @@ class ChannelKind(enum.StrEnum):
     API = "api"
 
 
-class Channel(db.Model):
+class Channel(Model):
     """A brand's connected DM account; its access token is stored encrypted."""
 
     __tablename__ = "channels"

@@ -16,7 +16,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from helpdesk.extensions import db
+from helpdesk.extensions import Model
 from helpdesk.types import UTCDateTime, utcnow, value_enum
 
 GROUP_LIMIT = 32
@@ -93,7 +93,7 @@ class NotificationLevel(enum.StrEnum):
     OFF = "off"
 
 
-class Contact(db.Model):
+class Contact(Model):
     """A person on the other side of a channel, known by their platform-scoped id."""
 
     __tablename__ = "contacts"
@@ -122,7 +122,7 @@ class Contact(db.Model):
         return (self.name or self.username or "").split(" ")[0]
 
 
-class Conversation(db.Model):
+class Conversation(Model):
     """One DM thread of a channel; `thread_key` identifies it on the platform side."""
 
     __tablename__ = "conversations"
@@ -184,7 +184,7 @@ class Conversation(db.Model):
         )
 
 
-class Participant(db.Model):
+class Participant(Model):
     """A member of a conversation; the brand's own account is a row with no contact."""
 
     __tablename__ = "participants"
@@ -199,7 +199,7 @@ class Participant(db.Model):
     added_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
-class Message(db.Model):
+class Message(Model):
     __tablename__ = "messages"
     __table_args__ = (
         UniqueConstraint("channel_id", "mid"),
@@ -276,7 +276,7 @@ class Message(db.Model):
         )
 
 
-class MessageEdit(db.Model):
+class MessageEdit(Model):
     """The text a message had before an edit; edits keep the previous text."""
 
     __tablename__ = "message_edits"
@@ -289,7 +289,7 @@ class MessageEdit(db.Model):
     edited_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
-class Reaction(db.Model):
+class Reaction(Model):
     """One emoji per person per message: `reactor` is `brand` or `contact:<id>`."""
 
     __tablename__ = "reactions"
@@ -308,7 +308,7 @@ class Reaction(db.Model):
     reacted_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
-class NotificationSetting(db.Model):
+class NotificationSetting(Model):
     __tablename__ = "notification_settings"
     __table_args__ = (UniqueConstraint("agent_id", "conversation_id"),)
 

@@ -7,11 +7,11 @@ from datetime import datetime
 from sqlalchemy import ForeignKey, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
-from helpdesk.extensions import db
+from helpdesk.extensions import Model
 from helpdesk.types import UTCDateTime, utcnow
 
 
-class IdempotencyKey(db.Model):
+class IdempotencyKey(Model):
     """One write named by its client. The unique constraint makes two processes that present the
     same key at once wait for each other: the second sees the first's answer."""
 

@@ -7,11 +7,11 @@ from datetime import datetime
 from sqlalchemy import ForeignKey, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
-from helpdesk.extensions import db
+from helpdesk.extensions import Model
 from helpdesk.types import UTCDateTime, utcnow
 
 
-class ConversationView(db.Model):
+class ConversationView(Model):
     """When an agent last opened a conversation; a later customer message makes it unread."""
 
     __tablename__ = "conversation_views"

@@ -8,7 +8,7 @@ from datetime import datetime
 from sqlalchemy import JSON, ForeignKey, Index, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from helpdesk.extensions import db
+from helpdesk.extensions import Model
 from helpdesk.types import UTCDateTime, utcnow, value_enum
 
 
@@ -19,7 +19,7 @@ class EventStatus(enum.StrEnum):
     UNKNOWN_ACCOUNT = "unknown_account"
 
 
-class WebhookEvent(db.Model):
+class WebhookEvent(Model):
     """One delivery as received: the raw bytes are kept so processing can be retried or audited."""
 
     __tablename__ = "webhook_events"
@@ -39,7 +39,7 @@ class WebhookEvent(db.Model):
     processed_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
 
 
-class PendingAction(db.Model):
+class PendingAction(Model):
     """A reaction, edit, unsend or read that arrived before its message; applied when it lands."""
 
     __tablename__ = "pending_actions"
@@ -53,7 +53,7 @@ class PendingAction(db.Model):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
-class UnknownAccount(db.Model):
+class UnknownAccount(Model):
     """Deliveries for an account id no channel has: shown to admins, never an error to Meta."""
 
     __tablename__ = "unknown_accounts"

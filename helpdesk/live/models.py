@@ -5,11 +5,11 @@ from datetime import datetime
 from sqlalchemy import JSON, ForeignKey, Index, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
-from helpdesk.extensions import db
+from helpdesk.extensions import Model
 from helpdesk.types import UTCDateTime, utcnow
 
 
-class LiveEvent(db.Model):
+class LiveEvent(Model):
     """One event for the console's poll (the embedded default; Redis carries them otherwise).
 
     Ids only ever grow (AUTOINCREMENT on SQLite), so an id is a cursor; rows are pruned after a
@@ -30,7 +30,7 @@ class LiveEvent(db.Model):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
-class Presence(db.Model):
+class Presence(Model):
     """An agent viewing (and maybe typing in) a conversation, until the times run out."""
 
     __tablename__ = "live_presence"

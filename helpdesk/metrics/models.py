@@ -19,7 +19,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Mapped, mapped_column
 
 from helpdesk.dm.models import Message
-from helpdesk.extensions import db
+from helpdesk.extensions import Model
 from helpdesk.tickets.models import Ticket
 from helpdesk.types import UTCDateTime, utcnow
 
@@ -40,7 +40,7 @@ class Dimension(enum.StrEnum):
     CHANNEL = "channel"
 
 
-class MetricEvent(db.Model):
+class MetricEvent(Model):
     """One measured duration of a ticket; a ticket's rows are replaced as a whole when it is
     recomputed, and the unique key makes a second insert of the same row fail loudly.
 
@@ -78,7 +78,7 @@ class MetricEvent(db.Model):
     day: Mapped[date] = mapped_column(Date)
 
 
-class MetricRollup(db.Model):
+class MetricRollup(Model):
     """Counts, sums and histograms of one brand-local day, dimension value and metric kind."""
 
     __tablename__ = "metric_rollups"
@@ -103,7 +103,7 @@ class MetricRollup(db.Model):
     sla_met: Mapped[int] = mapped_column(default=0)
 
 
-class MetricVolume(db.Model):
+class MetricVolume(Model):
     """Tickets opened and messages in and out per brand-local day, hour and channel: daily
     volume sums the hours, the weekday x hour heatmap groups them."""
 
@@ -120,7 +120,7 @@ class MetricVolume(db.Model):
     messages_out: Mapped[int] = mapped_column(default=0)
 
 
-class MetricTicketState(db.Model):
+class MetricTicketState(Model):
     """The newest ticket event a ticket's metric events were computed from, so the sweep
     recomputes only tickets that changed since."""
 
@@ -133,7 +133,7 @@ class MetricTicketState(db.Model):
     refreshed_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
-class MetricCursor(db.Model):
+class MetricCursor(Model):
     """How far the safety sweep has read a table (by id); the row is also its lock."""
 
     __tablename__ = "metric_cursors"

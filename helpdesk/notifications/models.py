@@ -6,7 +6,7 @@ from datetime import datetime
 from sqlalchemy import ForeignKey, Index, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from helpdesk.extensions import db
+from helpdesk.extensions import Model
 from helpdesk.types import UTCDateTime, utcnow, value_enum
 
 
@@ -17,7 +17,7 @@ class NotificationKind(enum.StrEnum):
     ASSIGNMENT = "assignment"
 
 
-class Notification(db.Model):
+class Notification(Model):
     """An in-app notification; `alert` is false when the agent muted the conversation."""
 
     __tablename__ = "notifications"

@@ -7,13 +7,13 @@ from datetime import datetime
 from sqlalchemy import JSON, ForeignKey, Index, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from helpdesk.extensions import db
+from helpdesk.extensions import Model
 from helpdesk.types import UTCDateTime, utcnow
 
 EVENTS = ("message.created", "ticket.created", "ticket.assigned", "ticket.resolved", "sla.breached")
 
 
-class WebhookSubscription(db.Model):
+class WebhookSubscription(Model):
     __tablename__ = "webhook_subscriptions"
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -25,7 +25,7 @@ class WebhookSubscription(db.Model):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
-class WebhookDelivery(db.Model):
+class WebhookDelivery(Model):
     """One event for one subscription, retried with backoff until delivered or given up."""
 
     __tablename__ = "webhook_deliveries"

@@ -8,7 +8,7 @@ from datetime import datetime
 from sqlalchemy import JSON, ForeignKey, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
-from helpdesk.extensions import db
+from helpdesk.extensions import Model
 from helpdesk.types import UTCDateTime, utcnow, value_enum
 
 
@@ -23,7 +23,7 @@ class ReminderKind(enum.StrEnum):
     BREACH = "breach"
 
 
-class SlaPolicy(db.Model):
+class SlaPolicy(Model):
     """Targets in minutes; policies are tried in `position` order and the first match wins."""
 
     __tablename__ = "sla_policies"
@@ -49,7 +49,7 @@ class SlaPolicy(db.Model):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
-class BusinessHours(db.Model):
+class BusinessHours(Model):
     """The brand's calendar, in the shape of the API: timezone, weekly intervals, holidays."""
 
     __tablename__ = "business_hours"
@@ -62,7 +62,7 @@ class BusinessHours(db.Model):
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 
 
-class SlaReminder(db.Model):
+class SlaReminder(Model):
     """A reminder that fired: the unique key makes each fire once, however many sweeps run."""
 
     __tablename__ = "sla_reminders"

@@ -8,7 +8,7 @@ from datetime import datetime
 from sqlalchemy import JSON, ForeignKey, Index, String, Text, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, mapped_column, validates
 
-from helpdesk.extensions import db
+from helpdesk.extensions import Model
 from helpdesk.types import UTCDateTime, utcnow, value_enum
 
 
@@ -30,7 +30,7 @@ class Priority(enum.StrEnum):
     URGENT = "urgent"
 
 
-class Ticket(db.Model):
+class Ticket(Model):
     __tablename__ = "tickets"
     __table_args__ = (
         # At most one active ticket per conversation, even with two intake processes at once.
@@ -100,7 +100,7 @@ class Ticket(db.Model):
         return self.status in ACTIVE_STATUSES
 
 
-class TicketPause(db.Model):
+class TicketPause(Model):
     """A period when the SLA clocks stood still (the ticket was pending)."""
 
     __tablename__ = "ticket_pauses"
@@ -121,7 +121,7 @@ class TicketPause(db.Model):
     ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
 
 
-class TicketEvent(db.Model):
+class TicketEvent(Model):
     """Every change to a ticket (who, what, when), so history and metrics can be rebuilt."""
 
     __tablename__ = "ticket_events"
@@ -138,7 +138,7 @@ class TicketEvent(db.Model):
     at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
-class Tag(db.Model):
+class Tag(Model):
     __tablename__ = "tags"
     # `VIP` and `vip` are one tag: the lower-cased key is unique, whatever the case typed.
     __table_args__ = (UniqueConstraint("brand_id", "name_key"),)
@@ -156,7 +156,7 @@ class Tag(db.Model):
         return name
 
 
-class TicketTag(db.Model):
+class TicketTag(Model):
     __tablename__ = "ticket_tags"
     __table_args__ = (UniqueConstraint("ticket_id", "tag_id"),)
 
@@ -165,7 +165,7 @@ class TicketTag(db.Model):
     tag_id: Mapped[int] = mapped_column(ForeignKey("tags.id", ondelete="CASCADE"), index=True)
 
 
-class TagRule(db.Model):
+class TagRule(Model):
     """Tag a ticket when an incoming message contains the keyword."""
 
     __tablename__ = "tag_rules"
@@ -177,7 +177,7 @@ class TagRule(db.Model):
     keyword: Mapped[str] = mapped_column(String(100))
 
 
-class Note(db.Model):
+class Note(Model):
     """A private note on a ticket: never sent to the customer."""
 
     __tablename__ = "notes"
@@ -193,7 +193,7 @@ class Note(db.Model):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
-class RoutingRule(db.Model):
+class RoutingRule(Model):
     """Route new tickets to a team by channel and/or tag; the first matching rule wins."""
 
     __tablename__ = "routing_rules"
