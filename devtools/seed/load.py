@@ -197,7 +197,7 @@ AGENT_IMAGE = [{"type": "image", "url": "https://demo-brand.example/media/size-c
 
 
 def _preview(kind: str, body: str | None) -> str:
-    """The same preview the services store (`dm.service._preview`)."""
+    """The same preview the services store (`dm.conversations._preview`)."""
     return body[:PREVIEW_LENGTH] if body else f"[{kind.replace('_', ' ')}]"
 
 
