@@ -1,9 +1,12 @@
-"""SQLite settings for the embedded default: WAL, a busy timeout, enforced foreign keys."""
+"""SQLite settings for the embedded default: WAL, a busy timeout, enforced foreign keys; and the
+health checks' probe."""
 
 from __future__ import annotations
 
-from sqlalchemy import event
+from sqlalchemy import event, text
 from sqlalchemy.engine import Engine
+
+from helpdesk.extensions import db
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 
@@ -29,3 +32,8 @@ def configure_sqlite(engine: Engine) -> None:
         # IMMEDIATE takes the write lock up front: a deferred transaction that reads and then
         # writes fails at once with "database is locked" when another process wrote meanwhile.
         connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def check_database() -> None:
+    """One round trip to the database; raises when it cannot be reached."""
+    db.session.execute(text("SELECT 1"))

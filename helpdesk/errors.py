@@ -19,6 +19,14 @@ class ValidationError(DomainError):
     status = 422
 
 
+class InvalidField(ValidationError):
+    """A value that passed the schema but not the lookup it names (a cursor, a referenced id)."""
+
+    def __init__(self, field: str, message: str):
+        super().__init__(f"{field}: {message}")
+        self.fields = {field: [message]}
+
+
 class NotFound(DomainError):
     """No such thing."""
 

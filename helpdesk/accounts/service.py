@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import secrets
 from datetime import datetime
+from typing import Any
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import select
+from sqlalchemy import Select, delete, func, select
 
+from helpdesk.accounts.actor import Actor, as_actor
 from helpdesk.accounts.models import Agent, Availability, Membership, Role, Team, TeamMember
 from helpdesk.brands.models import Brand
-from helpdesk.errors import AlreadyExists, Forbidden, NotFound, ValidationError
+from helpdesk.errors import AlreadyExists, InvalidField, NotFound, ValidationError
 from helpdesk.extensions import db
 
 _hasher = PasswordHasher()
@@ -70,6 +72,21 @@ def create_agent(
     return agent, password
 
 
+def memberships(agent_id: int) -> list[tuple[Brand, Role]]:
+    """The agent's brands with their role in each, by name: the console's brand switcher."""
+    rows = db.session.execute(
+        select(Brand, Membership.role)
+        .join(Membership, Membership.brand_id == Brand.id)
+        .where(Membership.agent_id == agent_id)
+        .order_by(Brand.name, Brand.id)
+    ).all()
+    return [(brand, role) for brand, role in rows]
+
+
+def get_agent(agent_id: int) -> Agent | None:
+    return db.session.get(Agent, agent_id)
+
+
 def role_in(agent_id: int, brand_id: int) -> Role | None:
     return db.session.scalar(
         select(Membership.role).where(
@@ -98,16 +115,11 @@ def add_team_member(team: Team, agent: Agent) -> None:
         db.session.flush()
 
 
-def require_role(actor: Agent | None, brand_id: int, minimum: Role) -> Role | None:
-    """None is the system (workers, intake). An outsider gets NotFound: brands never leak."""
-    if actor is None:
-        return None
-    role = role_in(actor.id, brand_id)
-    if role is None:
-        raise NotFound("no such thing in your brands")
-    if role.rank < minimum.rank:
-        raise Forbidden(f"this needs the {minimum.value} role")
-    return role
+def require_role(actor: Actor | Agent | None, brand_id: int, minimum: Role) -> Role | None:
+    """None is the system (workers, intake). An outsider gets NotFound: brands never leak.
+
+    Kept for the services that still take an agent: the check itself is `Actor.require`."""
+    return as_actor(actor, brand_id).require(minimum, brand_id=brand_id)
 
 
 def brand_agent_ids(brand_id: int, roles: tuple[Role, ...] | None = None) -> list[int]:
@@ -115,6 +127,13 @@ def brand_agent_ids(brand_id: int, roles: tuple[Role, ...] | None = None) -> lis
     if roles:
         query = query.where(Membership.role.in_(roles))
     return list(db.session.scalars(query))
+
+
+def sign_out_everywhere(agent: Agent) -> None:
+    """A new session epoch: a copy of any of the agent's session cookies no longer signs anyone
+    in."""
+    agent.session_epoch += 1
+    db.session.flush()
 
 
 def on_sign_in(agent: Agent, now: datetime | None = None) -> Availability:
@@ -126,3 +145,79 @@ def on_sign_in(agent: Agent, now: datetime | None = None) -> Availability:
     if agent.availability is Availability.OFFLINE:
         set_availability(agent, Availability.ONLINE, now=now)
     return agent.availability
+
+
+# Agent management (the API's /agents; the command line creates agents as the system) ---------
+
+
+def agents_query(brand_id: int) -> Select:
+    """The brand's members, for a listing to order and page."""
+    return (
+        select(Agent)
+        .join(Membership, Membership.agent_id == Agent.id)
+        .where(Membership.brand_id == brand_id)
+    )
+
+
+def add_agent(
+    actor: Actor,
+    brand: Brand,
+    email: str,
+    name: str,
+    role: Role | str = Role.AGENT,
+    password: str | None = None,
+) -> tuple[Agent, str | None]:
+    """A new agent of the brand, by an admin. An email already in use is AlreadyExists: whoever
+    adds an agent may not rename, or set the password of, someone another brand may employ."""
+    actor.require(Role.ADMIN, "adding an agent", brand.id)
+    email = email.strip().lower()
+    if db.session.scalar(select(Agent.id).where(func.lower(Agent.email) == email)):
+        raise AlreadyExists("an agent with this email already exists")
+    return create_agent(email, name, brand, role, password)
+
+
+def set_teams(agent: Agent, brand_id: int, team_ids: list[int]) -> None:
+    """The agent's teams in this brand become exactly these; other brands' teams are untouched."""
+    wanted = set(team_ids)
+    brand_teams = set(
+        db.session.scalars(select(Team.id).where(Team.brand_id == brand_id, Team.id.in_(wanted)))
+    )
+    if wanted - brand_teams:
+        missing = sorted(wanted - brand_teams)
+        raise InvalidField("team_ids", f"no such teams in this brand: {missing}")
+    db.session.execute(
+        delete(TeamMember).where(
+            TeamMember.agent_id == agent.id,
+            TeamMember.team_id.in_(select(Team.id).where(Team.brand_id == brand_id)),
+            TeamMember.team_id.not_in(wanted),
+        )
+    )
+    for team_id in sorted(wanted):
+        add_team_member(db.session.get(Team, team_id), agent)
+
+
+def change_agent(agent: Agent, changes: dict[str, Any], actor: Actor) -> Agent:
+    """Availability, capacity and teams need a manager; a role change needs an admin, so a
+    manager cannot raise anyone (themselves included) to admin."""
+    from helpdesk.assignment.service import set_availability  # assignment builds on accounts
+
+    brand_id = actor.brand_id
+    actor.require(Role.MANAGER, "changing an agent", brand_id)
+    if brand_id is None or role_in(agent.id, brand_id) is None:
+        raise NotFound("no such agent")
+    if "role" in changes and Role(changes["role"]) is not role_in(agent.id, brand_id):
+        actor.require(Role.ADMIN, "changing a role", brand_id)
+        membership = db.session.scalar(
+            select(Membership).where(
+                Membership.agent_id == agent.id, Membership.brand_id == brand_id
+            )
+        )
+        membership.role = Role(changes["role"])
+    if "capacity" in changes:
+        agent.capacity = changes["capacity"]
+    if "team_ids" in changes:
+        set_teams(agent, brand_id, changes["team_ids"])
+    db.session.flush()
+    if "availability" in changes:
+        set_availability(agent, changes["availability"])
+    return agent

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import secrets
-from datetime import datetime
+from datetime import datetime, timedelta
 
-from sqlalchemy import ForeignKey, String, select
+from sqlalchemy import ForeignKey, String, or_, select, update
 from sqlalchemy.orm import Mapped, mapped_column
 
 from helpdesk.accounts.models import Role
@@ -16,6 +16,7 @@ from helpdesk.extensions import db
 from helpdesk.types import UTCDateTime, utcnow, value_enum
 
 TOKEN_PREFIX = "hd_"
+LAST_USED_EVERY = timedelta(minutes=1)
 
 
 class ApiToken(db.Model):
@@ -61,6 +62,24 @@ def authenticate(token: str) -> ApiToken | None:
     if row is None or row.revoked_at is not None:
         return None
     return row
+
+
+def touch(token: ApiToken, now: datetime | None = None) -> bool:
+    """Record use at most once a minute, so a busy integration does not write on every call;
+    True when a write was made (the caller commits it)."""
+    now = now or utcnow()
+    if token.last_used_at is not None and now - token.last_used_at < LAST_USED_EVERY:
+        return False
+    db.session.execute(
+        update(ApiToken)
+        .where(
+            ApiToken.id == token.id,
+            or_(ApiToken.last_used_at.is_(None), ApiToken.last_used_at < now - LAST_USED_EVERY),
+        )
+        .values(last_used_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    return True
 
 
 def revoke_token(brand_id: int, token_id: int) -> ApiToken:

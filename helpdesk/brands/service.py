@@ -31,3 +31,10 @@ def get_brand_by_slug(slug: str) -> Brand:
     if brand is None:
         raise NotFound(f"no brand {slug!r}")
     return brand
+
+
+def get_brand(brand_id: int) -> Brand:
+    brand = db.session.get(Brand, brand_id)
+    if brand is None:
+        raise NotFound("no such brand")
+    return brand

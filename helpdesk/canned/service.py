@@ -14,6 +14,7 @@ from sqlalchemy import Select, and_, case, false, func, or_, select
 from sqlalchemy import update as update_rows
 from sqlalchemy.exc import IntegrityError
 
+from helpdesk.accounts.actor import Actor, agent_id_of
 from helpdesk.accounts.models import Agent, Role
 from helpdesk.accounts.service import require_role
 from helpdesk.brands.models import Brand
@@ -108,14 +109,14 @@ def _flush_unique(reply: CannedReply) -> None:
 # Access -------------------------------------------------------------------------------------------
 
 
-def _check_visible(reply: CannedReply, actor: Agent | None) -> None:
+def _check_visible(reply: CannedReply, actor: Actor | Agent | None) -> None:
     """Members see shared replies and their own; someone else's personal reply does not exist."""
     require_role(actor, reply.brand_id, Role.AGENT)
-    if actor is not None and reply.owner_id is not None and reply.owner_id != actor.id:
+    if actor is not None and reply.owner_id is not None and reply.owner_id != agent_id_of(actor):
         raise NotFound("no such canned reply")
 
 
-def _check_editable(reply: CannedReply, actor: Agent | None) -> None:
+def _check_editable(reply: CannedReply, actor: Actor | Agent | None) -> None:
     _check_visible(reply, actor)
     if reply.owner_id is None:
         require_role(actor, reply.brand_id, Role.MANAGER)
@@ -126,7 +127,7 @@ def _check_editable(reply: CannedReply, actor: Agent | None) -> None:
 
 def create(
     brand: Brand,
-    actor: Agent | None,
+    actor: Actor | Agent | None,
     shortcode: str,
     title: str | None,
     body: str,
@@ -142,7 +143,7 @@ def create(
     validate_canned(body)
     reply = CannedReply(
         brand_id=brand.id,
-        owner_id=None if shared else actor.id,
+        owner_id=None if shared else agent_id_of(actor),
         shortcode=code,
         title=_clean_title(title, code),
         body=body,
@@ -154,7 +155,7 @@ def create(
     return reply
 
 
-def get(reply_id: int, actor: Agent | None, brand_id: int | None = None) -> CannedReply:
+def get(reply_id: int, actor: Actor | Agent | None, brand_id: int | None = None) -> CannedReply:
     """Load a reply the actor may see; `brand_id` scopes it to the brand a request acts for."""
     reply = db.session.get(CannedReply, reply_id)
     if reply is None or (brand_id is not None and reply.brand_id != brand_id):
@@ -165,7 +166,7 @@ def get(reply_id: int, actor: Agent | None, brand_id: int | None = None) -> Cann
 
 def update(
     reply: CannedReply,
-    actor: Agent | None,
+    actor: Actor | Agent | None,
     *,
     shortcode: str = UNSET,
     title: str | None = UNSET,
@@ -180,7 +181,7 @@ def update(
         require_role(actor, reply.brand_id, Role.MANAGER)
         if not shared and actor is None:
             raise ValidationError("a personal canned reply needs an owner")
-        changes["owner_id"] = None if shared else actor.id
+        changes["owner_id"] = None if shared else agent_id_of(actor)
     code = reply.shortcode
     if shortcode is not UNSET:
         code = normalize_shortcode(shortcode)
@@ -200,7 +201,7 @@ def update(
     return reply
 
 
-def delete(reply: CannedReply, actor: Agent | None) -> None:
+def delete(reply: CannedReply, actor: Actor | Agent | None) -> None:
     """Remove a reply; the same rules as editing it."""
     _check_editable(reply, actor)
     db.session.delete(reply)
@@ -218,15 +219,34 @@ def _contains(column: Any, word: str) -> Any:
     return func.lower(column).like(f"%{_escape_like(word.lower())}%", escape="\\")
 
 
-def _visible_to(brand_id: int, actor: Agent | None) -> Select:
-    owned = CannedReply.owner_id == actor.id if actor is not None else false()
+def _visible_to(brand_id: int, actor: Actor | Agent | None) -> Select:
+    owned = CannedReply.owner_id == agent_id_of(actor) if actor is not None else false()
     return select(CannedReply).where(
         CannedReply.brand_id == brand_id, or_(CannedReply.owner_id.is_(None), owned)
     )
 
 
+def shared_query(brand_id: int, query: str = "") -> Select:
+    """The brand's shared replies, for a listing to order and page (the API's: a token is no
+    agent and has no personal replies); a query matches a shortcode prefix or every word."""
+    statement = select(CannedReply).where(
+        CannedReply.brand_id == brand_id, CannedReply.owner_id.is_(None)
+    )
+    text = (query or "").strip().lower()
+    if text:
+        prefix = CannedReply.shortcode.like(f"{_escape_like(text.removeprefix('/'))}%", escape="\\")
+        words = and_(
+            *(
+                or_(_contains(CannedReply.title, word), _contains(CannedReply.body, word))
+                for word in text.split()
+            )
+        )
+        statement = statement.where(prefix if text.startswith("/") else or_(prefix, words))
+    return statement
+
+
 def search(
-    brand_id: int, actor: Agent | None, query: str = "", limit: int = SEARCH_LIMIT
+    brand_id: int, actor: Actor | Agent | None, query: str = "", limit: int = SEARCH_LIMIT
 ) -> list[CannedReply]:
     """Replies the actor can use, for the `/` picker: shortcode prefix first, then by words.
 

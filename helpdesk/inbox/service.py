@@ -7,18 +7,28 @@ from datetime import datetime
 
 from sqlalchemy import select
 
+from helpdesk.accounts.actor import Actor, agent_id_of
 from helpdesk.accounts.models import Agent, Role
 from helpdesk.accounts.service import require_role
 from helpdesk.channels.models import Channel
 from helpdesk.dm import service as dm
 from helpdesk.dm import text as texts
-from helpdesk.dm.models import Conversation, Direction, Message, MessageStatus, RequestState
-from helpdesk.errors import NewerReply, ReplyWindowClosed
+from helpdesk.dm.models import (
+    Contact,
+    Conversation,
+    Direction,
+    Message,
+    MessageStatus,
+    Reaction,
+    RequestState,
+)
+from helpdesk.errors import InvalidState, NewerReply, ReplyWindowClosed
 from helpdesk.extensions import db
 from helpdesk.live import events as live
 from helpdesk.outgoing.service import emit, message_data
+from helpdesk.tickets import notes
 from helpdesk.tickets import service as tickets
-from helpdesk.tickets.models import Ticket
+from helpdesk.tickets.models import Note, Ticket
 from helpdesk.types import utcnow
 
 
@@ -141,20 +151,55 @@ def check_no_newer_reply(
     )
 
 
-def accept(conversation: Conversation, actor: Agent | None, now: datetime | None = None) -> Ticket:
+def accept(
+    conversation: Conversation, actor: Actor | Agent | None, now: datetime | None = None
+) -> Ticket:
     require_role(actor, conversation.brand_id, Role.AGENT)
     dm.accept_request(conversation)
     return tickets.on_accept(conversation, now)
 
 
-def decline(conversation: Conversation, actor: Agent | None) -> Conversation:
+def decline(conversation: Conversation, actor: Actor | Agent | None) -> Conversation:
     require_role(actor, conversation.brand_id, Role.AGENT)
     return dm.decline_request(conversation)
 
 
-def block(conversation: Conversation, actor: Agent | None) -> Conversation:
+def block(conversation: Conversation, actor: Actor | Agent | None) -> Conversation:
     require_role(actor, conversation.brand_id, Role.AGENT)
     return dm.block_request(conversation)
+
+
+def unblock(contact: Contact, actor: Actor | Agent | None) -> Contact:
+    """Any agent may block (spam will not wait), but letting a contact back into the inbox is a
+    manager's decision."""
+    require_role(actor, contact.brand_id, Role.MANAGER)
+    return dm.unblock_contact(contact)
+
+
+def react(message: Message, emoji: str, actor: Actor | Agent | None) -> Reaction:
+    """React as the brand; colleagues with the thread open see the reaction change."""
+    require_role(actor, message.brand_id, Role.AGENT)
+    agent_id = agent_id_of(actor)
+    reaction = dm.react(message, emoji, agent=db.session.get(Agent, agent_id) if agent_id else None)
+    live.message_updated(message)
+    return reaction
+
+
+def unreact(message: Message, actor: Actor | Agent | None) -> bool:
+    """Take the brand's reaction back; colleagues with the thread open see it go."""
+    require_role(actor, message.brand_id, Role.AGENT)
+    removed = dm.unreact(message)
+    live.message_updated(message)
+    return removed
+
+
+def add_note(conversation: Conversation, author: Agent | None, body: str) -> Note:
+    """A private note goes on the conversation's current ticket: a request has none until it is
+    accepted."""
+    ticket = tickets.current_ticket(conversation)
+    if ticket is None:
+        raise InvalidState("Notes go on a ticket: accept the request first.")
+    return notes.add_note(ticket, author, body)
 
 
 def release_scheduled(now: datetime | None = None, limit: int = 500) -> list[int]:

@@ -85,3 +85,14 @@ def mark_read(agent_id: int, brand_id: int, ids: list[int] | None = None) -> int
     ).rowcount
     db.session.flush()
     return count
+
+
+def find_own(notification_id: int, agent_id: int, brand_id: int) -> Notification | None:
+    """The agent's own notification in this brand; anyone else's is None, like no row at all."""
+    notification = db.session.get(Notification, notification_id)
+    if notification is None or (notification.agent_id, notification.brand_id) != (
+        agent_id,
+        brand_id,
+    ):
+        return None
+    return notification

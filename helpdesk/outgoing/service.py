@@ -29,8 +29,9 @@ from typing import Any
 
 import httpx
 from flask import current_app
-from sqlalchemy import delete, select, update
+from sqlalchemy import Select, delete, select, update
 
+from helpdesk.accounts.actor import Actor
 from helpdesk.accounts.models import Agent, Role
 from helpdesk.accounts.service import require_role
 from helpdesk.brands.models import Brand
@@ -158,7 +159,7 @@ def _events(events: Any) -> list[str]:
 
 
 def create_subscription(
-    brand: Brand, actor: Agent | None, url: str, events: list[str]
+    brand: Brand, actor: Actor | Agent | None, url: str, events: list[str]
 ) -> tuple[WebhookSubscription, str]:
     """The signing secret is returned only here: it is stored encrypted and never shown again."""
     require_role(actor, brand.id, Role.ADMIN)
@@ -177,7 +178,13 @@ def create_subscription(
     return subscription, secret
 
 
-def list_subscriptions(brand: Brand, actor: Agent | None) -> list[WebhookSubscription]:
+def subscriptions_query(brand: Brand, actor: Actor | Agent | None) -> Select:
+    """The brand's subscriptions, for a listing to order and page; admins only, as below."""
+    require_role(actor, brand.id, Role.ADMIN)
+    return select(WebhookSubscription).where(WebhookSubscription.brand_id == brand.id)
+
+
+def list_subscriptions(brand: Brand, actor: Actor | Agent | None) -> list[WebhookSubscription]:
     """Admins only, like creating them: the URLs may name the brand's internal systems."""
     require_role(actor, brand.id, Role.ADMIN)
     return list(
@@ -197,7 +204,7 @@ def get_subscription(subscription_id: int, brand_id: int) -> WebhookSubscription
     return subscription
 
 
-def delete_subscription(subscription: WebhookSubscription, actor: Agent | None) -> None:
+def delete_subscription(subscription: WebhookSubscription, actor: Actor | Agent | None) -> None:
     """Its deliveries go with it, so nothing more is sent to a URL the brand has removed."""
     require_role(actor, subscription.brand_id, Role.ADMIN)
     db.session.execute(

@@ -10,9 +10,10 @@ from datetime import UTC, datetime
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from sqlalchemy import select
+from sqlalchemy import Select, select
 from sqlalchemy.exc import IntegrityError
 
+from helpdesk.accounts.actor import Actor
 from helpdesk.accounts.models import Agent, Membership, Role, TeamMember
 from helpdesk.accounts.service import brand_agent_ids, require_role
 from helpdesk.brands.models import Brand
@@ -72,7 +73,7 @@ def get_calendar(brand: Brand) -> BusinessCalendar:
 
 
 def set_calendar(
-    brand: Brand, actor: Agent | None, data: Mapping[str, Any], now: datetime | None = None
+    brand: Brand, actor: Actor | Agent | None, data: Mapping[str, Any], now: datetime | None = None
 ) -> BusinessHours:
     """Validate before writing, so a refused calendar changes nothing, then move every clock."""
     require_role(actor, brand.id, Role.MANAGER)
@@ -93,14 +94,15 @@ def set_calendar(
 # Policies ----------------------------------------------------------------------------------------
 
 
+def policies_query(brand_id: int) -> Select:
+    """The brand's policies, for a listing to order and page."""
+    return select(SlaPolicy).where(SlaPolicy.brand_id == brand_id)
+
+
 def list_policies(brand_id: int) -> list[SlaPolicy]:
     """In matching order, because the first match wins."""
     return list(
-        db.session.scalars(
-            select(SlaPolicy)
-            .where(SlaPolicy.brand_id == brand_id)
-            .order_by(SlaPolicy.position, SlaPolicy.id)
-        )
+        db.session.scalars(policies_query(brand_id).order_by(SlaPolicy.position, SlaPolicy.id))
     )
 
 
@@ -220,7 +222,7 @@ def _policy_values(
 
 def create_policy(
     brand: Brand,
-    actor: Agent | None,
+    actor: Actor | Agent | None,
     name: str,
     position: int,
     conditions: Mapping[str, Any],
@@ -251,7 +253,7 @@ def create_policy(
 
 
 def update_policy(
-    policy: SlaPolicy, actor: Agent | None, now: datetime | None = None, **changes: Any
+    policy: SlaPolicy, actor: Actor | Agent | None, now: datetime | None = None, **changes: Any
 ) -> SlaPolicy:
     """Partial update (PATCH): what is left out stays; open tickets follow the new rules."""
     require_role(actor, policy.brand_id, Role.MANAGER)
@@ -262,7 +264,9 @@ def update_policy(
     return policy
 
 
-def delete_policy(policy: SlaPolicy, actor: Agent | None, now: datetime | None = None) -> None:
+def delete_policy(
+    policy: SlaPolicy, actor: Actor | Agent | None, now: datetime | None = None
+) -> None:
     """Open tickets fall through to the next matching policy, or to none."""
     require_role(actor, policy.brand_id, Role.MANAGER)
     brand_id = policy.brand_id

@@ -7,6 +7,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import func, select, update
 
+from helpdesk.accounts.actor import Actor, agent_id_of
 from helpdesk.accounts.models import Agent, Role
 from helpdesk.accounts.service import require_role, role_in
 from helpdesk.brands.models import Brand
@@ -321,7 +322,7 @@ def check_unchanged(ticket: Ticket, seen: str | None) -> None:
 def set_status(
     ticket: Ticket,
     status: TicketStatus | str,
-    actor: Agent | None,
+    actor: Actor | Agent | None,
     snoozed_until: datetime | None = None,
     now: datetime | None = None,
 ) -> Ticket:
@@ -343,7 +344,7 @@ def set_status(
         return ticket
     if status is ticket.status and status is not TicketStatus.SNOOZED:
         return ticket
-    _change_status(ticket, status, actor.id if actor else None, now, snoozed_until)
+    _change_status(ticket, status, agent_id_of(actor), now, snoozed_until)
     _after_change(ticket, now)
     if status in (TicketStatus.RESOLVED, TicketStatus.CLOSED):
         from helpdesk.assignment.service import assign_waiting
@@ -384,7 +385,10 @@ def wake_snoozed(now: datetime | None = None, limit: int = 500) -> int:
 
 
 def set_priority(
-    ticket: Ticket, priority: Priority | str, actor: Agent | None, now: datetime | None = None
+    ticket: Ticket,
+    priority: Priority | str,
+    actor: Actor | Agent | None,
+    now: datetime | None = None,
 ) -> Ticket:
     now = now or utcnow()
     require_role(actor, ticket.brand_id, Role.AGENT)
@@ -397,7 +401,7 @@ def set_priority(
     record_event(
         ticket,
         "priority_changed",
-        actor.id if actor else None,
+        agent_id_of(actor),
         {"from": ticket.priority.value, "to": priority.value},
         now,
     )
@@ -407,7 +411,7 @@ def set_priority(
 
 
 def set_team(
-    ticket: Ticket, team_id: int | None, actor: Agent | None, now: datetime | None = None
+    ticket: Ticket, team_id: int | None, actor: Actor | Agent | None, now: datetime | None = None
 ) -> Ticket:
     from helpdesk.accounts.models import Team
 
@@ -422,7 +426,7 @@ def set_team(
     record_event(
         ticket,
         "team_changed",
-        actor.id if actor else None,
+        agent_id_of(actor),
         {"from": ticket.team_id, "to": team_id},
         now,
     )
@@ -467,29 +471,32 @@ def _assigned(ticket: Ticket, assignee_id: int | None, actor_id: int | None, now
     _after_change(ticket, now)
 
 
-def take(ticket: Ticket, actor: Agent, now: datetime | None = None) -> Ticket:
+def take(ticket: Ticket, actor: Actor | Agent, now: datetime | None = None) -> Ticket:
     """Exactly one of two agents taking the same ticket at once wins; the other: AlreadyAssigned."""
     now = now or utcnow()
     require_role(actor, ticket.brand_id, Role.AGENT)
+    taker = agent_id_of(actor)
+    if taker is None:
+        raise ValidationError("only an agent takes a ticket; assign it to one instead")
     taken = db.session.execute(
         update(Ticket)
         .where(Ticket.id == ticket.id, Ticket.assignee_id.is_(None))
-        .values(assignee_id=actor.id, assigned_at=now)
+        .values(assignee_id=taker, assigned_at=now)
         .execution_options(synchronize_session=False)
     ).rowcount
     if not taken:
         db.session.refresh(ticket, ["assignee_id"])
-        if ticket.assignee_id == actor.id:
+        if ticket.assignee_id == taker:
             return ticket
         raise AlreadyAssigned()
-    _assigned(ticket, actor.id, actor.id, now)
+    _assigned(ticket, taker, taker, now)
     return ticket
 
 
 def assign(
     ticket: Ticket,
     assignee_id: int | None,
-    actor: Agent | None,
+    actor: Actor | Agent | None,
     now: datetime | None = None,
     expect_unassigned: bool = False,
 ) -> Ticket:
@@ -511,9 +518,9 @@ def assign(
         if ticket.assignee_id == assignee_id:
             return ticket
         raise AlreadyAssigned()
-    _assigned(ticket, assignee_id, actor.id if actor else None, now)
+    _assigned(ticket, assignee_id, agent_id_of(actor), now)
     return ticket
 
 
-def unassign(ticket: Ticket, actor: Agent | None, now: datetime | None = None) -> Ticket:
+def unassign(ticket: Ticket, actor: Actor | Agent | None, now: datetime | None = None) -> Ticket:
     return assign(ticket, None, actor, now)

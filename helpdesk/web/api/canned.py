@@ -4,16 +4,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import and_, or_, select
-
+from helpdesk import transaction
 from helpdesk.accounts.models import Role
-from helpdesk.brands.models import Brand
+from helpdesk.brands.service import get_brand
 from helpdesk.canned import service as canned
 from helpdesk.canned.models import CannedReply
-from helpdesk.dm.models import Conversation
-from helpdesk.extensions import db
+from helpdesk.dm.visibility import conversation_for
+from helpdesk.errors import Forbidden, NotFound
 from helpdesk.web.api import present
-from helpdesk.web.api.auth import brand_id, requires
+from helpdesk.web.api.auth import actor, brand_id, requires
 from helpdesk.web.api.blueprint import api_blueprint
 from helpdesk.web.api.errors import InvalidField
 from helpdesk.web.api.lookups import owned
@@ -27,28 +26,10 @@ from helpdesk.web.api.schemas import (
     RenderInSchema,
     page_of,
 )
-from helpdesk.web.api.search import contains, starts_with
 
 bp = api_blueprint("canned_replies", "Canned replies (shared) and their rendering")
 
 REPLIES = Order("canned", CannedReply.id, CannedReply.shortcode, str, descending=False)
-
-
-def reply_query(args: dict[str, Any]) -> Any:
-    query = select(CannedReply).where(
-        CannedReply.brand_id == brand_id(), CannedReply.owner_id.is_(None)
-    )
-    if "q" in args:
-        text = args["q"].strip().lower()
-        prefix = starts_with(CannedReply.shortcode, text.removeprefix("/"))
-        words = and_(
-            *(
-                or_(contains(CannedReply.title, word), contains(CannedReply.body, word))
-                for word in text.split()
-            )
-        )
-        query = query.where(prefix if text.startswith("/") else or_(prefix, words))
-    return query
 
 
 @bp.route("/canned-replies", methods=["GET"])
@@ -56,7 +37,7 @@ def reply_query(args: dict[str, Any]) -> Any:
 @bp.response(200, page_of(CannedReplySchema, "CannedReplyPage"))
 def list_replies(args: dict[str, Any]) -> dict[str, Any]:
     """The brand's shared replies by shortcode; `q` matches a shortcode prefix or words."""
-    rows, cursor = paginate(reply_query(args), REPLIES, args)
+    rows, cursor = paginate(canned.shared_query(brand_id(), args.get("q", "")), REPLIES, args)
     return {"items": present.canned_replies(rows), "next_cursor": cursor}
 
 
@@ -66,17 +47,16 @@ def list_replies(args: dict[str, Any]) -> dict[str, Any]:
 @bp.response(201, CannedReplySchema)
 def create_reply(data: dict[str, Any]) -> dict[str, Any]:
     """A reply shared with the brand (speaking for the brand needs a manager token)."""
-    brand = db.session.get(Brand, brand_id())
     reply = canned.create(
-        brand,
-        None,
+        get_brand(brand_id()),
+        actor(),
         data["shortcode"],
         data.get("title"),
         data["body"],
         attachments=data["attachments"],
         shared=True,
     )
-    db.session.commit()
+    transaction.commit()
     return canned.to_dict(reply)
 
 
@@ -93,8 +73,8 @@ def get_reply(reply_id: int) -> dict[str, Any]:
 @bp.response(200, CannedReplySchema)
 def patch_reply(data: dict[str, Any], reply_id: int) -> dict[str, Any]:
     """Change the given fields; the body is checked by the sandbox first."""
-    reply = canned.update(owned(CannedReply, reply_id), None, **data)
-    db.session.commit()
+    reply = canned.update(owned(CannedReply, reply_id), actor(), **data)
+    transaction.commit()
     return canned.to_dict(reply)
 
 
@@ -103,8 +83,8 @@ def patch_reply(data: dict[str, Any], reply_id: int) -> dict[str, Any]:
 @bp.response(204)
 def delete_reply(reply_id: int) -> None:
     """Delete a shared reply."""
-    canned.delete(owned(CannedReply, reply_id), None)
-    db.session.commit()
+    canned.delete(owned(CannedReply, reply_id), actor())
+    transaction.commit()
 
 
 @bp.route("/canned-replies/<id:reply_id>/render", methods=["POST"])
@@ -113,9 +93,10 @@ def delete_reply(reply_id: int) -> None:
 def render_reply(data: dict[str, Any], reply_id: int) -> dict[str, Any]:
     """The reply filled in for a conversation (no agent: agent placeholders stay visible)."""
     reply = owned(CannedReply, reply_id)
-    conversation = db.session.get(Conversation, data["conversation_id"])
-    if conversation is None or conversation.brand_id != brand_id():
-        raise InvalidField("conversation_id", "no such conversation")
+    try:
+        conversation = conversation_for(actor(), data["conversation_id"])
+    except (NotFound, Forbidden):
+        raise InvalidField("conversation_id", "no such conversation") from None
     result = canned.render(reply, conversation, None)
-    db.session.commit()
+    transaction.commit()
     return {"text": result.text, "missing": result.missing, "too_long": result.too_long}

@@ -14,7 +14,7 @@ from sqlalchemy.exc import DataError, IntegrityError
 from werkzeug.exceptions import HTTPException
 from werkzeug.routing import RequestRedirect
 
-from helpdesk.errors import DomainError, ValidationError
+from helpdesk.errors import DomainError, InvalidField  # noqa: F401 (re-exported for the views)
 from helpdesk.extensions import db
 
 CODES_BY_STATUS = {
@@ -36,14 +36,6 @@ MESSAGES_BY_STATUS = {
     413: "the request body is too large",
     500: "something went wrong on our side",
 }
-
-
-class InvalidField(ValidationError):
-    """A value that passed the schema but not the lookup it names (a cursor, a referenced id)."""
-
-    def __init__(self, field: str, message: str):
-        super().__init__(f"{field}: {message}")
-        self.fields = {field: [message]}
 
 
 def error_response(

@@ -4,15 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import select
-
+from helpdesk import transaction
 from helpdesk.accounts.models import Role
 from helpdesk.brands.models import Brand
-from helpdesk.extensions import db
+from helpdesk.brands.service import get_brand
 from helpdesk.sla import service as sla
 from helpdesk.sla.models import SlaPolicy
 from helpdesk.web.api import present
-from helpdesk.web.api.auth import brand_id, requires
+from helpdesk.web.api.auth import actor, brand_id, requires
 from helpdesk.web.api.blueprint import api_blueprint
 from helpdesk.web.api.lookups import owned
 from helpdesk.web.api.pagination import Order, paginate
@@ -30,7 +29,7 @@ POLICIES = Order("sla_policies", SlaPolicy.id, SlaPolicy.position, int, descendi
 
 
 def _brand() -> Brand:
-    return db.session.get(Brand, brand_id())
+    return get_brand(brand_id())
 
 
 @bp.route("/sla-policies", methods=["GET"])
@@ -39,8 +38,7 @@ def _brand() -> Brand:
 @bp.response(200, page_of(SlaPolicySchema, "SlaPolicyPage"))
 def list_policies(args: dict[str, Any]) -> dict[str, Any]:
     """Policies in matching order: the first that matches a ticket sets its targets."""
-    query = select(SlaPolicy).where(SlaPolicy.brand_id == brand_id())
-    rows, cursor = paginate(query, POLICIES, args)
+    rows, cursor = paginate(sla.policies_query(brand_id()), POLICIES, args)
     return {"items": present.sla_policies(rows), "next_cursor": cursor}
 
 
@@ -50,8 +48,8 @@ def list_policies(args: dict[str, Any]) -> dict[str, Any]:
 @bp.response(201, SlaPolicySchema)
 def create_policy(data: dict[str, Any]) -> dict[str, Any]:
     """A new policy; the brand's open tickets get new due times at once."""
-    policy = sla.create_policy(_brand(), None, **data)
-    db.session.commit()
+    policy = sla.create_policy(_brand(), actor(), **data)
+    transaction.commit()
     return present.sla_policy(policy)
 
 
@@ -69,8 +67,8 @@ def get_policy(policy_id: int) -> dict[str, Any]:
 @bp.response(200, SlaPolicySchema)
 def patch_policy(changes: dict[str, Any], policy_id: int) -> dict[str, Any]:
     """Change the given fields (conditions and targets given are merged); tickets follow."""
-    policy = sla.update_policy(owned(SlaPolicy, policy_id), None, **changes)
-    db.session.commit()
+    policy = sla.update_policy(owned(SlaPolicy, policy_id), actor(), **changes)
+    transaction.commit()
     return present.sla_policy(policy)
 
 
@@ -79,8 +77,8 @@ def patch_policy(changes: dict[str, Any], policy_id: int) -> dict[str, Any]:
 @bp.response(204)
 def delete_policy(policy_id: int) -> None:
     """Delete a policy; open tickets fall through to the next one that matches."""
-    sla.delete_policy(owned(SlaPolicy, policy_id), None)
-    db.session.commit()
+    sla.delete_policy(owned(SlaPolicy, policy_id), actor())
+    transaction.commit()
 
 
 @bp.route("/business-hours", methods=["GET"])
@@ -97,6 +95,6 @@ def get_business_hours() -> dict[str, Any]:
 def put_business_hours(data: dict[str, Any]) -> dict[str, Any]:
     """Replace the calendar; every open ticket's due times move with it."""
     brand = _brand()
-    sla.set_calendar(brand, None, data)
-    db.session.commit()
+    sla.set_calendar(brand, actor(), data)
+    transaction.commit()
     return sla.get_calendar(brand).to_dict()

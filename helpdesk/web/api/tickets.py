@@ -8,17 +8,15 @@ from typing import Any
 from flask import Response
 from sqlalchemy import Select, String, and_, cast, exists, func, not_, or_, select
 
-from helpdesk.errors import AlreadyAssigned
-from helpdesk.extensions import db
+from helpdesk import transaction
 from helpdesk.idempotency.service import Answer
+from helpdesk.tickets import changes as changes_service
 from helpdesk.tickets import notes, tags
-from helpdesk.tickets import service as tickets
-from helpdesk.tickets.models import ACTIVE_STATUSES, Tag, Ticket, TicketStatus, TicketTag
+from helpdesk.tickets.models import ACTIVE_STATUSES, Tag, Ticket, TicketTag
 from helpdesk.types import utcnow
 from helpdesk.web.api import idempotency, present
-from helpdesk.web.api.auth import brand_id
+from helpdesk.web.api.auth import actor, brand_id
 from helpdesk.web.api.blueprint import api_blueprint
-from helpdesk.web.api.errors import InvalidField
 from helpdesk.web.api.lookups import owned
 from helpdesk.web.api.pagination import Order, paginate
 from helpdesk.web.api.schemas import (
@@ -90,38 +88,6 @@ def ticket_query(args: dict[str, Any], now: datetime) -> Select:
     return query
 
 
-def assign(ticket: Ticket, assignee_id: int | None, now: datetime) -> None:
-    """Assign an unassigned ticket, or unassign; a ticket someone else holds answers 409
-    `already_assigned` (unassign it first), so an integration never silently takes it over."""
-    if assignee_id is None:
-        if ticket.assignee_id is not None:
-            tickets.unassign(ticket, None, now)
-        return
-    if ticket.assignee_id == assignee_id:
-        return
-    if ticket.assignee_id is not None:
-        raise AlreadyAssigned(
-            f"the ticket is assigned to agent {ticket.assignee_id}; unassign it first"
-        )
-    tickets.assign(ticket, assignee_id, None, now, expect_unassigned=True)
-
-
-def change_ticket(ticket: Ticket, changes: dict[str, Any], now: datetime) -> None:
-    """A PATCH in one transaction: the assignee before the team (so routing does not auto-assign
-    over it), the status last (resolving may hand waiting tickets to the freed agent)."""
-    if "priority" in changes:
-        tickets.set_priority(ticket, changes["priority"], None, now)
-    if "assignee_id" in changes:
-        assign(ticket, changes["assignee_id"], now)
-    if "team_id" in changes:
-        tickets.set_team(ticket, changes["team_id"], None, now)
-    status, until = changes.get("status"), changes.get("snoozed_until")
-    if until is not None and (status or ticket.status) != TicketStatus.SNOOZED:
-        raise InvalidField("snoozed_until", "goes with status snoozed")
-    if status is not None or until is not None:
-        tickets.set_status(ticket, status or ticket.status, None, until, now)
-
-
 @bp.route("/tickets", methods=["GET"])
 @bp.arguments(TicketQuerySchema, location="query")
 @bp.response(200, page_of(TicketSchema, "TicketPage"))
@@ -143,9 +109,8 @@ def get_ticket(ticket_id: int) -> dict[str, Any]:
 @bp.response(200, TicketSchema)
 def patch_ticket(changes: dict[str, Any], ticket_id: int) -> dict[str, Any]:
     """Change status, priority, assignee, team or snooze; assigning someone else's ticket is 409."""
-    ticket = owned(Ticket, ticket_id)
-    change_ticket(ticket, changes, utcnow())
-    db.session.commit()
+    ticket = changes_service.change_ticket(owned(Ticket, ticket_id), changes, actor())
+    transaction.commit()
     return present.ticket(ticket)
 
 
@@ -156,7 +121,7 @@ def add_tag(data: dict[str, Any], ticket_id: int) -> dict[str, Any]:
     """Tag the ticket, creating the brand's tag if new; tagging twice changes nothing."""
     ticket = owned(Ticket, ticket_id)
     tags.add_tag(ticket, data["name"], None)
-    db.session.commit()
+    transaction.commit()
     return present.ticket(ticket)
 
 
@@ -165,7 +130,7 @@ def add_tag(data: dict[str, Any], ticket_id: int) -> dict[str, Any]:
 def remove_tag(ticket_id: int, name: str) -> None:
     """Untag the ticket; 404 when it does not carry the tag."""
     tags.remove_tag(owned(Ticket, ticket_id), name, None)
-    db.session.commit()
+    transaction.commit()
 
 
 @bp.route("/tickets/<id:ticket_id>/notes", methods=["POST"])
@@ -179,5 +144,5 @@ def add_note(data: dict[str, Any], ticket_id: int) -> Response:
         return idempotency.replay(claimed)
     note = notes.add_note(ticket, None, data["body"])
     answer = idempotency.answer(claimed, 201, NoteSchema, present.note(note))
-    db.session.commit()
+    transaction.commit()
     return answer

@@ -7,14 +7,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import select
-
+from helpdesk import transaction
 from helpdesk.accounts.models import Role
-from helpdesk.brands.models import Brand
-from helpdesk.extensions import db
+from helpdesk.brands.service import get_brand
 from helpdesk.outgoing import service as outgoing
 from helpdesk.outgoing.models import WebhookSubscription
-from helpdesk.web.api.auth import brand_id, requires
+from helpdesk.web.api.auth import actor, brand_id, requires
 from helpdesk.web.api.blueprint import api_blueprint
 from helpdesk.web.api.lookups import owned
 from helpdesk.web.api.pagination import Order, paginate
@@ -41,7 +39,7 @@ def shown(subscription: WebhookSubscription) -> dict[str, Any]:
 @bp.response(200, page_of(SubscriptionSchema, "SubscriptionPage"))
 def list_subscriptions(args: dict[str, Any]) -> dict[str, Any]:
     """The brand's subscriptions, oldest first."""
-    query = select(WebhookSubscription).where(WebhookSubscription.brand_id == brand_id())
+    query = outgoing.subscriptions_query(get_brand(brand_id()), actor())
     rows, cursor = paginate(query, SUBSCRIPTIONS, args)
     return {"items": [shown(row) for row in rows], "next_cursor": cursor}
 
@@ -52,9 +50,10 @@ def list_subscriptions(args: dict[str, Any]) -> dict[str, Any]:
 @bp.response(201, SubscriptionCreatedSchema)
 def create_subscription(data: dict[str, Any]) -> dict[str, Any]:
     """Subscribe a URL to events; the signing secret is answered this once."""
-    brand = db.session.get(Brand, brand_id())
-    subscription, secret = outgoing.create_subscription(brand, None, data["url"], data["events"])
-    db.session.commit()
+    subscription, secret = outgoing.create_subscription(
+        get_brand(brand_id()), actor(), data["url"], data["events"]
+    )
+    transaction.commit()
     return {**shown(subscription), "secret": secret}
 
 
@@ -63,5 +62,5 @@ def create_subscription(data: dict[str, Any]) -> dict[str, Any]:
 @bp.response(204)
 def delete_subscription(subscription_id: int) -> None:
     """Unsubscribe; deliveries not yet sent go with it."""
-    outgoing.delete_subscription(owned(WebhookSubscription, subscription_id), None)
-    db.session.commit()
+    outgoing.delete_subscription(owned(WebhookSubscription, subscription_id), actor())
+    transaction.commit()

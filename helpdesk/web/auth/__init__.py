@@ -15,7 +15,8 @@ from flask_login import UserMixin
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from helpdesk.accounts.models import Agent
-from helpdesk.extensions import csrf, db, login_manager
+from helpdesk.accounts.service import get_agent
+from helpdesk.extensions import csrf, login_manager
 
 bp = Blueprint("auth", __name__)
 
@@ -57,7 +58,7 @@ def _load_user(user_id: str) -> ConsoleUser | None:
     agent_id, _, mark = (user_id or "").partition(".")
     if not agent_id.isdigit():
         return None
-    agent = db.session.get(Agent, int(agent_id))
+    agent = get_agent(int(agent_id))
     if agent is None or not agent.active or not hmac.compare_digest(mark, fingerprint(agent)):
         return None
     return ConsoleUser(agent)

@@ -7,8 +7,8 @@ from flask.typing import ResponseReturnValue
 from flask_login import current_user, login_required, login_user, logout_user
 from flask_wtf.csrf import CSRFError
 
-from helpdesk.accounts.service import on_sign_in
-from helpdesk.extensions import db
+from helpdesk import transaction
+from helpdesk.accounts.service import on_sign_in, sign_out_everywhere
 from helpdesk.logins.service import (
     InvalidCredentials,
     LoginThrottled,
@@ -40,14 +40,14 @@ def login() -> ResponseReturnValue:
     if request.method == "POST":
         try:
             attempt = reserve(email, request.remote_addr or "?", policy=_policy())
-            db.session.commit()  # counted by every other request before the password is checked
+            transaction.commit()  # counted by every other request before the password is checked
             agent = authenticate(attempt, request.form.get("password", ""))
         except (InvalidCredentials, LoginThrottled) as refused:
-            db.session.commit()  # the failed attempt counts, whatever comes next
+            transaction.commit()  # the failed attempt counts, whatever comes next
             flash(refused.message, "error")
             return render_template("auth/login.html", email=email), refused.status
         on_sign_in(agent)  # an offline agent comes online; a chosen "away" is kept
-        db.session.commit()
+        transaction.commit()
         target = _safe_next(request.args.get("next") or request.form.get("next"))
         # A new session at sign-in: nothing set before it (a planted cookie) survives.
         session.clear()
@@ -65,9 +65,8 @@ def logout_confirm() -> ResponseReturnValue:
 @bp.post("/logout")
 @login_required
 def logout() -> ResponseReturnValue:
-    agent = current_user.agent
-    agent.session_epoch += 1  # a copy of this session's cookies no longer signs anyone in
-    db.session.commit()
+    sign_out_everywhere(current_user.agent)
+    transaction.commit()
     session.clear()
     logout_user()  # after the clear: it leaves the mark that deletes the remember-me cookie
     flash("You are signed out.", "info")

@@ -12,8 +12,9 @@ from flask_login import current_user
 from werkzeug.exceptions import HTTPException
 from werkzeug.routing import BuildError
 
+from helpdesk import transaction
 from helpdesk.errors import DomainError
-from helpdesk.extensions import db, login_manager
+from helpdesk.extensions import login_manager
 from helpdesk.live import events as live
 from helpdesk.live.service import cursor_now
 from helpdesk.notifications.service import unread_count
@@ -91,7 +92,7 @@ def _http_error(error: HTTPException) -> ResponseReturnValue:
 @bp.errorhandler(DomainError)
 def _refused(error: DomainError) -> ResponseReturnValue:
     """A service refusal that no view caught: a missing object is a 404, a role a 403."""
-    db.session.rollback()
+    transaction.rollback()
     status = error.status if error.status in (403, 404) else 400
     if wants_json():
         return {"error": {"code": error.code, "message": error.message}}, status

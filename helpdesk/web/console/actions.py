@@ -6,13 +6,11 @@ from datetime import datetime, time, timedelta
 
 from flask import abort, request, url_for
 from flask.typing import ResponseReturnValue
-from sqlalchemy import select
 
-from helpdesk.accounts.models import Role
 from helpdesk.dm import service as dm
-from helpdesk.dm.models import Contact, Conversation, Participant
+from helpdesk.dm.models import Contact, Conversation
+from helpdesk.dm.visibility import contact_in
 from helpdesk.errors import InvalidState, ValidationError
-from helpdesk.extensions import db
 from helpdesk.inbox import service as inbox
 from helpdesk.tickets import service as tickets
 from helpdesk.tickets import tags
@@ -20,12 +18,12 @@ from helpdesk.tickets.models import Ticket, TicketStatus
 from helpdesk.types import utcnow
 from helpdesk.web.console import bp
 from helpdesk.web.console.context import (
+    actor,
     conversation_or_404,
     me,
     parse_id,
     parse_local,
     perform,
-    require,
     timezone,
 )
 
@@ -59,7 +57,7 @@ def assign(conversation_id: int) -> ResponseReturnValue:
     conversation = conversation_or_404(conversation_id)
     assignee_id = _optional_id("assignee_id")
     return perform(
-        lambda: tickets.assign(_ticket(conversation), assignee_id, me()),
+        lambda: tickets.assign(_ticket(conversation), assignee_id, actor()),
         "Assigned." if assignee_id else "Unassigned.",
         _here(conversation_id),
     )
@@ -69,7 +67,7 @@ def assign(conversation_id: int) -> ResponseReturnValue:
 def take(conversation_id: int) -> ResponseReturnValue:
     conversation = conversation_or_404(conversation_id)
     return perform(
-        lambda: tickets.take(_ticket(conversation), me()), "It's yours.", _here(conversation_id)
+        lambda: tickets.take(_ticket(conversation), actor()), "It's yours.", _here(conversation_id)
     )
 
 
@@ -77,7 +75,9 @@ def take(conversation_id: int) -> ResponseReturnValue:
 def unassign(conversation_id: int) -> ResponseReturnValue:
     conversation = conversation_or_404(conversation_id)
     return perform(
-        lambda: tickets.unassign(_ticket(conversation), me()), "Unassigned.", _here(conversation_id)
+        lambda: tickets.unassign(_ticket(conversation), actor()),
+        "Unassigned.",
+        _here(conversation_id),
     )
 
 
@@ -107,7 +107,7 @@ def status(conversation_id: int) -> ResponseReturnValue:
         until = None
         if value == TicketStatus.SNOOZED:
             until = snooze_until(request.form.get("snooze"), request.form.get("snooze_until"))
-        return tickets.set_status(_ticket(conversation), value, me(), snoozed_until=until)
+        return tickets.set_status(_ticket(conversation), value, actor(), snoozed_until=until)
 
     return perform(change, f"Status: {value}.", _here(conversation_id))
 
@@ -117,7 +117,7 @@ def priority(conversation_id: int) -> ResponseReturnValue:
     conversation = conversation_or_404(conversation_id)
     value = request.form.get("priority", "")
     return perform(
-        lambda: tickets.set_priority(_ticket(conversation), value, me()),
+        lambda: tickets.set_priority(_ticket(conversation), value, actor()),
         f"Priority: {value}.",
         _here(conversation_id),
     )
@@ -128,7 +128,7 @@ def team(conversation_id: int) -> ResponseReturnValue:
     conversation = conversation_or_404(conversation_id)
     team_id = _optional_id("team_id")
     return perform(
-        lambda: tickets.set_team(_ticket(conversation), team_id, me()),
+        lambda: tickets.set_team(_ticket(conversation), team_id, actor()),
         "Team changed.",
         _here(conversation_id),
     )
@@ -162,7 +162,7 @@ def request_action(conversation_id: int) -> ResponseReturnValue:
         abort(400, description="a request is accepted, declined or blocked")
     call, success = REQUEST_ACTIONS[action]
     target = _here(conversation_id) if action == "accept" else url_for(".inbox", folder="requests")
-    return perform(lambda: call(conversation, me()), success, target)
+    return perform(lambda: call(conversation, actor()), success, target)
 
 
 @bp.post("/conversations/<int:conversation_id>/folder")
@@ -191,14 +191,8 @@ def notification_level(conversation_id: int) -> ResponseReturnValue:
 def _contact(conversation: Conversation) -> Contact:
     """The direct thread's contact, or the chosen member of a group thread."""
     contact_id = _optional_id("contact_id") or conversation.contact_id
-    contact = db.session.get(Contact, contact_id) if contact_id else None
-    if contact is None or contact.brand_id != conversation.brand_id:
-        abort(404)
-    if contact.id != conversation.contact_id and not db.session.scalar(
-        select(Participant.id).where(
-            Participant.conversation_id == conversation.id, Participant.contact_id == contact.id
-        )
-    ):
+    contact = contact_in(conversation, contact_id) if contact_id else None
+    if contact is None:
         abort(404)
     return contact
 
@@ -217,10 +211,9 @@ def block_contact(conversation_id: int) -> ResponseReturnValue:
 @bp.post("/conversations/<int:conversation_id>/contact/unblock")
 def unblock_contact(conversation_id: int) -> ResponseReturnValue:
     conversation = conversation_or_404(conversation_id)
-    require(Role.MANAGER)
     contact = _contact(conversation)
     return perform(
-        lambda: dm.unblock_contact(contact),
+        lambda: inbox.unblock(contact, actor()),
         f"{contact.display_name} is unblocked.",
         _here(conversation_id),
     )

@@ -5,8 +5,8 @@ from __future__ import annotations
 from flask import jsonify, request
 from flask.typing import ResponseReturnValue
 
+from helpdesk import transaction
 from helpdesk.canned import service as canned
-from helpdesk.extensions import db
 from helpdesk.tickets import notes
 from helpdesk.web.console import bp
 from helpdesk.web.console.context import brand, conversation_or_404, me
@@ -42,7 +42,7 @@ def canned_render(reply_id: int) -> ResponseReturnValue:
     conversation = conversation_or_404(request.args.get("conversation_id", default=0, type=int))
     reply = canned.get(reply_id, me(), brand_id=brand().id)
     result = canned.render(reply, conversation, me())
-    db.session.commit()  # the use count, which orders the picker
+    transaction.commit()  # the use count, which orders the picker
     return jsonify(
         text=result.text,
         missing=result.missing,

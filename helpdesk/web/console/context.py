@@ -10,14 +10,15 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from flask import abort, flash, g, redirect, request, session, url_for
 from flask_login import current_user
-from sqlalchemy import select
 
-from helpdesk.accounts.models import Agent, Membership, Role
+from helpdesk import transaction
+from helpdesk.accounts.actor import Actor
+from helpdesk.accounts.models import Agent, Role
+from helpdesk.accounts.service import memberships
 from helpdesk.brands.models import Brand
+from helpdesk.dm import visibility
 from helpdesk.dm.models import Conversation, Message
-from helpdesk.dm.visibility import HIDDEN_REQUESTS_ROLE, may_see
-from helpdesk.errors import DomainError, ValidationError
-from helpdesk.extensions import db
+from helpdesk.errors import DomainError, Forbidden, NotFound, ValidationError
 from helpdesk.web.auth import safe_path
 
 log = logging.getLogger(__name__)
@@ -43,23 +44,24 @@ def load_context() -> None:
     ):
         abort(404)
     agent: Agent = current_user.agent
-    rows = db.session.execute(
-        select(Brand, Membership.role)
-        .join(Membership, Membership.brand_id == Brand.id)
-        .where(Membership.agent_id == agent.id)
-        .order_by(Brand.name, Brand.id)
-    ).all()
+    rows = memberships(agent.id)
     if not rows:
         abort(403, description="Your account is not a member of any brand yet.")
     chosen = session.get(BRAND_KEY)
     brand, role = next(((b, r) for b, r in rows if b.id == chosen), rows[0])
     session[BRAND_KEY] = brand.id
     g.agent, g.brand, g.role = agent, brand, role
+    g.actor = Actor.for_agent(agent, brand.id, role)
     g.brands = [BrandChoice(b.id, b.name, r) for b, r in rows]
 
 
 def me() -> Agent:
     return g.agent
+
+
+def actor() -> Actor:
+    """The signed-in agent acting in the current brand, as the services receive them."""
+    return g.actor
 
 
 def brand() -> Brand:
@@ -91,19 +93,17 @@ def conversation_or_404(conversation_id: int) -> Conversation:
     """Another brand's conversation does not exist here; hidden requests are for admins."""
     if not 0 < conversation_id <= MAX_ID:
         abort(404)
-    conversation = db.session.get(Conversation, conversation_id)
-    if conversation is None or conversation.brand_id != g.brand.id:
+    try:
+        return visibility.conversation_for(actor(), conversation_id)
+    except NotFound:
         abort(404)
-    if not may_see(g.role, conversation):
-        require(HIDDEN_REQUESTS_ROLE)
-    return conversation
+    except Forbidden as refused:
+        abort(403, description=f"{refused.message}.")
 
 
 def message_or_404(conversation: Conversation, message_id: int) -> Message:
-    if not 0 < message_id <= MAX_ID:
-        abort(404)
-    message = db.session.get(Message, message_id)
-    if message is None or message.conversation_id != conversation.id or message.suppressed:
+    message = visibility.message_in(conversation, message_id) if 0 < message_id <= MAX_ID else None
+    if message is None:
         abort(404)
     return message
 
@@ -119,16 +119,20 @@ def perform(
     after: Callable[[object], object] | None = None,
 ):
     """Run one service call, commit, say so, and go back; a refusal is a flash, nothing saved.
+    A missing role is no flash: it answers 403, as the console does wherever a role is missing.
 
     `after` runs once the commit is done: work for the queues must see committed rows.
     """
     try:
         result = action()
+    except Forbidden:
+        transaction.rollback()
+        raise
     except DomainError as refused:
-        db.session.rollback()
+        transaction.rollback()
         flash(refused.message, "error")
         return back(default)
-    db.session.commit()
+    transaction.commit()
     if after is not None:
         after(result)
     if success:

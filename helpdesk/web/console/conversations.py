@@ -4,16 +4,15 @@ from __future__ import annotations
 
 import secrets
 from dataclasses import dataclass, field
-from typing import TypeVar
 
 from flask import flash, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
 from werkzeug.datastructures import MultiDict
 
+from helpdesk import transaction
 from helpdesk.dm import service as dm
-from helpdesk.dm.models import Conversation, Message, MessageStatus
+from helpdesk.dm.models import Conversation, MessageStatus
 from helpdesk.errors import DomainError, InvalidState, NewerReply
-from helpdesk.extensions import db
 from helpdesk.idempotency.service import (
     Answer,
     Claim,
@@ -24,13 +23,12 @@ from helpdesk.idempotency.service import (
 from helpdesk.inbox import service as inbox
 from helpdesk.inbox import thread
 from helpdesk.inbox.queries import brand_lookups, sla_state
-from helpdesk.live import events
 from helpdesk.live import service as live
-from helpdesk.tickets import notes
-from helpdesk.tickets.service import current_ticket, state_token
+from helpdesk.tickets.service import state_token
 from helpdesk.types import utcnow
 from helpdesk.web.console import bp
 from helpdesk.web.console.context import (
+    actor,
     brand,
     conversation_or_404,
     enqueue_delivery,
@@ -42,7 +40,6 @@ from helpdesk.web.console.context import (
     perform,
 )
 
-T = TypeVar("T")
 ATTACHMENT_TYPES = ("image", "video", "audio", "file")
 REACTIONS = ("❤️", "👍", "😂", "😮", "😢", "🙏")
 
@@ -104,7 +101,7 @@ def render_conversation(
         now = utcnow()
         dm.mark_seen_by_brand(conversation, at=now)
         thread.mark_viewed(me().id, conversation.id, now)
-        db.session.commit()  # before loading: a commit expires what was loaded
+        transaction.commit()  # before loading: a commit expires what was loaded
     view = thread.load_thread(conversation, before_id=before)
     draft = draft or Draft(reply_to_id=request.args.get("reply_to", type=int))
     quoting = message_or_404(conversation, draft.reply_to_id) if draft.reply_to_id else None
@@ -141,7 +138,7 @@ def leave(conversation_id: int) -> ResponseReturnValue:
     conversation = conversation_or_404(conversation_id)
     dm.leave_thread(conversation)
     live.leave(conversation, me())
-    db.session.commit()
+    transaction.commit()
     return "", 204
 
 
@@ -169,7 +166,7 @@ def _refused(
 ):
     """Nothing was saved; the page comes back with the flash and the text as typed (with a new
     compose token: the refused one sent nothing)."""
-    db.session.rollback()
+    transaction.rollback()
     flash(refused.message, "error")
     draft.compose_token = secrets.token_urlsafe(18)
     draft.confirmed = False
@@ -203,7 +200,7 @@ def reply(conversation_id: int) -> ResponseReturnValue:
         return _refused(conversation, draft, newer, newer_reply=newer.newest_id)
     except DomainError as refused:
         return _refused(conversation, draft, refused)
-    db.session.commit()
+    transaction.commit()
     queued = [m.id for m in messages if m.status is MessageStatus.QUEUED]
     for message_id in queued:
         enqueue_delivery(message_id)
@@ -222,14 +219,11 @@ def note(conversation_id: int) -> ResponseReturnValue:
         if isinstance(claimed, Answer):
             flash("This note was already added.", "info")
             return redirect(here)
-        ticket = current_ticket(conversation)
-        if ticket is None:
-            raise InvalidState("Notes go on a ticket: accept the request first.")
-        notes.add_note(ticket, me(), draft.text)
+        inbox.add_note(conversation, me(), draft.text)
         claimed.record(303, here)
     except DomainError as refused:
         return _refused(conversation, draft, refused)
-    db.session.commit()
+    transaction.commit()
     flash("Note added.", "success")
     return redirect(here)
 
@@ -242,23 +236,17 @@ def react(conversation_id: int, message_id: int) -> ResponseReturnValue:
     emoji = request.form.get("emoji", "").strip()
     if not emoji:
         return perform(
-            lambda: _announced(message, dm.unreact(message)),
+            lambda: inbox.unreact(message, actor()),
             "Reaction removed.",
             _here(conversation),
             after=lambda _removed: enqueue_reaction(message.id, None),
         )
     return perform(
-        lambda: _announced(message, dm.react(message, emoji, agent=me())),
+        lambda: inbox.react(message, emoji, actor()),
         "Reacted.",
         _here(conversation),
         after=lambda _reaction: enqueue_reaction(message.id, emoji),
     )
-
-
-def _announced(message: Message, result: T) -> T:
-    """Colleagues with the thread open see the brand's reaction change."""
-    events.message_updated(message)
-    return result
 
 
 def _here(conversation: Conversation) -> str:

@@ -12,9 +12,9 @@ import json
 from flask import Response, abort, current_app, jsonify, render_template, request
 from flask.typing import ResponseReturnValue
 
+from helpdesk import transaction
 from helpdesk.dm import service as dm
 from helpdesk.dm.models import Conversation
-from helpdesk.extensions import db
 from helpdesk.inbox import thread
 from helpdesk.live import events
 from helpdesk.live import service as live
@@ -117,7 +117,7 @@ def presence(conversation_id: int) -> ResponseReturnValue:
     if state not in ("viewing", "typing"):
         abort(400, description="state: viewing or typing")
     live.heartbeat(conversation, me(), typing=state == "typing")
-    db.session.commit()
+    transaction.commit()
     return jsonify(presence=live.viewers(conversation.id, except_agent_id=me().id))
 
 
@@ -130,7 +130,7 @@ def thread_newer(conversation_id: int) -> ResponseReturnValue:
     now = utcnow()
     dm.mark_seen_by_brand(conversation, at=now)
     thread.mark_viewed(me().id, conversation.id, now)
-    db.session.commit()
+    transaction.commit()
     items = [item for item in thread.load_thread(conversation).items if item.kind == "message"]
     anchor = next((item for item in items if item.message.id == after), None)
     return render_template(

@@ -5,9 +5,7 @@ from __future__ import annotations
 from flask import abort, render_template, url_for
 from flask.typing import ResponseReturnValue
 
-from helpdesk.extensions import db
 from helpdesk.notifications import service as notifications
-from helpdesk.notifications.models import Notification
 from helpdesk.web.console import bp
 from helpdesk.web.console.context import brand, me, perform
 
@@ -22,12 +20,8 @@ def notifications_panel() -> ResponseReturnValue:
 
 @bp.post("/notifications/<int:notification_id>/read")
 def notification_read(notification_id: int) -> ResponseReturnValue:
-    notification = db.session.get(Notification, notification_id)
-    if (
-        notification is None
-        or notification.agent_id != me().id
-        or notification.brand_id != brand().id
-    ):
+    notification = notifications.find_own(notification_id, me().id, brand().id)
+    if notification is None:
         abort(404)
     return perform(
         lambda: notifications.mark_read(me().id, brand().id, [notification.id]),

@@ -1,8 +1,7 @@
 from flask import current_app, jsonify, redirect, render_template, url_for
 from flask_login import current_user
-from sqlalchemy import text
 
-from helpdesk.extensions import db
+from helpdesk.database import check_database
 from helpdesk.heartbeat import last_beat
 from helpdesk.web.main import bp
 
@@ -24,7 +23,7 @@ def ping():
 @bp.get("/healthz")
 def healthz():
     try:
-        db.session.execute(text("SELECT 1"))
+        check_database()
     except Exception as exc:  # any failure to reach the database means unhealthy
         current_app.logger.warning("health check failed: %s", type(exc).__name__)
         return jsonify(status="unavailable", database="down"), 503
@@ -35,7 +34,7 @@ def healthz():
 def readyz():
     checks = {}
     try:
-        db.session.execute(text("SELECT 1"))
+        check_database()
         checks["database"] = "up"
     except Exception:
         checks["database"] = "down"
