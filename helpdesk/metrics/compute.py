@@ -251,66 +251,95 @@ def measure_ticket(
     EVENT_KINDS; ``echo_ids``: its outbound messages sent from the Instagram app.
     """
     history = sorted(events, key=lambda e: e.id)
-    rows: list[Measured] = []
-    breached = set(ticket.breached)
+    resolutions = _resolutions(history)
+    rows = [
+        _first_response(ticket, history, echo_ids, targets),
+        *_responses(inbound, history, resolutions, echo_ids),
+        _resolution(ticket, history, resolutions, targets),
+    ]
+    return [row for row in rows if row is not None]
 
+
+def _first_response(
+    ticket: TicketFacts,
+    history: list[EventFacts],
+    echo_ids: set[int] | frozenset[int],
+    targets: Targets,
+) -> Measured | None:
+    """Measured when the ticket had one; else, with a target, only once it breached."""
     first = next((e for e in history if e.kind == "first_response"), None)
-    first_met = (FIRST_RESPONSE not in breached) if targets.first_response else None
-    if first is not None:
-        from_app = _message_id(first) in echo_ids
-        rows.append(
-            Measured(
-                FIRST_RESPONSE,
-                0,
-                ticket.opened_at,
-                first.at,
-                None if from_app else first.actor_id,
-                from_app,
-                first_met,
-            )
-        )
-    elif targets.first_response and FIRST_RESPONSE in breached:
-        breach = _last_breach(history, FIRST_RESPONSE)
-        rows.append(
-            Measured(
-                FIRST_RESPONSE,
-                0,
-                ticket.opened_at,
-                None,
-                _assignee_before(ticket, history, breach.id if breach else _NO_LIMIT),
-                sla_met=False,
-                breached_at=breach.at if breach else None,
-            )
-        )
+    if first is None:
+        return _unmet(ticket, history, FIRST_RESPONSE) if targets.first_response else None
+    from_app = _message_id(first) in echo_ids
+    return Measured(
+        FIRST_RESPONSE,
+        0,
+        ticket.opened_at,
+        first.at,
+        None if from_app else first.actor_id,
+        from_app,
+        (FIRST_RESPONSE not in ticket.breached) if targets.first_response else None,
+    )
 
-    resolutions = [
+
+def _resolutions(history: list[EventFacts]) -> list[EventFacts]:
+    """Status changes from an active status to a done one."""
+    return [
         e
         for e in history
         if e.kind == "status_changed" and e.data.get("to") in DONE and e.data.get("from") in ACTIVE
     ]
-    # Waits, in time order: a customer message starts one unless the ticket is already waiting,
-    # a reply ends it with a response, a resolution ends it without one.
+
+
+def _responses(
+    inbound: Iterable[datetime],
+    history: list[EventFacts],
+    resolutions: list[EventFacts],
+    echo_ids: set[int] | frozenset[int],
+) -> list[Measured]:
+    """Waits, in time order: a customer message starts one unless the ticket is already waiting,
+    a reply ends it with a response, a resolution ends it without one."""
     timeline: list[tuple[datetime, int, int, EventFacts | None]] = [
         (at, 0, 0, None) for at in inbound
     ]
     timeline += [(e.at, 1, e.id, e) for e in history if e.kind == "response"]
     timeline += [(e.at, 2, e.id, None) for e in resolutions]
     timeline.sort(key=lambda item: item[:3])
+    rows: list[Measured] = []
     waiting: datetime | None = None
-    seq = 0
     for at, order, _id, event in timeline:
         if order == 0:
             waiting = waiting or at
         elif order == 1 and waiting is not None:
             from_app = _message_id(event) in echo_ids
-            rows.append(
-                Measured(RESPONSE, seq, waiting, at, None if from_app else event.actor_id, from_app)
-            )
-            seq += 1
+            actor = None if from_app else event.actor_id
+            rows.append(Measured(RESPONSE, len(rows), waiting, at, actor, from_app))
             waiting = None
         elif order == 2:
             waiting = None
+    return rows
 
+
+def _resolution(
+    ticket: TicketFacts,
+    history: list[EventFacts],
+    resolutions: list[EventFacts],
+    targets: Targets,
+) -> Measured | None:
+    """The last resolution not undone by a reopening, for a ticket done now; else, with a
+    target, only once it breached."""
+    if ticket.status not in DONE:
+        return _unmet(ticket, history, RESOLUTION) if targets.resolution else None
+    last = _last_resolution(history, resolutions)
+    ended = last.at if last is not None else ticket.resolved_at
+    if ended is None:
+        return None
+    agent = _assignee_before(ticket, history, last.id) if last is not None else ticket.assignee_id
+    met = (RESOLUTION not in ticket.breached) if targets.resolution else None
+    return Measured(RESOLUTION, 0, ticket.opened_at, ended, agent, False, met)
+
+
+def _last_resolution(history: list[EventFacts], resolutions: list[EventFacts]) -> EventFacts | None:
     resolution_ids = {e.id for e in resolutions}
     last: EventFacts | None = None
     for event in history:
@@ -318,32 +347,24 @@ def measure_ticket(
             last = None
         elif event.id in resolution_ids:
             last = event
-    resolution_met = (RESOLUTION not in breached) if targets.resolution else None
-    if ticket.status in DONE:
-        ended = last.at if last is not None else ticket.resolved_at
-        if ended is not None:
-            agent = (
-                _assignee_before(ticket, history, last.id)
-                if last is not None
-                else ticket.assignee_id
-            )
-            rows.append(
-                Measured(RESOLUTION, 0, ticket.opened_at, ended, agent, False, resolution_met)
-            )
-    elif targets.resolution and RESOLUTION in breached:
-        breach = _last_breach(history, RESOLUTION)
-        rows.append(
-            Measured(
-                RESOLUTION,
-                0,
-                ticket.opened_at,
-                None,
-                _assignee_before(ticket, history, breach.id if breach else _NO_LIMIT),
-                sla_met=False,
-                breached_at=breach.at if breach else None,
-            )
-        )
-    return rows
+    return last
+
+
+def _unmet(ticket: TicketFacts, history: list[EventFacts], metric: str) -> Measured | None:
+    """A target missed with nothing measured yet: a row at its breach, charged to the assignee
+    of that moment; none while it has not breached."""
+    if metric not in ticket.breached:
+        return None
+    breach = _last_breach(history, metric)
+    return Measured(
+        metric,
+        0,
+        ticket.opened_at,
+        None,
+        _assignee_before(ticket, history, breach.id if breach else _NO_LIMIT),
+        sla_met=False,
+        breached_at=breach.at if breach else None,
+    )
 
 
 # Dimensions -------------------------------------------------------------------------------------
