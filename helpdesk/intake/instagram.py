@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -238,91 +239,115 @@ def _kind(text: str | None, attachments: list[dict], message: dict) -> MessageKi
     return MessageKind.TEXT
 
 
+def _message_event(message: dict, base: dict) -> Event:
+    """A customer's message, or an echo of the brand's; a deleted one is an unsend."""
+    mid = _mid(message.get("mid"))
+    if message.get("is_deleted"):
+        return Event(type="unsend", mid=mid, **base)
+    text = _body_text(message.get("text"))
+    attachments = _attachments(message.get("attachments"))
+    reply_to = message.get("reply_to") if isinstance(message.get("reply_to"), dict) else {}
+    return Event(
+        type="echo" if message.get("is_echo") else "message",
+        mid=mid,
+        text=text,
+        kind=_kind(text, attachments, message),
+        attachments=attachments,
+        reply_to_mid=_reply_to_mid(reply_to.get("mid")),
+        extra=_message_extra(message, reply_to),
+        **base,
+    )
+
+
+def _message_extra(message: dict, reply_to: dict) -> dict:
+    """What a message carries besides its content: the story it answers, a quick reply, a
+    referral, the app that sent it."""
+    extra: dict = {}
+    if isinstance(reply_to.get("story"), dict):
+        story = reply_to["story"]
+        extra["story"] = {
+            k: clean(story[k]) for k in ("url", "id") if isinstance(story.get(k), str)
+        }
+    for key in ("quick_reply", "referral"):
+        if isinstance(message.get(key), dict):
+            extra[key] = _plain(message[key])
+    app_id = message.get("app_id")
+    if isinstance(app_id, str | int) and not isinstance(app_id, bool):
+        extra["app_id"] = clean(str(app_id))[:64]
+    return extra
+
+
+def _edit_event(edit: dict, base: dict) -> Event:
+    num_edit = edit.get("num_edit")
+    if not isinstance(num_edit, int) or isinstance(num_edit, bool) or not 0 < num_edit < 10**6:
+        raise MalformedEvent("num_edit out of range")
+    return Event(
+        type="edit",
+        mid=_mid(edit.get("mid")),
+        text=_body_text(edit.get("text")) or "",
+        num_edit=num_edit,
+        **base,
+    )
+
+
+def _reaction_event(reaction: dict, base: dict) -> Event:
+    action = reaction.get("action")
+    if action not in ("react", "unreact"):
+        raise MalformedEvent("reaction.action is react or unreact")
+    name = reaction.get("reaction")
+    emoji = _text(reaction.get("emoji")) or REACTION_EMOJI.get(
+        name if isinstance(name, str) else "", "❤️"
+    )
+    return Event(
+        type="reaction" if action == "react" else "unreaction",
+        mid=_mid(reaction.get("mid")),
+        emoji=emoji[:32],
+        **base,
+    )
+
+
+def _read_event(read: dict, base: dict) -> Event:
+    return Event(type="read", mid=_mid(read.get("mid")), **base)
+
+
+def _postback_event(postback: dict, base: dict) -> Event:
+    title = _body_text(postback.get("title")) or _body_text(postback.get("payload"))
+    return Event(
+        type="postback",
+        mid=_mid(postback.get("mid")),
+        text=title or "postback",
+        kind=MessageKind.POSTBACK,
+        extra={"payload": _text(postback.get("payload"))},
+        **base,
+    )
+
+
+def _referral_event(referral: dict, base: dict) -> Event:
+    return Event(type="referral", extra={"referral": _plain(referral)}, **base)
+
+
+# Meta names an event's kind by the key that carries it: the first of these whose value is an
+# object decides, in this order.
+_PARSERS: dict[str, Callable[[dict, dict], Event]] = {
+    "message": _message_event,
+    "message_edit": _edit_event,
+    "reaction": _reaction_event,
+    "read": _read_event,
+    "postback": _postback_event,
+    "referral": _referral_event,
+}
+
+
 def parse_event(account_id: str, raw: dict) -> Event:
     """One messaging event as an Event; raises MalformedEvent for anything Meta would not send."""
-    sender_id = _str_id(raw, "sender")
-    recipient_id = _str_id(raw, "recipient")
-    at = parse_timestamp(raw.get("timestamp"))
     base = {
         "account_id": account_id,
-        "sender_id": sender_id,
-        "recipient_id": recipient_id,
-        "at": at,
+        "sender_id": _str_id(raw, "sender"),
+        "recipient_id": _str_id(raw, "recipient"),
+        "at": parse_timestamp(raw.get("timestamp")),
     }
-
-    message = raw.get("message")
-    if isinstance(message, dict):
-        mid = _mid(message.get("mid"))
-        if message.get("is_deleted"):
-            return Event(type="unsend", mid=mid, **base)
-        text = _body_text(message.get("text"))
-        attachments = _attachments(message.get("attachments"))
-        reply_to = message.get("reply_to") if isinstance(message.get("reply_to"), dict) else {}
-        extra: dict = {}
-        if isinstance(reply_to.get("story"), dict):
-            story = reply_to["story"]
-            extra["story"] = {
-                k: clean(story[k]) for k in ("url", "id") if isinstance(story.get(k), str)
-            }
-        for key in ("quick_reply", "referral"):
-            if isinstance(message.get(key), dict):
-                extra[key] = _plain(message[key])
-        app_id = message.get("app_id")
-        if isinstance(app_id, str | int) and not isinstance(app_id, bool):
-            extra["app_id"] = clean(str(app_id))[:64]
-        return Event(
-            type="echo" if message.get("is_echo") else "message",
-            mid=mid,
-            text=text,
-            kind=_kind(text, attachments, message),
-            attachments=attachments,
-            reply_to_mid=_reply_to_mid(reply_to.get("mid")),
-            extra=extra,
-            **base,
-        )
-    edit = raw.get("message_edit")
-    if isinstance(edit, dict):
-        num_edit = edit.get("num_edit")
-        if not isinstance(num_edit, int) or isinstance(num_edit, bool) or not 0 < num_edit < 10**6:
-            raise MalformedEvent("num_edit out of range")
-        return Event(
-            type="edit",
-            mid=_mid(edit.get("mid")),
-            text=_body_text(edit.get("text")) or "",
-            num_edit=num_edit,
-            **base,
-        )
-    reaction = raw.get("reaction")
-    if isinstance(reaction, dict):
-        action = reaction.get("action")
-        if action not in ("react", "unreact"):
-            raise MalformedEvent("reaction.action is react or unreact")
-        name = reaction.get("reaction")
-        emoji = _text(reaction.get("emoji")) or REACTION_EMOJI.get(
-            name if isinstance(name, str) else "", "❤️"
-        )
-        return Event(
-            type="reaction" if action == "react" else "unreaction",
-            mid=_mid(reaction.get("mid")),
-            emoji=emoji[:32],
-            **base,
-        )
-    read = raw.get("read")
-    if isinstance(read, dict):
-        return Event(type="read", mid=_mid(read.get("mid")), **base)
-    postback = raw.get("postback")
-    if isinstance(postback, dict):
-        title = _body_text(postback.get("title")) or _body_text(postback.get("payload"))
-        title = title or "postback"
-        return Event(
-            type="postback",
-            mid=_mid(postback.get("mid")),
-            text=title,
-            kind=MessageKind.POSTBACK,
-            extra={"payload": _text(postback.get("payload"))},
-            **base,
-        )
-    referral = raw.get("referral")
-    if isinstance(referral, dict):
-        return Event(type="referral", extra={"referral": _plain(referral)}, **base)
+    for key, parse in _PARSERS.items():
+        body = raw.get(key)
+        if isinstance(body, dict):
+            return parse(body, base)
     raise MalformedEvent("unknown event type")
