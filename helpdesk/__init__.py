@@ -12,11 +12,13 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
 
     from config import INSTANCE_DIR, Config, ProductionConfig, TestConfig
     from helpdesk import models  # noqa: F401  (every model, for Alembic and relationships)
+    from helpdesk.assignment.service import subscribe as subscribe_assignment
     from helpdesk.cli import register_cli
     from helpdesk.database import configure_sqlite
     from helpdesk.extensions import db, migrate
     from helpdesk.intake.writer import DeliveryWriter
     from helpdesk.observability import init_observability
+    from helpdesk.sla.service import subscribe as subscribe_sla
     from helpdesk.web import register_blueprints
     from helpdesk.web.auth import init_auth
     from helpdesk.web.security_headers import init_security_headers
@@ -38,6 +40,8 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
     else:
         app.config.setdefault("SQLALCHEMY_ENGINE_OPTIONS", {"pool_pre_ping": True})
 
+    subscribe_sla()  # services that build on tickets hear of its changes (helpdesk.hooks)
+    subscribe_assignment()
     db.init_app(app)
     app.extensions["delivery_writer"] = DeliveryWriter(
         app, gather_seconds=app.config.get("INTAKE_GATHER_MS", 0) / 1000

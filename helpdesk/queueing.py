@@ -1,5 +1,10 @@
 """Handing work to the workers after a commit, without letting a dead broker stall requests.
 
+The one module of helpdesk/ that knows the workers' task names: services and views call the
+plain functions below (`enqueue_delivery`, `enqueue_reaction`, `wake_intake`), and the names are
+sent through the app's Celery instance, so helpdesk/ never imports `workers` (which imports
+helpdesk) and a renamed task is changed here alone.
+
 Everything sent this way is also found by a periodic sweep (pending webhook deliveries, queued
 messages, due work), so a send that is skipped or fails delays work but never loses it.
 """
@@ -7,7 +12,6 @@ messages, due work), so a send that is skipped or fails delays work but never lo
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -15,32 +19,60 @@ from contextlib import contextmanager
 from flask import current_app
 from redis import Redis, RedisError
 
+from helpdesk.breaker import CircuitBreaker
+
 log = logging.getLogger(__name__)
 PAUSE_AFTER_FAILURE_SECONDS = 10.0
 COALESCE_SECONDS = 0.2
 KICK_SECONDS = 5
 
-_lock = threading.Lock()
-_closed_until = 0.0
+DELIVER_MESSAGE = "workers.tasks.delivery.deliver_message"
+DELIVER_REACTION = "workers.tasks.delivery.deliver_reaction"
+PROCESS_PENDING_WEBHOOKS = "workers.tasks.intake.process_pending_webhooks"
+TASK_NAMES = (DELIVER_MESSAGE, DELIVER_REACTION, PROCESS_PENDING_WEBHOOKS)
+
+breaker = CircuitBreaker(PAUSE_AFTER_FAILURE_SECONDS)
 _last_sent: dict[str, float] = {}
+
+
+# What services and views call -------------------------------------------------------------------
+
+
+def enqueue_delivery(message_id: int) -> bool:
+    """Hand a queued message to a delivery worker; call only after the commit, so the worker
+    finds the row. A broker that is down is logged, not raised: delivery's sweep sends it."""
+    return send_task(DELIVER_MESSAGE, [message_id])
+
+
+def enqueue_reaction(message_id: int, emoji: str | None) -> bool:
+    """Like enqueue_delivery, for the brand's reaction (an emoji; None takes it back)."""
+    return send_task(DELIVER_REACTION, [message_id, emoji])
+
+
+def wake_intake() -> bool:
+    """Wake the intake worker unless a wake-up is already waiting: one task processes every
+    pending webhook delivery, so a burst costs a handful of broker messages, not one each."""
+    return kick(PROCESS_PENDING_WEBHOOKS)
+
+
+# Sending ----------------------------------------------------------------------------------------
 
 
 def send_task(name: str, args: list | tuple = (), kwargs: dict | None = None) -> bool:
     """Send by task name; after a broker failure, skip sends for a few seconds (a client that
     cannot connect retries for seconds, and a webhook or reply must not wait for it)."""
-    global _closed_until
-    if time.monotonic() < _closed_until:
+    if not breaker.allows():
         return False
     try:
         current_app.extensions["celery"].send_task(
             name, args=list(args), kwargs=kwargs or {}, retry=False
         )
-        return True
     except Exception as exc:  # any broker or connection error: the work is already stored
-        with _lock:
-            _closed_until = time.monotonic() + PAUSE_AFTER_FAILURE_SECONDS
+        breaker.failed()
         log.warning("broker unreachable, %s not sent: %s", name, type(exc).__name__)
         return False
+    breaker.succeeded()
+    return True
 
 
 def send_task_coalesced(name: str) -> bool:
@@ -136,6 +168,5 @@ def _key(client: Redis, name: str) -> str:
 
 def reset() -> None:
     """Forget past failures and sends (tests, or an operator who knows the broker is back)."""
-    global _closed_until
-    _closed_until = 0.0
+    breaker.reset()
     _last_sent.clear()

@@ -10,6 +10,7 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import Select, delete, func, select
 
+from helpdesk import hooks
 from helpdesk.accounts.actor import Actor, as_actor
 from helpdesk.accounts.models import Agent, Availability, Membership, Role, Team, TeamMember
 from helpdesk.brands.models import Brand
@@ -139,11 +140,9 @@ def sign_out_everywhere(agent: Agent) -> None:
 def on_sign_in(agent: Agent, now: datetime | None = None) -> Availability:
     """Signing in starts a shift: an offline agent (a new one too) comes online and takes the
     tickets waiting in their teams. "Away" is a choice the agent made in the top bar and is
-    stored on the agent, so it is kept across sign-ins and devices until they change it."""
-    from helpdesk.assignment.service import set_availability  # assignment builds on accounts
-
-    if agent.availability is Availability.OFFLINE:
-        set_availability(agent, Availability.ONLINE, now=now)
+    stored on the agent, so it is kept across sign-ins and devices until they change it.
+    Assignment builds on accounts, so it hears of the sign-in through the hook."""
+    hooks.publish(hooks.AGENT_SIGNED_IN, agent=agent, now=now)
     return agent.availability
 
 

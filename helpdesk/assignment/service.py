@@ -12,6 +12,7 @@ from datetime import datetime
 
 from sqlalchemy import Select, case, func, or_, select, update
 
+from helpdesk import hooks
 from helpdesk.accounts.models import Agent, Availability, Membership, Team, TeamMember
 from helpdesk.brands.models import Brand
 from helpdesk.errors import ValidationError
@@ -271,3 +272,17 @@ def set_availability(
         .order_by(Membership.brand_id)
     ).all()
     return sum(assign_waiting(brand_id, now=now) for brand_id in brand_ids)
+
+
+def start_shift(agent: Agent, now: datetime | None = None) -> None:
+    """Signing in starts a shift: an offline agent comes online and takes waiting tickets; an
+    agent who chose "away" stays away."""
+    if agent.availability is Availability.OFFLINE:
+        set_availability(agent, Availability.ONLINE, now=now)
+
+
+def subscribe() -> None:
+    """Called by the app factory: tickets and accounts announce, assignment acts (see hooks)."""
+    hooks.on(hooks.TICKET_WAITING, auto_assign)
+    hooks.on(hooks.TICKET_FINISHED, assign_waiting)
+    hooks.on(hooks.AGENT_SIGNED_IN, start_shift)

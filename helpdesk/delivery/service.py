@@ -39,7 +39,6 @@ from helpdesk.dm.models import (
 )
 from helpdesk.errors import ReplyWindowClosed
 from helpdesk.extensions import db
-from helpdesk.queueing import send_task
 from helpdesk.types import utcnow
 
 log = logging.getLogger(__name__)
@@ -59,8 +58,6 @@ RECONCILE_WINDOW = timedelta(minutes=10)
 STUCK_AFTER = timedelta(minutes=10)
 REQUEUE_AFTER = timedelta(minutes=1)
 REQUEUE_BATCH = 500
-DELIVER_TASK = "workers.tasks.delivery.deliver_message"
-REACTION_TASK = "workers.tasks.delivery.deliver_reaction"
 UNCONFIRMED_ERROR = "Delivery could not be confirmed; check Instagram before resending"
 TOKEN_REASON = "The channel's access token is invalid or expired: reconnect the account"
 REASONS = {
@@ -513,20 +510,6 @@ def requeue_stalled(
             .limit(limit)
         ).all()
     )
-
-
-# Enqueueing -------------------------------------------------------------------------------------
-
-
-def enqueue_delivery(message_id: int) -> bool:
-    """Hand the message to a worker after the caller committed; a broker that is down is logged,
-    not raised, since the queued row is durable and the sweep enqueues it again."""
-    return send_task(DELIVER_TASK, [message_id])
-
-
-def enqueue_reaction(message_id: int, emoji: str | None) -> bool:
-    """Like enqueue_delivery, for a brand reaction (react with an emoji, unreact with None)."""
-    return send_task(REACTION_TASK, [message_id, emoji])
 
 
 # Reactions --------------------------------------------------------------------------------------

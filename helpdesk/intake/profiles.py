@@ -11,7 +11,9 @@ from helpdesk.brands.models import Brand
 from helpdesk.channels.models import Channel
 from helpdesk.delivery.service import graph_client
 from helpdesk.dm.models import Contact, Conversation, RequestState
+from helpdesk.dm.service import is_known
 from helpdesk.extensions import db
+from helpdesk.inbox import service as inbox
 from helpdesk.types import utcnow
 
 log = logging.getLogger(__name__)
@@ -60,9 +62,6 @@ def fetch_profile(contact_id: int, timeout: float = 10.0) -> bool:
 
 def _accept_if_now_known(contact: Contact) -> None:
     """A request from someone the brand turns out to follow belongs in the inbox after all."""
-    from helpdesk.dm.service import is_known
-    from helpdesk.inbox import service as inbox
-
     brand = db.session.get(Brand, contact.brand_id)
     if not is_known(brand, contact):
         return

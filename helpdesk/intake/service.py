@@ -12,10 +12,12 @@ from sqlalchemy import insert, select
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from helpdesk.channels.models import Channel, ChannelKind
+from helpdesk.delivery.service import reconcile_echo
 from helpdesk.dm import service as dm
 from helpdesk.dm.models import Contact, Conversation, Message, RequestState
 from helpdesk.errors import DomainError, DuplicateMessage
 from helpdesk.extensions import db
+from helpdesk.inbox import service as inbox
 from helpdesk.intake import instagram
 from helpdesk.intake.instagram import Event, MalformedEvent
 from helpdesk.intake.models import EventStatus, PendingAction, UnknownAccount, WebhookEvent
@@ -145,8 +147,6 @@ def apply_event(channel: Channel, event: Event) -> Message | None:
 
 
 def _inbound(channel: Channel, event: Event) -> Message | None:
-    from helpdesk.inbox import service as inbox
-
     try:
         message = inbox.receive(
             channel,
@@ -207,10 +207,6 @@ def _echo(channel: Channel, event: Event) -> Message | None:
 
 
 def _reconcile(channel: Channel, event: Event) -> Message | None:
-    try:
-        from helpdesk.delivery.service import reconcile_echo
-    except ImportError:
-        return None
     return reconcile_echo(channel, event.mid, event.recipient_id, event.text, event.at)
 
 

@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import json
 import logging
-import threading
-import time
 from typing import Any
 
 from flask import current_app, has_app_context
@@ -20,6 +18,7 @@ from redis import Redis
 from sqlalchemy import event
 from sqlalchemy.orm import Session, SessionTransaction
 
+from helpdesk.breaker import CircuitBreaker
 from helpdesk.dm.models import Conversation, Message, RequestState
 from helpdesk.extensions import db
 from helpdesk.live.models import LiveEvent
@@ -39,8 +38,7 @@ PENDING_KEY = "live_pending"
 MARKS_KEY = "live_savepoints"
 PAUSE_AFTER_FAILURE_SECONDS = 10.0
 
-_lock = threading.Lock()
-_closed_until = 0.0
+breaker = CircuitBreaker(PAUSE_AFTER_FAILURE_SECONDS)
 
 
 # What services call ------------------------------------------------------------------------------
@@ -146,27 +144,25 @@ def channel(client: Redis, brand_id: int) -> str:
 
 def send_now(brand_id: int, events: list[dict]) -> bool:
     """Publish on the brand's channel at once (presence, and events after a commit)."""
-    global _closed_until
     client = redis_client()
-    if client is None or not events or time.monotonic() < _closed_until:
+    if client is None or not events or not breaker.allows():
         return False
     try:
         with client.pipeline(transaction=False) as pipe:
             for item in events:
                 pipe.publish(channel(client, brand_id), json.dumps(item, separators=(",", ":")))
             pipe.execute()
-        return True
     except Exception as exc:  # a live update is a nicety: the committed change stands
-        with _lock:
-            _closed_until = time.monotonic() + PAUSE_AFTER_FAILURE_SECONDS
+        breaker.failed()
         log.warning("live updates not published: %s", type(exc).__name__)
         return False
+    breaker.succeeded()
+    return True
 
 
 def reset() -> None:
     """Forget a past Redis failure (tests, or an operator who knows Redis is back)."""
-    global _closed_until
-    _closed_until = 0.0
+    breaker.reset()
 
 
 # The session's side ------------------------------------------------------------------------------

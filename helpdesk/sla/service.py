@@ -13,6 +13,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from sqlalchemy import Select, select
 from sqlalchemy.exc import IntegrityError
 
+from helpdesk import hooks
 from helpdesk.accounts.actor import Actor
 from helpdesk.accounts.models import Agent, Membership, Role, TeamMember
 from helpdesk.accounts.service import brand_agent_ids, require_role
@@ -651,3 +652,7 @@ def sweep_sla(now: datetime | None = None, limit: int = 1000) -> SweepReport:
             report.checked += 1
     db.session.flush()
     return report
+
+def subscribe() -> None:
+    """Called by the app factory: a ticket change refreshes its clocks (see helpdesk.hooks)."""
+    hooks.on(hooks.TICKET_CHANGED, refresh_ticket_sla)

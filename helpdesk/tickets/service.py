@@ -7,8 +7,9 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import func, select, update
 
+from helpdesk import hooks
 from helpdesk.accounts.actor import Actor, agent_id_of
-from helpdesk.accounts.models import Agent, Role
+from helpdesk.accounts.models import Agent, Role, Team
 from helpdesk.accounts.service import require_role, role_in
 from helpdesk.brands.models import Brand
 from helpdesk.dm.models import (
@@ -43,21 +44,17 @@ INBOX_STATES = (RequestState.NONE, RequestState.ACCEPTED)
 
 def _after_change(ticket: Ticket, now: datetime) -> None:
     """Keep the SLA clocks and the conversation's mirror of the status in step."""
-    from helpdesk.sla.service import refresh_ticket_sla
-
     conversation = db.session.get(Conversation, ticket.conversation_id)
     if conversation.current_ticket_id == ticket.id:
         conversation.status = ConversationStatus(ticket.status.value)
-    refresh_ticket_sla(ticket, now)
+    hooks.publish(hooks.TICKET_CHANGED, ticket=ticket, now=now)  # sla refreshes the clocks
     db.session.flush()
     live.ticket_updated(ticket)
 
 
 def _try_auto_assign(ticket: Ticket, now: datetime) -> None:
-    from helpdesk.assignment.service import auto_assign
-
     if ticket.assignee_id is None and ticket.team_id is not None:
-        auto_assign(ticket, now)
+        hooks.publish(hooks.TICKET_WAITING, ticket=ticket, now=now)  # assignment may take it
 
 
 def get_ticket(ticket_id: int, brand_id: int) -> Ticket:
@@ -347,9 +344,7 @@ def set_status(
     _change_status(ticket, status, agent_id_of(actor), now, snoozed_until)
     _after_change(ticket, now)
     if status in (TicketStatus.RESOLVED, TicketStatus.CLOSED):
-        from helpdesk.assignment.service import assign_waiting
-
-        assign_waiting(ticket.brand_id, now=now)
+        hooks.publish(hooks.TICKET_FINISHED, brand_id=ticket.brand_id, now=now)
     return ticket
 
 
@@ -413,8 +408,6 @@ def set_priority(
 def set_team(
     ticket: Ticket, team_id: int | None, actor: Actor | Agent | None, now: datetime | None = None
 ) -> Ticket:
-    from helpdesk.accounts.models import Team
-
     now = now or utcnow()
     require_role(actor, ticket.brand_id, Role.AGENT)
     if team_id is not None:

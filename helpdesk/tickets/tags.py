@@ -12,6 +12,7 @@ from collections.abc import Iterable
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
+from helpdesk import hooks
 from helpdesk.accounts.models import Agent, Role
 from helpdesk.accounts.service import require_role
 from helpdesk.brands.models import Brand
@@ -144,10 +145,8 @@ def _active_tickets(ticket_ids: Iterable[int]) -> list[Ticket]:
 
 
 def _refresh_sla(ticket: Ticket) -> None:
-    """SLA policies may be chosen by tag; imported at call time so tickets never load sla early."""
-    from helpdesk.sla import service as sla_service
-
-    sla_service.refresh_ticket_sla(ticket, utcnow())
+    """SLA policies may be chosen by tag: sla, subscribed to the hook, refreshes the clocks."""
+    hooks.publish(hooks.TICKET_CHANGED, ticket=ticket, now=utcnow())
 
 
 def _is_tagged(ticket: Ticket, tag: Tag) -> bool:

@@ -6,6 +6,7 @@ from helpdesk.delivery import service
 from helpdesk.dm.models import Message
 from helpdesk.extensions import db
 from helpdesk.live import events as live
+from helpdesk.queueing import enqueue_delivery
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +50,7 @@ def sweep_deliveries() -> dict[str, int]:
     failed = service.sweep_stuck_deliveries()
     stalled = service.requeue_stalled()
     db.session.commit()
-    enqueued = sum(service.enqueue_delivery(message_id) for message_id in stalled)
+    enqueued = sum(enqueue_delivery(message_id) for message_id in stalled)
     if failed or stalled:
         log.info("delivery sweep: %d failed as unconfirmed, %d re-enqueued", failed, enqueued)
     return {"failed": failed, "requeued": enqueued}

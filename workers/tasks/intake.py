@@ -7,11 +7,11 @@ from flask import current_app
 
 from helpdesk.extensions import db
 from helpdesk.intake import service as intake
+from helpdesk.intake.profiles import fetch_profile
 from helpdesk.observability import request_id_var
-from helpdesk.queueing import kicked, runner_slot
+from helpdesk.queueing import PROCESS_PENDING_WEBHOOKS, kicked, runner_slot
 
 log = logging.getLogger(__name__)
-PROCESS_PENDING = "workers.tasks.intake.process_pending_webhooks"
 
 
 @shared_task(ignore_result=True)
@@ -41,12 +41,12 @@ def process_pending_webhooks(older_than_seconds: float = 0, budget_seconds: floa
     lets go, then looks once more, since a delivery stored just before it let go had its
     request turned away by the hold.
     """
-    kicked(PROCESS_PENDING)
+    kicked(PROCESS_PENDING_WEBHOOKS)
     deadline = time.monotonic() + budget_seconds
     done: set[int] = set()
     loops = current_app.config["INTAKE_LOOPS"]
     while time.monotonic() < deadline:
-        with runner_slot(PROCESS_PENDING, budget_seconds + 30, loops) as mine:
+        with runner_slot(PROCESS_PENDING_WEBHOOKS, budget_seconds + 30, loops) as mine:
             if not mine:
                 break
             _drain(older_than_seconds, deadline, done)
@@ -81,8 +81,6 @@ def sweep_webhook_events(older_than_seconds: float = 2) -> int:
 
 @shared_task(ignore_result=True)
 def fetch_contact_profile(contact_id: int) -> bool:
-    from helpdesk.intake.profiles import fetch_profile
-
     fetched = fetch_profile(contact_id)
     db.session.commit()
     return fetched

@@ -2,9 +2,9 @@ import logging
 
 from celery import shared_task
 
-from helpdesk.delivery.service import enqueue_delivery
 from helpdesk.extensions import db
 from helpdesk.inbox import service as inbox
+from helpdesk.queueing import enqueue_delivery
 from helpdesk.tickets import service as tickets
 
 log = logging.getLogger(__name__)

@@ -23,11 +23,11 @@ from helpdesk.errors import NotFound
 from helpdesk.extensions import db
 from helpdesk.idempotency.service import Answer
 from helpdesk.inbox import service as inbox
+from helpdesk.queueing import enqueue_delivery, enqueue_reaction
 from helpdesk.tickets.models import Tag, Ticket, TicketTag
 from helpdesk.web.api import idempotency, present
 from helpdesk.web.api.auth import brand_id
 from helpdesk.web.api.blueprint import api_blueprint
-from helpdesk.web.api.enqueue import enqueue_delivery, enqueue_reaction
 from helpdesk.web.api.errors import InvalidField
 from helpdesk.web.api.lookups import owned
 from helpdesk.web.api.pagination import Order, paginate

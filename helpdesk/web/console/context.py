@@ -162,20 +162,3 @@ def parse_local(value: str | None, what: str) -> datetime | None:
         return naive.replace(tzinfo=timezone()).astimezone(UTC)
     except OverflowError:  # 0001-01-01 east of UTC is before the first representable time
         raise ValidationError(f"{what}: out of range") from None
-
-
-def enqueue_delivery(message_id: int) -> None:
-    """After the commit: hand the message to the delivery worker, if this install has one."""
-    try:
-        from helpdesk.delivery.service import enqueue_delivery as enqueue
-    except ImportError:
-        return
-    enqueue(message_id)
-
-
-def enqueue_reaction(message_id: int, emoji: str | None) -> None:
-    try:
-        from helpdesk.delivery.service import enqueue_reaction as enqueue
-    except ImportError:
-        return
-    enqueue(message_id, emoji)

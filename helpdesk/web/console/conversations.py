@@ -24,6 +24,7 @@ from helpdesk.inbox import service as inbox
 from helpdesk.inbox import thread
 from helpdesk.inbox.queries import brand_lookups, sla_state
 from helpdesk.live import service as live
+from helpdesk.queueing import enqueue_delivery, enqueue_reaction
 from helpdesk.tickets.service import state_token
 from helpdesk.types import utcnow
 from helpdesk.web.console import bp
@@ -31,8 +32,6 @@ from helpdesk.web.console.context import (
     actor,
     brand,
     conversation_or_404,
-    enqueue_delivery,
-    enqueue_reaction,
     me,
     message_or_404,
     parse_id,

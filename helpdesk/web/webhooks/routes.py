@@ -11,7 +11,7 @@ from werkzeug.exceptions import RequestEntityTooLarge
 
 from helpdesk.intake import service as intake
 from helpdesk.intake.writer import DeliveryNotStored
-from helpdesk.queueing import kick
+from helpdesk.queueing import wake_intake
 from helpdesk.web.webhooks import bp
 
 
@@ -88,12 +88,5 @@ def receive():
         intake.store_delivery(text, body, request_id=g.get("request_id"))
     except DeliveryNotStored:
         return _error(503, "unavailable", "the delivery could not be stored; retry later")
-    _enqueue()
+    wake_intake()  # with the broker down the delivery stays pending and beat's sweep takes it
     return "EVENT_RECEIVED", 200, {"Content-Type": "text/plain"}
-
-
-def _enqueue() -> None:
-    """Wake the intake worker unless a wake-up is already waiting: one task processes every
-    pending delivery, so a burst costs a handful of broker messages, not one each. With the
-    broker down the delivery stays pending and beat's sweep takes it."""
-    kick("workers.tasks.intake.process_pending_webhooks")

@@ -1,0 +1,41 @@
+"""What a service announces for the services that build on it: publish and subscribe, in process.
+
+SLA clocks and assignment build on tickets (they read its models and record its events), yet
+every ticket change must refresh the clocks and may hand the ticket to an agent. Called directly,
+that is a cycle between the packages, which used to hide behind imports inside functions. Here
+tickets (and accounts, for sign-ins) only publish what happened; sla and assignment subscribe
+once, when the app factory calls their `subscribe()`, so the arrows point one way again.
+
+Handlers run at once, in the publisher's transaction and in the order they subscribed, exactly as
+the direct calls did; an exception in a handler reaches the publisher.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+# A ticket changed in a way that may move its clocks (status, priority, team, tags, a message).
+TICKET_CHANGED = "ticket.changed"
+# An active ticket of a team has no assignee (opened, reopened, or moved to a team).
+TICKET_WAITING = "ticket.waiting"
+# A ticket was resolved or closed: its agent may have room for a waiting one.
+TICKET_FINISHED = "ticket.finished"
+# An agent signed in (a shift starts).
+AGENT_SIGNED_IN = "agent.signed_in"
+
+Handler = Callable[..., Any]
+_handlers: dict[str, list[Handler]] = {}
+
+
+def on(event: str, handler: Handler) -> None:
+    """Subscribe; subscribing the same handler again (every app the factory makes) is a no-op."""
+    handlers = _handlers.setdefault(event, [])
+    if handler not in handlers:
+        handlers.append(handler)
+
+
+def publish(event: str, **data: Any) -> None:
+    """Call every handler of `event` with `data` as keyword arguments."""
+    for handler in list(_handlers.get(event, ())):
+        handler(**data)
