@@ -1,8 +1,8 @@
 """REST API v1 under /api/v1 (contract: docs/rest-api.md), built with flask-smorest.
 
-- Auth: `Authorization: Bearer <token>`; a token acts for one brand with a role. The services are
-  called as the system (actor None); the role checks they would make for an agent are made here
-  from the token's role (`auth.requires`), before any lookup.
+- Auth: `Authorization: Bearer <token>`; a token acts for one brand with a role, and the views
+  pass it to the services as an `Actor`, whose role rules they check (`Actor.require`). A view
+  marked with `auth.requires` is refused through the same check before any lookup.
 - Brand isolation: every id in a path is loaded through `lookups.owned`, so another brand's id is
   a 404; ids inside a body (reply_to, conversation_id, channel_id ...) that are not the brand's
   are a 422 naming the field.
