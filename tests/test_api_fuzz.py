@@ -9,11 +9,14 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
+import pytest
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis.errors import Unsatisfiable
 from schemathesis.generation import GenerationMode
 
 from tests.helpers.fuzz import api_operations, real_id_cases
+
+pytestmark = pytest.mark.slow  # every API operation fuzzed: about 30 s
 
 MAX_EXAMPLES = 20
 FUZZ_SETTINGS = settings(

@@ -98,6 +98,7 @@ def test_next_never_leaves_the_site(client, world, target):
 # Throttling ---------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_five_failures_lock_the_email_even_for_the_right_password(client, world):
     for _ in range(4):
         assert login(client, world.agent.email, "nope").status_code == 401
@@ -115,6 +116,7 @@ def test_five_failures_lock_the_email_even_for_the_right_password(client, world)
     assert throttled == 1
 
 
+@pytest.mark.slow
 def test_the_lock_lifts_after_fifteen_minutes(client, world):
     for _ in range(5):
         login(client, world.agent.email, "nope")
@@ -125,6 +127,7 @@ def test_the_lock_lifts_after_fifteen_minutes(client, world):
     assert login(client, world.agent.email).status_code == 302
 
 
+@pytest.mark.slow
 def test_a_lock_is_shared_through_the_database(client, app, world):
     """Another web process (another client, another session) sees the same failures."""
     for _ in range(5):
@@ -133,6 +136,7 @@ def test_a_lock_is_shared_through_the_database(client, app, world):
     assert login(other, world.agent.email).status_code == 429
 
 
+@pytest.mark.slow
 def test_a_success_starts_the_count_again(client, world):
     for _ in range(4):
         login(client, world.agent.email, "nope")

@@ -428,6 +428,7 @@ PROPERTY = settings(max_examples=300, deadline=None, suppress_health_check=[Heal
 
 @PROPERTY
 @given(cal=calendars(), start=instants, seconds=durations)
+@pytest.mark.slow
 def test_round_trip(cal: BusinessCalendar, start: datetime, seconds: float) -> None:
     due = add_business_time(cal, start, seconds)
     assert due >= start
@@ -437,6 +438,7 @@ def test_round_trip(cal: BusinessCalendar, start: datetime, seconds: float) -> N
 
 @PROPERTY
 @given(cal=calendars(), a=instants, b=instants, c=instants)
+@pytest.mark.slow
 def test_between_is_additive(cal: BusinessCalendar, a: datetime, b: datetime, c: datetime) -> None:
     a, b, c = sorted((a, b, c))
     whole = business_seconds_between(cal, a, c)

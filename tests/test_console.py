@@ -230,6 +230,7 @@ def test_pages_of_fifty(agent_client, world):
     assert not set(row_ids(first)) & set(row_ids(second))
 
 
+@pytest.mark.slow
 def test_inbox_query_count_does_not_grow_with_rows(agent_client, world):
     """No N+1: contacts, tickets, assignees, tags and seen markers are read per page."""
     team = create_team(world.brand, "Support")
@@ -313,6 +314,7 @@ def test_bulk_without_selection_is_a_flash(agent_client, world):
 # Conversation page --------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_demo_conversations_render_every_message_kind(client):
     seed_demo()
     db.session.commit()
@@ -354,6 +356,7 @@ def test_demo_conversations_render_every_message_kind(client):
         assert marker in everything, marker
 
 
+@pytest.mark.slow
 def test_agent_sees_demo_logins_work(client):
     seed_demo()
     db.session.commit()
@@ -397,6 +400,7 @@ def test_long_threads_show_the_latest_hundred_and_load_earlier(agent_client, wor
     assert "Load earlier messages" not in older and "Back to the latest messages" in older
 
 
+@pytest.mark.slow
 def test_conversation_page_query_count_does_not_grow_with_messages(agent_client, world):
     def add(count: int) -> None:
         last = None

@@ -107,6 +107,7 @@ def test_anonymous_visitors_are_sent_to_sign_in(app, client, targets):
             assert "/login" in response.headers["Location"], url
 
 
+@pytest.mark.slow
 def test_an_agent_of_another_brand_finds_nothing(app, client, targets):
     stranger = World("stranger")
     signed_in(client, stranger.admin)
@@ -161,6 +162,7 @@ def test_api_and_webhooks_are_not_asked_for_a_csrf_token(client):
 # Roles --------------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_hidden_requests_are_for_admins(client, world):
     world.brand.hidden_words = ["giveaway"]
     stranger = ContactFactory(channel=world.channel)

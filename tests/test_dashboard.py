@@ -19,6 +19,8 @@ from tests.helpers.dashboard import BACKLOG, as_shown, headline
 from tests.helpers.metrics import FIRST, LAST, History
 from tests.helpers.world import World
 
+pytestmark = pytest.mark.slow  # each test builds the two-week metrics history: 4 to 9 s
+
 RANGE = {"from": FIRST.isoformat(), "to": LAST.isoformat()}
 
 

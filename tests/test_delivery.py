@@ -547,6 +547,7 @@ def test_enqueue_delivery_hands_the_id_to_the_broker(app):
     assert drain_broker(app) == [("workers.tasks.delivery.deliver_message", [42])]
 
 
+@pytest.mark.slow
 def test_enqueue_delivery_with_the_broker_down_returns_false_at_once(app):
     from helpdesk import create_app
 

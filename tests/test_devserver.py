@@ -18,6 +18,10 @@ import time
 from pathlib import Path
 from urllib.request import urlopen
 
+import pytest
+
+pytestmark = pytest.mark.slow  # make run for real: about 100 s
+
 ROOT = Path(__file__).resolve().parent.parent
 
 

@@ -479,6 +479,7 @@ def _event(payload: dict) -> dict:
 @example(raw=b"[" * 100_000 + b"]" * 100_000)
 @example(raw=b'{"entry": [{"id": "17841400000000001", "messaging": [{"timestamp": NaN}]}]}')
 @example(raw=b'{"entry": [{"id": "17841400000000001", "time": Infinity}]}')
+@pytest.mark.slow
 def test_no_webhook_body_makes_a_server_error_or_a_partial_write(client, instagram_channel, raw):
     db.session.rollback()
     row = deliver_and_process(client, raw)
@@ -497,6 +498,7 @@ def test_no_webhook_body_makes_a_server_error_or_a_partial_write(client, instagr
 
 @FUZZ
 @given(raw=bodies().map(lambda body: json.dumps(body).encode()))
+@pytest.mark.slow
 def test_every_valid_body_is_stored_whole(client, instagram_channel, raw):
     """Unbroken bodies of every event type: each message event is stored, nothing reported."""
     db.session.rollback()
@@ -629,6 +631,7 @@ def _flashed_error(client) -> bool:
         return any(category == "error" for category, _ in session.get("_flashes", []))
 
 
+@pytest.mark.slow
 def test_every_console_form_refuses_oversized_empty_and_malformed_values(app, client):
     desk = Desk(client)
     cases = _form_cases(desk)
@@ -722,6 +725,7 @@ def _get_rules(app) -> list:
     )
 
 
+@pytest.mark.slow
 def test_no_query_argument_makes_a_console_page_fail(app, client, monkeypatch):
     """Every GET page of the console and the dashboard, each argument it reads given each
     hostile value: a page or a 4xx, never a 5xx. The arguments are found by asking the page."""
@@ -817,6 +821,7 @@ def test_no_mix_of_query_arguments_makes_a_console_page_fail(app, get_desk, data
 API_VOLATILE = {("api_tokens", "last_used_at")}
 
 
+@pytest.mark.slow
 def test_no_refused_api_call_leaves_a_partial_write(app, request):
     """test_api_fuzz.py drives every operation for server errors; here every answer of 400 and
     above must leave every row as it was: a service that wrote half before refusing shows."""

@@ -437,6 +437,7 @@ def test_rollups_count_every_metric_event(history):
 # Bulk history ---------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_recompute_over_seeded_history_equals_the_workers_ticket_by_ticket(client):
     """seed-load history with tickets and events written in bulk: the set-based recompute gives
     the same metric events and figures as the per-ticket task and the sweep."""

@@ -368,6 +368,7 @@ def _verdict(kind: str, least: Role | None, who: Role | None, method: str, respo
     return None
 
 
+@pytest.mark.slow
 def test_every_route_answers_each_role_as_classified(app, site):
     failures = []
     asked = 0
@@ -650,6 +651,7 @@ def test_variants_of_an_email_share_its_lock(client, app):
     assert login(app.test_client(), email).status_code == 429
 
 
+@pytest.mark.slow
 def test_a_lock_says_the_same_for_an_unknown_email(client, app):
     """No account discovery through the lock: an address that has no account locks alike."""
     world = World()

@@ -358,6 +358,7 @@ def target(app) -> str:
     return email
 
 
+@pytest.mark.slow
 def test_twelve_simultaneous_sign_ins_check_no_more_passwords_than_the_limit(app, target):
     passwords = [f"wrong password {n}" for n in range(11)] + [PASSWORD]
     with serving(app) as base_url:
@@ -376,6 +377,7 @@ def test_twelve_simultaneous_sign_ins_check_no_more_passwords_than_the_limit(app
     assert found.get(LoginOutcome.THROTTLED, 0) == len(passwords) - len(checked), found
 
 
+@pytest.mark.slow
 def test_after_simultaneous_wrong_passwords_the_right_one_is_refused(app, target):
     with serving(app) as base_url:
         statuses = concurrent_logins(base_url, target, [f"wrong {n}" for n in range(12)])

@@ -68,6 +68,7 @@ def _load_conversations():
 # seed-demo ----------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_seed_demo_creates_the_brand_its_instagram_channel_and_three_agents():
     created, logins = seed_demo()
 
@@ -102,6 +103,7 @@ def test_seed_demo_creates_the_brand_its_instagram_channel_and_three_agents():
     assert members == 3
 
 
+@pytest.mark.slow
 def test_seed_demo_has_about_thirty_contacts_and_conversations_in_the_last_days():
     seed_demo()
     brand = _demo_brand()
@@ -118,6 +120,7 @@ def test_seed_demo_has_about_thirty_contacts_and_conversations_in_the_last_days(
     assert all(at.tzinfo is not None for at in sent)
 
 
+@pytest.mark.slow
 def test_seed_demo_shows_every_message_kind():
     seed_demo()
 
@@ -126,6 +129,7 @@ def test_seed_demo_shows_every_message_kind():
     assert kinds == set(MessageKind)
 
 
+@pytest.mark.slow
 def test_seed_demo_has_known_contacts_in_primary_and_requests_pending_hidden_declined_blocked():
     seed_demo()
     brand = _demo_brand()
@@ -157,6 +161,7 @@ def test_seed_demo_has_known_contacts_in_primary_and_requests_pending_hidden_dec
     assert len(suppressed) == 1
 
 
+@pytest.mark.slow
 def test_seed_demo_has_a_group_of_five_contacts_and_a_vanish_mode_thread():
     seed_demo()
 
@@ -185,6 +190,7 @@ def test_seed_demo_has_a_group_of_five_contacts_and_a_vanish_mode_thread():
     assert purged[0].attachments == [] and purged[0].kind is MessageKind.IMAGE
 
 
+@pytest.mark.slow
 def test_seed_demo_has_reactions_an_inline_reply_an_edit_and_an_unsent_message():
     seed_demo()
 
@@ -201,6 +207,7 @@ def test_seed_demo_has_reactions_an_inline_reply_an_edit_and_an_unsent_message()
     assert unsent.text is None
 
 
+@pytest.mark.slow
 def test_seed_demo_replies_are_by_agents_inside_the_reply_window():
     seed_demo()
 
@@ -223,6 +230,7 @@ def test_seed_demo_replies_are_by_agents_inside_the_reply_window():
     assert any(m.human_agent_tag for m in replies)
 
 
+@pytest.mark.slow
 def test_second_seed_demo_creates_nothing_and_returns_the_same_logins():
     seed_demo()
     db.session.commit()
@@ -235,6 +243,7 @@ def test_second_seed_demo_creates_nothing_and_returns_the_same_logins():
     assert table_counts() == before
 
 
+@pytest.mark.slow
 def test_seed_demo_command_prints_the_three_logins(runner):
     first = runner.invoke(args=["seed-demo"])
     second = runner.invoke(args=["seed-demo"])
@@ -259,6 +268,7 @@ def _readme_customer_ids() -> list[str]:
     return re.findall(r"send-dm .*?--from (\d+)", readme, re.DOTALL)
 
 
+@pytest.mark.slow
 def test_seed_demo_has_shared_and_personal_canned_replies_with_placeholders():
     seed_demo()
     brand = _demo_brand()
@@ -300,6 +310,7 @@ def test_seed_demo_has_an_sla_policy_per_priority_in_business_hours():
     assert all(policy.business_hours for policy in order)
 
 
+@pytest.mark.slow
 def test_seed_demo_opens_weekdays_nine_to_six_in_berlin_and_closes_on_the_next_christmas():
     seed_demo()
 
@@ -318,6 +329,7 @@ def test_seed_demo_opens_weekdays_nine_to_six_in_berlin_and_closes_on_the_next_c
     assert is_open(calendar, monday_ten.astimezone(UTC))
 
 
+@pytest.mark.slow
 def test_seed_demo_team_assigns_round_robin_to_its_online_agents():
     seed_demo()
     brand = _demo_brand()
@@ -333,6 +345,7 @@ def test_seed_demo_team_assigns_round_robin_to_its_online_agents():
     assert len({t.assignee_id for t in open_tickets}) == 3  # taken in turns, not by one agent
 
 
+@pytest.mark.slow
 def test_seed_demo_tags_messages_by_keyword_rules():
     seed_demo()
     brand = _demo_brand()
@@ -353,6 +366,7 @@ def test_seed_demo_tags_messages_by_keyword_rules():
     assert ("priya.nair", "shipping") in tagged  # "change the delivery address"
 
 
+@pytest.mark.slow
 def test_every_open_demo_ticket_has_an_sla_clock():
     seed_demo()
     brand = _demo_brand()
@@ -368,6 +382,7 @@ def test_every_open_demo_ticket_has_an_sla_clock():
     assert {t.priority for t in tickets} > {Priority.NORMAL}  # the other policies show too
 
 
+@pytest.mark.slow
 def test_readme_writes_as_two_customers_that_the_demo_does_not_know():
     seed_demo()
     seeded = set(db.session.scalars(select(Contact.platform_id)))
@@ -379,6 +394,7 @@ def test_readme_writes_as_two_customers_that_the_demo_does_not_know():
     assert not seeded & set(NEW_CUSTOMER_IDS)
 
 
+@pytest.mark.slow
 def test_a_readme_customers_dm_lands_in_the_inbox_with_a_due_time_and_an_assignee(
     app, client, sim
 ):
@@ -441,6 +457,7 @@ def _mismatches(query) -> int:
     return len(db.session.execute(query).all())
 
 
+@pytest.mark.slow
 def test_seed_load_command_creates_exactly_the_messages_asked_for(runner):
     runner.invoke(args=["seed-demo"])
     db.session.rollback()
@@ -457,6 +474,7 @@ def test_seed_load_command_creates_exactly_the_messages_asked_for(runner):
     assert loaded == 2000
 
 
+@pytest.mark.slow
 def test_seed_load_conversations_have_consistent_denormalised_fields(runner):
     runner.invoke(args=["seed-demo"])
     runner.invoke(args=["seed-load", "--brand", "demo", "--messages", "2000"])
@@ -525,6 +543,7 @@ def test_conversation_lengths_have_a_long_tail_with_a_500_message_thread(total):
     assert sorted(sizes)[len(sizes) // 2] < 15  # most threads are short
 
 
+@pytest.mark.slow
 def test_seed_load_history_reads_like_real_support_traffic():
     seed_demo()
     brand = _demo_brand()

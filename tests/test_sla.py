@@ -22,7 +22,6 @@ from helpdesk.sla import service as sla
 from helpdesk.sla.models import BusinessHours, ReminderKind, SlaPolicy, SlaReminder, SlaTarget
 from helpdesk.tickets.models import (
     Priority,
-    Tag,
     Ticket,
     TicketEvent,
     TicketPause,
@@ -31,7 +30,7 @@ from helpdesk.tickets.models import (
 )
 from helpdesk.types import utcnow
 from tests.conftest import race, table_counts
-from tests.factories import AgentFactory, BrandFactory, ChannelFactory, at, member
+from tests.factories import AgentFactory, BrandFactory, ChannelFactory, TagFactory, at, member
 
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri")
 _threads = itertools.count()
@@ -239,9 +238,7 @@ def test_brand_without_business_hours_is_open_around_the_clock(brand, channel):
 
 def test_first_matching_policy_wins_by_position(brand, channel):
     other_channel = ChannelFactory(brand=brand)
-    vip = Tag(brand_id=brand.id, name="vip")
-    db.session.add(vip)
-    db.session.flush()
+    vip = TagFactory(brand=brand, name="vip")
     catch_all = policy(brand, position=9, name="Everyone", first_response_min=600)
     urgent = policy(
         brand, position=2, name="Urgent", conditions={"priority": "urgent"}, first_response_min=30
@@ -842,9 +839,7 @@ def test_invalid_update_leaves_the_policy_as_it_was(brand, manager):
 
 
 def test_policies_in_the_api_shape(brand, channel, manager):
-    vip = Tag(brand_id=brand.id, name="vip")
-    db.session.add(vip)
-    db.session.flush()
+    vip = TagFactory(brand=brand, name="vip")
     later = sla.create_policy(brand, manager, "Later", 5, {}, {"resolution_min": 480}, False)
     first = sla.create_policy(
         brand,

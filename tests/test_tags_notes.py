@@ -12,11 +12,10 @@ from helpdesk.dm.service import InboundMessage, receive_inbound, set_notificatio
 from helpdesk.errors import AlreadyExists, Forbidden, NotFound, ValidationError
 from helpdesk.extensions import db
 from helpdesk.notifications.models import Notification, NotificationKind
-from helpdesk.sla.models import SlaPolicy
 from helpdesk.tickets import notes, tags
 from helpdesk.tickets.models import Note, Tag, Ticket, TicketEvent, TicketTag
 from tests.conftest import table_counts
-from tests.factories import AgentFactory, BrandFactory, ChannelFactory, at, member
+from tests.factories import AgentFactory, BrandFactory, ChannelFactory, SlaPolicyFactory, at, member
 
 
 @pytest.fixture
@@ -208,11 +207,10 @@ def test_tag_names_of_a_listing_come_from_one_query(brand, agent):
 
 def test_a_tag_change_lets_sla_policies_match_again(brand, agent, ticket):
     tag = tags.create_tag(brand, agent, "vip")
-    policy = SlaPolicy(
-        brand_id=brand.id, name="VIP", tag_id=tag.id, first_response_min=15, business_hours=False
+    policy = SlaPolicyFactory(
+        brand=brand, name="VIP", tag_id=tag.id, first_response_min=15, resolution_min=None,
+        business_hours=False,
     )
-    db.session.add(policy)
-    db.session.flush()
 
     tags.add_tag(ticket, "VIP", agent)
     assert ticket.sla_policy_id == policy.id
