@@ -47,6 +47,7 @@ from helpdesk.intake import service as intake
 from helpdesk.intake.models import EventStatus, WebhookEvent
 from helpdesk.metrics import service as metrics
 from helpdesk.metrics.models import MetricEvent, MetricRollup, MetricTicketState, MetricVolume
+from helpdesk.metrics.plumbing import lock_key
 from helpdesk.notifications.models import Notification, NotificationKind
 from helpdesk.sla import service as sla
 from helpdesk.sla.models import SlaReminder
@@ -539,7 +540,7 @@ def test_worker_killed_mid_metrics_leaves_the_numbers_of_a_run_without_fault(
     clock = metrics.BrandContext.load(brand_id).clock
     today = clock.local_date(start)
     days = [today + timedelta(days=offset) for offset in (-1, 0, 1)]
-    keys = [metrics._lock_key(f"metrics:day:{brand_id}:{day.isoformat()}") for day in days]
+    keys = [lock_key(f"metrics:day:{brand_id}:{day.isoformat()}") for day in days]
     args = [ticket_id] if task == RECORD_METRICS else []
 
     first = worker()

@@ -24,7 +24,7 @@ from helpdesk.brands.models import Brand
 from helpdesk.dm.models import Conversation, Direction, Message, RequestState
 from helpdesk.extensions import db
 from helpdesk.metrics.compute import BusinessClock
-from helpdesk.metrics.service import bulk_insert
+from helpdesk.metrics.plumbing import bulk_insert
 from helpdesk.sla.models import SlaPolicy
 from helpdesk.sla.service import get_calendar
 from helpdesk.tickets.models import Tag, Ticket, TicketEvent, TicketTag
