@@ -2,9 +2,10 @@
 
 SLA clocks and assignment build on tickets (they read its models and record its events), yet
 every ticket change must refresh the clocks and may hand the ticket to an agent. Called directly,
-that is a cycle between the packages, which used to hide behind imports inside functions. Here
-tickets (and accounts, for sign-ins) only publish what happened; sla and assignment subscribe
-once, when the app factory calls their `subscribe()`, so the arrows point one way again.
+that is a cycle between the packages, which used to hide behind imports inside functions (and
+accounts and assignment form a real import cycle through notifications and dm). Here tickets and
+accounts only publish what happened; sla and assignment subscribe once, when the app factory
+calls their `subscribe()`, so the arrows point one way again.
 
 Handlers run at once, in the publisher's transaction and in the order they subscribed, exactly as
 the direct calls did; an exception in a handler reaches the publisher.
@@ -23,6 +24,8 @@ TICKET_WAITING = "ticket.waiting"
 TICKET_FINISHED = "ticket.finished"
 # An agent signed in (a shift starts).
 AGENT_SIGNED_IN = "agent.signed_in"
+# A manager set an agent's availability (online, away, offline).
+AVAILABILITY_SET = "agent.availability_set"
 
 Handler = Callable[..., Any]
 _handlers: dict[str, list[Handler]] = {}

@@ -10,10 +10,16 @@ import uuid
 from contextvars import ContextVar
 
 from amqp.exceptions import ChannelError
-from flask import Flask, Response, g, request
+from flask import Flask, Response, current_app, g, has_app_context, request
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
 from prometheus_client.core import REGISTRY, GaugeMetricFamily
 from sqlalchemy import func, select
+
+from helpdesk.dm.models import Message
+from helpdesk.extensions import db
+from helpdesk.intake.models import EventStatus, WebhookEvent
+from helpdesk.sla.models import ReminderKind, SlaReminder
+from helpdesk.types import utcnow
 
 request_id_var: ContextVar[str | None] = ContextVar("request_id", default=None)
 
@@ -95,18 +101,10 @@ class QueueCollector:
         ]
 
     def collect(self):
-        from flask import current_app, has_app_context
-
         app = current_app._get_current_object() if has_app_context() else self.app
         yield from self._collect(app)
 
     def _collect(self, app: Flask):
-        from helpdesk.dm.models import Message
-        from helpdesk.extensions import db
-        from helpdesk.intake.models import EventStatus, WebhookEvent
-        from helpdesk.sla.models import ReminderKind, SlaReminder
-        from helpdesk.types import utcnow
-
         with app.app_context():
             try:
                 oldest = db.session.scalar(

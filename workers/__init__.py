@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 from datetime import timedelta
 
 from celery import Celery, Task
 from celery.signals import setup_logging
 from flask import Flask, has_app_context
+
+from helpdesk.observability import configure_logging
 
 TASK_MODULES = [
     "workers.tasks.assignment",
@@ -54,10 +57,6 @@ def celery_init_app(app: Flask) -> Celery:
 
     @setup_logging.connect(weak=False)
     def _logging(loglevel: int | str | None = None, **_kwargs) -> None:
-        import logging
-
-        from helpdesk.observability import configure_logging
-
         configure_logging(json_logs=app.config.get("JSON_LOGS", False))
         if loglevel:  # `--loglevel` of `celery worker` / `beat` (make run: WARNING)
             logging.getLogger().setLevel(loglevel)
@@ -70,7 +69,7 @@ def celery_init_app(app: Flask) -> Celery:
 def __getattr__(name: str):
     # `celery -A workers` looks up `workers.celery`; the app is built only when it is asked for.
     if name == "celery":
-        from workers.app import celery
+        from workers.app import celery  # builds the Flask app: only when a worker asks for it
 
         return celery
     raise AttributeError(name)

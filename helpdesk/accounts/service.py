@@ -197,9 +197,9 @@ def set_teams(agent: Agent, brand_id: int, team_ids: list[int]) -> None:
 
 def change_agent(agent: Agent, changes: dict[str, Any], actor: Actor) -> Agent:
     """Availability, capacity and teams need a manager; a role change needs an admin, so a
-    manager cannot raise anyone (themselves included) to admin."""
-    from helpdesk.assignment.service import set_availability  # assignment builds on accounts
-
+    manager cannot raise anyone (themselves included) to admin. Availability is assignment's
+    (an agent coming online takes waiting tickets), which builds on accounts: it hears of the
+    change through the hook."""
     brand_id = actor.brand_id
     actor.require(Role.MANAGER, "changing an agent", brand_id)
     if brand_id is None or role_in(agent.id, brand_id) is None:
@@ -218,5 +218,5 @@ def change_agent(agent: Agent, changes: dict[str, Any], actor: Actor) -> Agent:
         set_teams(agent, brand_id, changes["team_ids"])
     db.session.flush()
     if "availability" in changes:
-        set_availability(agent, changes["availability"])
+        hooks.publish(hooks.AVAILABILITY_SET, agent=agent, availability=changes["availability"])
     return agent

@@ -286,3 +286,4 @@ def subscribe() -> None:
     hooks.on(hooks.TICKET_WAITING, auto_assign)
     hooks.on(hooks.TICKET_FINISHED, assign_waiting)
     hooks.on(hooks.AGENT_SIGNED_IN, start_shift)
+    hooks.on(hooks.AVAILABILITY_SET, set_availability)

@@ -2,20 +2,18 @@
 
 from flask import Flask
 
+from helpdesk.web.api import init_api
+from helpdesk.web.auth import bp as auth_bp
+from helpdesk.web.console import bp as console_bp
+from helpdesk.web.dashboard import bp as dashboard_bp
+from helpdesk.web.main import bp as main_bp
+from helpdesk.web.webhooks import bp as webhooks_bp
+
 
 def register_blueprints(app: Flask) -> None:
-    from helpdesk.web.auth import bp as auth_bp
-    from helpdesk.web.console import bp as console_bp
-    from helpdesk.web.dashboard import bp as dashboard_bp
-    from helpdesk.web.main import bp as main_bp
-    from helpdesk.web.webhooks import bp as webhooks_bp
-
     app.register_blueprint(main_bp)
     app.register_blueprint(webhooks_bp)
     app.register_blueprint(auth_bp)
     app.register_blueprint(console_bp)
     app.register_blueprint(dashboard_bp)
-
-    from helpdesk.web.api import init_api
-
     init_api(app)

@@ -22,7 +22,7 @@ Rules a token meets, because a token is no agent:
   `already_assigned`: unassign it (`assignee_id: null`) first, so an integration never silently
   takes a ticket from a person.
 - Canned replies: the token sees the brand's shared replies; agents' personal ones stay theirs.
-- A reply is committed as queued, then handed to delivery (helpdesk.delivery, when installed);
+- A reply is committed as queued, then handed to the delivery workers (helpdesk.queueing);
   reactions likewise. Replies count as human replies for first-response metrics.
 """
 
@@ -32,6 +32,16 @@ from flask import Flask
 from flask_smorest import Api
 
 from helpdesk import extensions
+from helpdesk.web.api import (
+    agents,
+    canned,
+    conversations,
+    inbound,
+    metrics,
+    settings,
+    tickets,
+    webhooks,
+)
 from helpdesk.web.api.blueprint import PREFIX, IdConverter
 from helpdesk.web.api.errors import answer_api_routing_errors
 from helpdesk.web.api.schemas import ErrorSchema
@@ -47,17 +57,6 @@ class RestApi(Api):
 
 
 def init_api(app: Flask) -> RestApi:
-    from helpdesk.web.api import (
-        agents,
-        canned,
-        conversations,
-        inbound,
-        metrics,
-        settings,
-        tickets,
-        webhooks,
-    )
-
     app.config.setdefault("API_TITLE", "DM helpdesk API")
     app.config.setdefault("API_VERSION", "v1")
     app.config.setdefault("OPENAPI_VERSION", "3.0.3")

@@ -21,14 +21,13 @@ from helpdesk.notifications.service import unread_count
 from helpdesk.types import utcnow
 from helpdesk.web.auth import wants_json
 from helpdesk.web.console.context import load_context
+from helpdesk.web.console.formatting import register_filters
 
 bp = Blueprint("console", __name__)
 
 
 @bp.record_once
 def _setup(state) -> None:
-    from helpdesk.web.console.formatting import register_filters
-
     register_filters(state.app)
     state.app.add_template_global(_url_if, "url_if")
 
