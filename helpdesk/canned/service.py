@@ -10,7 +10,7 @@ import re
 from typing import Any
 from urllib.parse import urlsplit
 
-from sqlalchemy import Select, and_, case, false, func, or_, select
+from sqlalchemy import Select, and_, case, false, or_, select
 from sqlalchemy import update as update_rows
 from sqlalchemy.exc import IntegrityError
 
@@ -23,6 +23,7 @@ from helpdesk.canned.render import CannedContext, RenderResult, render_canned, v
 from helpdesk.dm.models import Contact, Conversation
 from helpdesk.errors import AlreadyExists, NotFound, ValidationError
 from helpdesk.extensions import db
+from helpdesk.search.matching import contains, starts_with
 from helpdesk.tickets.models import Ticket
 
 SHORTCODE_RE = re.compile(r"[a-z0-9_-]{1,40}")
@@ -211,14 +212,6 @@ def delete(reply: CannedReply, actor: Actor | Agent | None) -> None:
 # Listing and search -------------------------------------------------------------------------------
 
 
-def _escape_like(text: str) -> str:
-    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-
-
-def _contains(column: Any, word: str) -> Any:
-    return func.lower(column).like(f"%{_escape_like(word.lower())}%", escape="\\")
-
-
 def _visible_to(brand_id: int, actor: Actor | Agent | None) -> Select:
     owned = CannedReply.owner_id == agent_id_of(actor) if actor is not None else false()
     return select(CannedReply).where(
@@ -234,10 +227,10 @@ def shared_query(brand_id: int, query: str = "") -> Select:
     )
     text = (query or "").strip().lower()
     if text:
-        prefix = CannedReply.shortcode.like(f"{_escape_like(text.removeprefix('/'))}%", escape="\\")
+        prefix = starts_with(CannedReply.shortcode, text.removeprefix("/"))
         words = and_(
             *(
-                or_(_contains(CannedReply.title, word), _contains(CannedReply.body, word))
+                or_(contains(CannedReply.title, word), contains(CannedReply.body, word))
                 for word in text.split()
             )
         )
@@ -257,13 +250,13 @@ def search(
     statement = _visible_to(brand_id, actor)
     text = (query or "").strip().lower()
     if text:
-        prefix = CannedReply.shortcode.like(f"{_escape_like(text.removeprefix('/'))}%", escape="\\")
+        prefix = starts_with(CannedReply.shortcode, text.removeprefix("/"))
         if text.startswith("/"):
             statement = statement.where(prefix)
         else:
             every_word = and_(
                 *(
-                    or_(_contains(CannedReply.title, word), _contains(CannedReply.body, word))
+                    or_(contains(CannedReply.title, word), contains(CannedReply.body, word))
                     for word in text.split()
                 )
             )

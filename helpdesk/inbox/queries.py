@@ -4,13 +4,15 @@ number of queries whatever its length (rows, tags and counts are each read in on
 from __future__ import annotations
 
 from collections.abc import Collection
-from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
+from dataclasses import dataclass, field
+from datetime import datetime
 
 from sqlalchemy import (
     ColumnElement,
+    Select,
     and_,
     case,
+    exists,
     func,
     literal,
     or_,
@@ -21,53 +23,35 @@ from sqlalchemy.orm import aliased
 
 from helpdesk.accounts.models import Agent, Membership, Role, Team
 from helpdesk.channels.models import Channel
-from helpdesk.dm.models import Contact, Conversation, ConversationStatus, RequestState
-from helpdesk.dm.visibility import sees_hidden_requests
-from helpdesk.errors import Forbidden, NotFound, ValidationError
+from helpdesk.dm.models import (
+    Contact,
+    Conversation,
+    ConversationStatus,
+    Message,
+    Participant,
+    RequestState,
+)
+from helpdesk.dm.visibility import visible_states
+from helpdesk.errors import NotFound
 from helpdesk.extensions import db
+from helpdesk.inbox.filters import InboxFilter
+from helpdesk.inbox.folders import FOLDERS, folder_condition, folder_name, in_inbox_folders
 from helpdesk.inbox.models import ConversationView
-from helpdesk.tickets.models import Priority, Tag, Ticket, TicketTag
+from helpdesk.search.matching import contains
+from helpdesk.tickets.models import Priority, Tag, Ticket
+from helpdesk.tickets.queries import (
+    DUE_FIELDS,
+    NO_DUE,
+    sla_condition,
+    sla_due,
+    sla_state,
+    tagged,
+    ticket_tags,
+)
 from helpdesk.types import UTCDateTime, utcnow
 
 PAGE_SIZE = 50
-FOLDERS = ("primary", "general", "requests", "hidden")
-SORTS = ("sla", "newest", "waiting")
-SLA_FILTERS = ("at_risk", "breached")
-STATUSES = ("active", "open", "pending", "snoozed", "resolved", "closed", "all")
 ACTIVE = (ConversationStatus.OPEN, ConversationStatus.PENDING)
-INBOX_STATES = (RequestState.NONE, RequestState.ACCEPTED)
-# Sorts after every real due time, so tickets without a running clock come last.
-NO_DUE = datetime(9999, 1, 1, tzinfo=UTC)
-DUE_FIELDS = ("first_response", "next_response", "resolution")
-
-
-@dataclass(frozen=True)
-class InboxFilter:
-    """What the agent asked for, already checked against the brand and the agent's role."""
-
-    folder: str = "primary"
-    view: str = "all"  # mine | unassigned | all | team:<id>
-    status: str = "active"
-    tag: str | None = None
-    priority: str | None = None
-    channel_id: int | None = None
-    sla: str | None = None
-    sort: str = "sla"
-    page: int = 1
-
-    @property
-    def team_id(self) -> int | None:
-        return int(self.view.split(":", 1)[1]) if self.view.startswith("team:") else None
-
-    def args(self, **changes) -> dict[str, str]:
-        """Query arguments for a link to this listing with some changes (defaults left out)."""
-        chosen = replace(self, **changes)
-        out = {}
-        for name, default in InboxFilter.__dataclass_fields__.items():
-            value = getattr(chosen, name)
-            if value is not None and value != default.default:
-                out[name] = str(value)
-        return out
 
 
 @dataclass
@@ -98,116 +82,7 @@ class InboxPage:
     view_counts: dict[str, int]
 
 
-# Parsing ------------------------------------------------------------------------------------------
-
-
-def _choice(value: str | None, allowed: tuple[str, ...], default: str, what: str) -> str:
-    value = (value or "").strip().lower() or default
-    if value not in allowed:
-        raise ValidationError(f"unknown {what} {value!r}")
-    return value
-
-
-def parse_filter(args, brand_id: int, role: Role) -> InboxFilter:
-    """Read the query string; ValidationError for a bad value, NotFound for another brand's team
-    or channel, Forbidden for the hidden folder below the admin role."""
-    folder = _choice(args.get("folder"), FOLDERS, "primary", "folder")
-    if folder == "hidden" and not sees_hidden_requests(role):
-        raise Forbidden("hidden requests are for admins")
-    view = (args.get("view") or "all").strip().lower()
-    if view.startswith("team:"):
-        team_id = _int(view[5:], "team")
-        if (
-            db.session.scalar(select(Team.id).where(Team.id == team_id, Team.brand_id == brand_id))
-            is None
-        ):
-            raise NotFound("no such team")
-        view = f"team:{team_id}"
-    elif view not in ("mine", "unassigned", "all"):
-        raise ValidationError(f"unknown view {view!r}")
-    channel_id = None
-    if args.get("channel"):
-        channel_id = _int(args.get("channel"), "channel")
-        if (
-            db.session.scalar(
-                select(Channel.id).where(Channel.id == channel_id, Channel.brand_id == brand_id)
-            )
-            is None
-        ):
-            raise NotFound("no such channel")
-    priority = args.get("priority") or None
-    if priority is not None and priority not in {p.value for p in Priority}:
-        raise ValidationError(f"unknown priority {priority!r}")
-    sla = args.get("sla") or None
-    if sla is not None and sla not in SLA_FILTERS:
-        raise ValidationError(f"unknown SLA filter {sla!r}")
-    tag = " ".join((args.get("tag") or "").split())[:64] or None
-    page = _int(args.get("page") or "1", "page")
-    return InboxFilter(
-        folder=folder,
-        view=view,
-        status=_choice(args.get("status"), STATUSES, "active", "status"),
-        tag=tag,
-        priority=priority,
-        channel_id=channel_id,
-        sla=sla,
-        sort=_choice(args.get("sort"), SORTS, "sla", "sort"),
-        page=max(1, min(page, 10_000)),
-    )
-
-
-def _int(value: str | None, what: str) -> int:
-    try:
-        number = int(str(value).strip())
-    except (TypeError, ValueError):
-        raise ValidationError(f"the {what} must be a number") from None
-    if number < 0 or number > 2**31 - 1:  # past an INTEGER column: PostgreSQL refuses to compare
-        raise ValidationError(f"the {what} is out of range")
-    return number
-
-
-# SLA figures --------------------------------------------------------------------------------------
-
-
-def sla_due(ticket: Ticket | None) -> datetime | None:
-    """The earliest due time among the ticket's running clocks."""
-    if ticket is None:
-        return None
-    dues = [getattr(ticket, f"{name}_due_at") for name in DUE_FIELDS]
-    return min((due for due in dues if due is not None), default=None)
-
-
-def sla_state(ticket: Ticket | None, now: datetime | None = None) -> str | None:
-    """`breached` past a due time, `at_risk` past a warning time, `ok` otherwise, None: no clock."""
-    if ticket is None:
-        return None
-    now = now or utcnow()
-    state = None
-    for name in DUE_FIELDS:
-        due, warn = getattr(ticket, f"{name}_due_at"), getattr(ticket, f"{name}_warn_at")
-        if due is None:
-            continue
-        if due <= now:
-            return "breached"
-        if warn is not None and warn <= now:
-            state = "at_risk"
-        elif state is None:
-            state = "ok"
-    return state
-
-
-def _past(column, now: datetime) -> ColumnElement[bool]:
-    """`column <= now`, false (never NULL) when the column is empty, so NOT works on it."""
-    return and_(column.is_not(None), column <= now)
-
-
-def _breached(now: datetime) -> ColumnElement[bool]:
-    return or_(*(_past(getattr(Ticket, f"{name}_due_at"), now) for name in DUE_FIELDS))
-
-
-def _at_risk(now: datetime) -> ColumnElement[bool]:
-    warned = or_(*(_past(getattr(Ticket, f"{name}_warn_at"), now) for name in DUE_FIELDS))
-    return and_(warned, ~_breached(now))
+# Query pieces ------------------------------------------------------------------------------------
 
 
 def _current_ticket(ticket, column) -> ColumnElement:
@@ -232,17 +107,6 @@ def _due_expression() -> ColumnElement:
     return func.coalesce(_current_ticket(ticket, earliest(*dues)), far).label("sla_due")
 
 
-# Query pieces -------------------------------------------------------------------------------------
-
-
-def _folder_condition(folder: str) -> ColumnElement[bool]:
-    if folder == "requests":
-        return Conversation.request_state == RequestState.PENDING
-    if folder == "hidden":
-        return Conversation.request_state == RequestState.HIDDEN
-    return and_(Conversation.folder == folder, Conversation.request_state.in_(INBOX_STATES))
-
-
 def _status_condition(status: str) -> ColumnElement[bool]:
     if status == "all":
         return true()
@@ -264,20 +128,13 @@ def _view_condition(view: str, agent_id: int) -> ColumnElement[bool]:
 def _filters(f: InboxFilter, brand_id: int, now: datetime) -> list[ColumnElement[bool]]:
     conditions = []
     if f.tag:
-        tagged = (
-            select(TicketTag.ticket_id)
-            .join(Tag, Tag.id == TicketTag.tag_id)
-            .where(Tag.brand_id == brand_id, Tag.name_key == f.tag.lower())
-        )
-        conditions.append(Conversation.current_ticket_id.in_(tagged))
+        conditions.append(Conversation.current_ticket_id.in_(tagged(brand_id, f.tag)))
     if f.priority:
         conditions.append(Ticket.priority == Priority(f.priority))
     if f.channel_id is not None:
         conditions.append(Conversation.channel_id == f.channel_id)
-    if f.sla == "breached":
-        conditions.append(_breached(now))
-    elif f.sla == "at_risk":
-        conditions.append(_at_risk(now))
+    if f.sla is not None:
+        conditions.append(sla_condition(f.sla, now))
     return conditions
 
 
@@ -368,7 +225,7 @@ def _page_ids(f: InboxFilter, brand_id: int, agent_id: int, now: datetime):
         _base(brand_id)
         .with_only_columns(Conversation.id)
         .where(
-            _folder_condition(f.folder),
+            folder_condition(f.folder),
             _status_condition(f.status),
             _view_condition(f.view, agent_id),
             *_filters(f, brand_id, now),
@@ -423,22 +280,6 @@ def _attach_tags(rows: list[InboxRow]) -> None:
             row.tags = tags.get(row.ticket.id, [])
 
 
-def ticket_tags(ticket_ids: list[int]) -> dict[int, list[tuple[str, str]]]:
-    """(name, colour) of every tag on these tickets, in one query."""
-    found: dict[int, list[tuple[str, str]]] = {ticket_id: [] for ticket_id in ticket_ids}
-    if not ticket_ids:
-        return found
-    rows = db.session.execute(
-        select(TicketTag.ticket_id, Tag.name, Tag.colour)
-        .join(Tag, Tag.id == TicketTag.tag_id)
-        .where(TicketTag.ticket_id.in_(ticket_ids))
-        .order_by(Tag.name_key)
-    )
-    for ticket_id, name, colour in rows:
-        found[ticket_id].append((name, colour))
-    return found
-
-
 def folder_counts(f: InboxFilter, brand_id: int, agent_id: int) -> dict[str, int]:
     """Conversations per folder in the current view and status, in one grouped query.
 
@@ -452,21 +293,10 @@ def folder_counts(f: InboxFilter, brand_id: int, agent_id: int) -> dict[str, int
     )
     counts = dict.fromkeys(FOLDERS, 0)
     for state, folder, count in db.session.execute(query):
-        name = _folder_name(RequestState(state), folder)
+        name = folder_name(RequestState(state), folder)
         if name is not None:
             counts[name] += count
     return counts
-
-
-def _folder_name(state: RequestState, folder: str) -> str | None:
-    """The inbox folder a conversation shows in; None for declined and blocked requests."""
-    if state is RequestState.PENDING:
-        return "requests"
-    if state is RequestState.HIDDEN:
-        return "hidden"
-    if state in INBOX_STATES:
-        return str(folder)
-    return None
 
 
 def view_counts(f: InboxFilter, brand_id: int, agent_id: int) -> dict[str, int]:
@@ -480,7 +310,7 @@ def view_counts(f: InboxFilter, brand_id: int, agent_id: int) -> dict[str, int]:
         )
         .where(
             Conversation.brand_id == brand_id,
-            _folder_condition(f.folder),
+            folder_condition(f.folder),
             _status_condition(f.status),
         )
         # OFFSET keeps this a subquery of its own (PostgreSQL would otherwise inline it and look
@@ -503,6 +333,90 @@ def view_counts(f: InboxFilter, brand_id: int, agent_id: int) -> dict[str, int]:
         if team_id is not None:
             counts[f"team:{team_id}"] = total
     return counts
+
+
+# The REST API's listings --------------------------------------------------------------------------
+
+
+def assigned_to(brand_id: int, assignee: int | str) -> ColumnElement[bool]:
+    """`none`: no current ticket or an unassigned one; an id: that agent's current tickets (the
+    console's `unassigned` and `mine` views, for any agent)."""
+    if assignee == "none":
+        unassigned = select(Ticket.id).where(
+            Ticket.brand_id == brand_id, Ticket.assignee_id.is_(None)
+        )
+        return or_(
+            Conversation.current_ticket_id.is_(None),
+            Conversation.current_ticket_id.in_(unassigned),
+        )
+    return Conversation.current_ticket_id.in_(
+        select(Ticket.id).where(Ticket.brand_id == brand_id, Ticket.assignee_id == assignee)
+    )
+
+
+def conversation_listing(
+    brand_id: int,
+    role: Role,
+    *,
+    request_state: RequestState | str | None = None,
+    folder: str | None = None,
+    status: ConversationStatus | str | None = None,
+    assignee: int | str | None = None,
+    tag: str | None = None,
+    text: str | None = None,
+) -> Select:
+    """The brand's conversations, unordered (the caller pages them).
+
+    Without `request_state`, the inbox as the console defines it: its folders Primary, General
+    and Requests together, or the one `folder` names. With it, the conversations in that state
+    (and stored `folder`), hidden ones only for a role that sees them. `text` matches the
+    title, the last message and the contacts' usernames and names, `%` and `_` literally."""
+    query = select(Conversation).where(Conversation.brand_id == brand_id)
+    if request_state is None:
+        query = query.where(folder_condition(folder) if folder else in_inbox_folders())
+    else:
+        states = visible_states(role, (RequestState(request_state),))
+        query = query.where(Conversation.request_state.in_(states))
+        if folder:
+            query = query.where(Conversation.folder == folder)
+    if status is not None:
+        query = query.where(Conversation.status == ConversationStatus(status))
+    if assignee is not None:
+        query = query.where(assigned_to(brand_id, assignee))
+    if tag is not None:
+        query = query.where(Conversation.current_ticket_id.in_(tagged(brand_id, tag)))
+    if text is not None:
+        people = (
+            select(Participant.id)
+            .join(Contact, Contact.id == Participant.contact_id)
+            .where(
+                Participant.conversation_id == Conversation.id,
+                or_(contains(Contact.username, text), contains(Contact.name, text)),
+            )
+        )
+        query = query.where(
+            or_(
+                contains(Conversation.last_message_preview, text),
+                contains(Conversation.title, text),
+                exists(people),
+            )
+        )
+    return query
+
+
+def visible_messages(conversation: Conversation) -> Select:
+    """The conversation's messages a reader may see (a blocked contact's never are), unordered."""
+    return select(Message).where(
+        Message.conversation_id == conversation.id, Message.suppressed.is_(False)
+    )
+
+
+def quotable_message(conversation: Conversation, message_id: int) -> Message | None:
+    """A message of this conversation a reply may quote, or None."""
+    message = db.session.get(Message, message_id)
+    if message is None or message.conversation_id != conversation.id or message.suppressed:
+        return None
+    return message
 
 
 def conversations_of_brand(ids: list[int], brand_id: int) -> list[Conversation]:
@@ -529,7 +443,7 @@ def changed_since(brand_id: int, since: datetime) -> int:
             .where(
                 Conversation.brand_id == brand_id,
                 Conversation.last_message_at > since,
-                Conversation.request_state.in_((*INBOX_STATES, RequestState.PENDING)),
+                in_inbox_folders(),
             )
         )
         or 0

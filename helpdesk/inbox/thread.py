@@ -11,7 +11,6 @@ from sqlalchemy.exc import IntegrityError
 
 from helpdesk.accounts.models import Agent
 from helpdesk.dm import service as dm
-from helpdesk.dm.text import window_closed_reason
 from helpdesk.dm.models import (
     Contact,
     Conversation,
@@ -21,11 +20,12 @@ from helpdesk.dm.models import (
     Participant,
     Reaction,
 )
+from helpdesk.dm.text import window_closed_reason
 from helpdesk.errors import NotFound
 from helpdesk.extensions import db
 from helpdesk.inbox.models import ConversationView
-from helpdesk.inbox.queries import ticket_tags
 from helpdesk.tickets.models import Note, Ticket
+from helpdesk.tickets.queries import ticket_tags
 from helpdesk.types import utcnow
 
 THREAD_PAGE = 100

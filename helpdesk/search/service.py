@@ -11,6 +11,7 @@ from helpdesk.accounts.models import Role
 from helpdesk.dm.models import Contact, Conversation, Message, RequestState
 from helpdesk.dm.visibility import visible_states
 from helpdesk.extensions import db
+from helpdesk.search.matching import contains
 from helpdesk.search.models import FTS_CONFIG, message_tsvector
 
 MAX_QUERY_CHARS = 200
@@ -31,18 +32,10 @@ class SearchResults:
     contacts: list[tuple[Contact, int | None]]  # the contact and its latest conversation's id
 
 
-def _escape_like(text: str) -> str:
-    return text.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-
-
-def _like(column, word: str):
-    return func.lower(column).like(f"%{_escape_like(word)}%", escape="\\")
-
-
 def _text_matches(query: str):
     if db.session.get_bind().dialect.name == "postgresql":
         return message_tsvector().op("@@")(func.plainto_tsquery(FTS_CONFIG, query))
-    return and_(*(_like(Message.text, word) for word in query.split()))
+    return and_(*(contains(Message.text, word) for word in query.split()))
 
 
 SEARCHED_STATES = (
@@ -101,7 +94,7 @@ def search(brand_id: int, query: str, role: Role, limit: int = RESULT_LIMIT) -> 
                 Contact.brand_id == brand_id,
                 Contact.blocked.is_(False),
                 known_here,
-                and_(*(or_(_like(Contact.username, w), _like(Contact.name, w)) for w in words)),
+                *(or_(contains(Contact.username, w), contains(Contact.name, w)) for w in words),
             )
             .order_by(func.lower(Contact.username))
             .limit(limit)

@@ -14,6 +14,7 @@ from helpdesk.extensions import db
 from helpdesk.live import events as live
 from helpdesk.notifications.models import NotificationKind
 from helpdesk.notifications.service import notify
+from helpdesk.search.matching import starts_with
 from helpdesk.tickets.events import record_event
 from helpdesk.tickets.models import Note, Ticket
 
@@ -121,16 +122,12 @@ def list_notes(ticket: Ticket, actor: Agent | None = None) -> list[Note]:
     )
 
 
-def _escape_like(text: str) -> str:
-    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-
-
 def mention_candidates(
     brand_id: int, prefix: str, actor: Agent | None = None, limit: int = CANDIDATE_LIMIT
 ) -> list[dict]:
     """Agents of the brand for `@` completion, matched by email local part or name."""
     require_role(actor, brand_id, Role.AGENT)
-    pattern = _escape_like("".join((prefix or "").removeprefix("@").split()).lower()) + "%"
+    handle = "".join((prefix or "").removeprefix("@").split())
     query = (
         select(Agent)
         .join(Membership, Membership.agent_id == Agent.id)
@@ -138,8 +135,8 @@ def mention_candidates(
             Membership.brand_id == brand_id,
             Agent.active.is_(True),
             or_(
-                func.lower(Agent.email).like(pattern, escape="\\"),
-                func.lower(func.replace(Agent.name, " ", "")).like(pattern, escape="\\"),
+                starts_with(Agent.email, handle),
+                starts_with(func.replace(Agent.name, " ", ""), handle),
             ),
         )
         .order_by(func.lower(Agent.name), Agent.id)

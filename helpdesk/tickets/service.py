@@ -17,11 +17,11 @@ from helpdesk.dm.models import (
     ConversationStatus,
     Direction,
     Message,
-    RequestState,
 )
 from helpdesk.dm.service import atomic
 from helpdesk.errors import AlreadyAssigned, InvalidState, NotFound, StaleTicket, ValidationError
 from helpdesk.extensions import db
+from helpdesk.inbox.folders import INBOX_STATES
 from helpdesk.live import events as live
 from helpdesk.notifications.models import NotificationKind
 from helpdesk.notifications.service import notify
@@ -38,8 +38,6 @@ from helpdesk.tickets.models import (
 )
 from helpdesk.tickets.tags import apply_tag_rules
 from helpdesk.types import utcnow
-
-INBOX_STATES = (RequestState.NONE, RequestState.ACCEPTED)
 
 
 def _after_change(ticket: Ticket, now: datetime) -> None:

@@ -5,26 +5,18 @@ from __future__ import annotations
 from typing import Any
 
 from flask import Response, g
-from sqlalchemy import Select, exists, func, or_, select
+from sqlalchemy import Select, func
 
+from helpdesk import lookups, transaction
 from helpdesk.canned import service as canned
 from helpdesk.canned.models import CannedReply
 from helpdesk.dm import service as dm
-from helpdesk.dm.models import (
-    Contact,
-    Conversation,
-    Message,
-    MessageStatus,
-    Participant,
-    RequestState,
-)
-from helpdesk.dm.visibility import visible_states
+from helpdesk.dm.models import Conversation, Message, MessageStatus
 from helpdesk.errors import NotFound
-from helpdesk.extensions import db
 from helpdesk.idempotency.service import Answer
+from helpdesk.inbox import queries
 from helpdesk.inbox import service as inbox
 from helpdesk.queueing import enqueue_delivery, enqueue_reaction
-from helpdesk.tickets.models import Tag, Ticket, TicketTag
 from helpdesk.web.api import idempotency, present
 from helpdesk.web.api.auth import brand_id
 from helpdesk.web.api.blueprint import api_blueprint
@@ -41,11 +33,9 @@ from helpdesk.web.api.schemas import (
     RequestActionSchema,
     page_of,
 )
-from helpdesk.web.api.search import contains
 
 bp = api_blueprint("conversations", "Conversations, their messages, requests and reactions")
 
-INBOX_STATES = (RequestState.NONE, RequestState.PENDING, RequestState.ACCEPTED)
 CONVERSATIONS = Order(
     "conversations",
     Conversation.id,
@@ -59,61 +49,18 @@ MESSAGES = Order(
 REQUEST_ACTIONS = {"accept": inbox.accept, "decline": inbox.decline, "block": inbox.block}
 
 
-def assigned_to(assignee: int | str) -> Any:
-    """`none`: no current ticket or an unassigned one; an id: that agent's current tickets."""
-    if assignee == "none":
-        unassigned = select(Ticket.id).where(
-            Ticket.brand_id == brand_id(), Ticket.assignee_id.is_(None)
-        )
-        return or_(
-            Conversation.current_ticket_id.is_(None),
-            Conversation.current_ticket_id.in_(unassigned),
-        )
-    return Conversation.current_ticket_id.in_(
-        select(Ticket.id).where(Ticket.brand_id == brand_id(), Ticket.assignee_id == assignee)
-    )
-
-
 def conversation_query(args: dict[str, Any]) -> Select:
-    query = select(Conversation).where(Conversation.brand_id == brand_id())
-    states = [RequestState(args["request_state"])] if "request_state" in args else INBOX_STATES
-    query = query.where(Conversation.request_state.in_(visible_states(g.api_role, states)))
-    if "folder" in args:
-        query = query.where(Conversation.folder == args["folder"])
-    if "status" in args:
-        query = query.where(Conversation.status == args["status"])
-    if "assignee" in args:
-        query = query.where(assigned_to(args["assignee"]))
-    if "tag" in args:
-        query = query.where(
-            exists(
-                select(TicketTag.id)
-                .join(Tag, Tag.id == TicketTag.tag_id)
-                .where(
-                    TicketTag.ticket_id == Conversation.current_ticket_id,
-                    Tag.brand_id == brand_id(),
-                    Tag.name_key == args["tag"].lower(),
-                )
-            )
-        )
-    if "q" in args:
-        text = args["q"]
-        people = (
-            select(Participant.id)
-            .join(Contact, Contact.id == Participant.contact_id)
-            .where(
-                Participant.conversation_id == Conversation.id,
-                or_(contains(Contact.username, text), contains(Contact.name, text)),
-            )
-        )
-        query = query.where(
-            or_(
-                contains(Conversation.last_message_preview, text),
-                contains(Conversation.title, text),
-                exists(people),
-            )
-        )
-    return query
+    """The listing's filters, as the console's inbox defines them (`inbox.queries`)."""
+    return queries.conversation_listing(
+        brand_id(),
+        g.api_role,
+        request_state=args.get("request_state"),
+        folder=args.get("folder"),
+        status=args.get("status"),
+        assignee=args.get("assignee"),
+        tag=args.get("tag"),
+        text=args.get("q"),
+    )
 
 
 def reply_arguments(conversation: Conversation, data: dict[str, Any]) -> dict[str, Any]:
@@ -127,14 +74,15 @@ def reply_arguments(conversation: Conversation, data: dict[str, Any]) -> dict[st
         "confirmed": data.get("confirm", False),
     }
     if data.get("reply_to") is not None:
-        quoted = db.session.get(Message, data["reply_to"])
-        if quoted is None or quoted.conversation_id != conversation.id or quoted.suppressed:
+        quoted = queries.quotable_message(conversation, data["reply_to"])
+        if quoted is None:
             raise InvalidField("reply_to", "no such message in this conversation")
         arguments["reply_to"] = quoted
     if data.get("canned_reply") is not None:
-        reply = db.session.get(CannedReply, data["canned_reply"])
-        if reply is None or reply.brand_id != brand_id() or reply.owner_id is not None:
-            raise InvalidField("canned_reply", "no such canned reply")
+        try:
+            reply = lookups.owned(CannedReply, data["canned_reply"], brand_id(), g.api_role)
+        except NotFound:
+            raise InvalidField("canned_reply", "no such canned reply") from None
         arguments["text"] = canned.render(reply, conversation, None).text
         arguments["attachments"] = arguments["attachments"] or list(reply.attachments or [])
     return arguments
@@ -161,10 +109,7 @@ def get_conversation(conversation_id: int) -> dict[str, Any]:
 @bp.response(200, page_of(MessageSchema, "MessagePage"))
 def list_messages(args: dict[str, Any], conversation_id: int) -> dict[str, Any]:
     """Messages newest first (a blocked contact's messages are never shown)."""
-    query = select(Message).where(
-        Message.conversation_id == owned(Conversation, conversation_id).id,
-        Message.suppressed.is_(False),
-    )
+    query = queries.visible_messages(owned(Conversation, conversation_id))
     rows, cursor = paginate(query, MESSAGES, args)
     return {"items": present.messages(rows), "next_cursor": cursor}
 
@@ -180,7 +125,7 @@ def send_message(data: dict[str, Any], conversation_id: int) -> Response:
         return idempotency.replay(claimed)
     (message,) = inbox.compose(conversation, None, **reply_arguments(conversation, data))
     answer = idempotency.answer(claimed, 202, MessageSchema, present.message(message))
-    db.session.commit()
+    transaction.commit()
     if message.status is MessageStatus.QUEUED:
         enqueue_delivery(message.id)
     return answer
@@ -193,7 +138,7 @@ def answer_request(data: dict[str, Any], conversation_id: int) -> dict[str, Any]
     """Accept (opens a ticket), decline (out of the inbox) or block a message request."""
     conversation = owned(Conversation, conversation_id)
     REQUEST_ACTIONS[data["action"]](conversation, None)
-    db.session.commit()
+    transaction.commit()
     return present.conversation(conversation)
 
 
@@ -208,7 +153,7 @@ def react(data: dict[str, Any], message_id: int) -> Response:
         return idempotency.replay(claimed)
     dm.react(message, data["emoji"])
     answer = idempotency.answer(claimed, 200, MessageSchema, present.message(message))
-    db.session.commit()
+    transaction.commit()
     enqueue_reaction(message.id, data["emoji"])
     return answer
 
@@ -219,5 +164,5 @@ def unreact(message_id: int) -> None:
     """Take the brand's reaction back; without one, 404."""
     if not dm.unreact(owned(Message, message_id)):
         raise NotFound("the brand has not reacted to this message")
-    db.session.commit()
+    transaction.commit()
     enqueue_reaction(message_id, None)

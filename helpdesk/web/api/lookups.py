@@ -6,17 +6,15 @@ never a 422; a new parameter name without an entry in OWNED fails loudly instead
 
 from __future__ import annotations
 
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from flask import g, request
 
+from helpdesk import lookups
 from helpdesk.accounts.models import Agent
-from helpdesk.accounts.service import role_in
 from helpdesk.canned.models import CannedReply
 from helpdesk.dm.models import Conversation, Message
-from helpdesk.dm.visibility import may_see
 from helpdesk.errors import NotFound
-from helpdesk.extensions import db
 from helpdesk.outgoing.models import WebhookSubscription
 from helpdesk.sla.models import SlaPolicy
 from helpdesk.tickets.models import Ticket
@@ -33,42 +31,14 @@ OWNED: dict[str, type] = {
     "agent_id": Agent,
     "subscription_id": WebhookSubscription,
 }
-NAMES = {
-    Conversation: "conversation",
-    Message: "message",
-    Ticket: "ticket",
-    CannedReply: "canned reply",
-    SlaPolicy: "SLA policy",
-    Agent: "agent",
-    WebhookSubscription: "webhook subscription",
-}
-
-
-def _visible(row: Any) -> bool:
-    if isinstance(row, Agent):
-        return role_in(row.id, brand_id()) is not None
-    if row.brand_id != brand_id():
-        return False
-    if isinstance(row, CannedReply):
-        return row.owner_id is None  # agents' personal replies are theirs alone
-    if isinstance(row, Message):
-        if row.suppressed:  # a blocked contact's messages are never shown
-            return False
-        return may_see(g.api_role, db.session.get(Conversation, row.conversation_id))
-    if isinstance(row, Conversation):
-        return may_see(g.api_role, row)  # hidden requests: admin tokens only, as in the console
-    return True
 
 
 def owned(model: type[Model], row_id: int) -> Model:
-    """The row of the token's brand, or NotFound; remembered for the request, so the view's own
-    call after the check before it costs nothing."""
+    """The row of the token's brand that its role may see, or NotFound (`helpdesk.lookups`);
+    remembered for the request, so the view's own call after the check before it costs nothing."""
     seen = g.setdefault("api_owned", {})
     if (model, row_id) not in seen:
-        row = db.session.get(model, row_id)
-        if row is None or not _visible(row):
-            raise NotFound(f"no such {NAMES.get(model, 'thing')}")
-        seen[model, row_id] = row
+        seen[model, row_id] = lookups.owned(model, row_id, brand_id(), g.api_role)
     return seen[model, row_id]
 
 

@@ -2,7 +2,7 @@
 
 A cursor holds the listing's name and the last row's sort key and id (JSON, base64url), so a
 page starts strictly after that row: rows inserted meanwhile never shift or repeat a page, as
-they would with OFFSET.
+they would with OFFSET. The pages themselves are `helpdesk.keyset`'s; this module speaks cursors.
 """
 
 from __future__ import annotations
@@ -10,41 +10,17 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Select, and_, asc, desc, or_
-from sqlalchemy.sql.elements import ColumnElement
+from sqlalchemy import Select
 
-from helpdesk.extensions import db
+from helpdesk.keyset import Order, keyset_page
 from helpdesk.web.api.errors import InvalidField
 
 DEFAULT_LIMIT = 25
 MAX_LIMIT = 100
 MAX_CURSOR_CHARS = 512
-
-
-@dataclass(frozen=True)
-class Order:
-    """How a listing sorts: by `key` (if any) then by `id`, both in the same direction."""
-
-    name: str
-    id: ColumnElement
-    key: ColumnElement | None = None
-    key_type: type = datetime
-    descending: bool = True
-
-    def columns(self) -> list[ColumnElement]:
-        return [self.key, self.id] if self.key is not None else [self.id]
-
-    def after(self, values: list[Any]) -> ColumnElement:
-        """Rows strictly after the cursor's row, written out so every backend binds the types."""
-        before = (lambda c, v: c < v) if self.descending else (lambda c, v: c > v)
-        if self.key is None:
-            return before(self.id, values[0])
-        key, row_id = values
-        return or_(before(self.key, key), and_(self.key == key, before(self.id, row_id)))
 
 
 def encode_cursor(order: Order, values: list[Any]) -> str:
@@ -91,18 +67,6 @@ def _typed(key_type: type, value: Any) -> Any:
 
 def paginate(statement: Select, order: Order, args: dict[str, Any]) -> tuple[list[Any], str | None]:
     """One page of `statement`'s first entity, and the cursor of the next page (None at the end)."""
-    limit = args.get("limit", DEFAULT_LIMIT)
-    if args.get("cursor"):
-        statement = statement.where(order.after(decode_cursor(order, args["cursor"])))
-    direction = desc if order.descending else asc
-    columns = order.columns()
-    statement = (
-        statement.add_columns(*columns)
-        .order_by(*(direction(column) for column in columns))
-        .limit(limit + 1)
-    )
-    rows = db.session.execute(statement).all()
-    items = [row[0] for row in rows[:limit]]
-    if len(rows) <= limit:
-        return items, None
-    return items, encode_cursor(order, list(rows[limit - 1][1:]))
+    after = decode_cursor(order, args["cursor"]) if args.get("cursor") else None
+    items, last = keyset_page(statement, order, after, args.get("limit", DEFAULT_LIMIT))
+    return items, None if last is None else encode_cursor(order, last)

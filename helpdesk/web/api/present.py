@@ -3,21 +3,20 @@ query per kind for the whole page, never one per row."""
 
 from __future__ import annotations
 
-from collections import defaultdict
 from collections.abc import Iterable
 from typing import Any
 
-from sqlalchemy import select
-
-from helpdesk.accounts.models import Agent, Membership, Team, TeamMember
+from helpdesk.accounts.models import Agent
+from helpdesk.accounts.queries import roles_in, team_ids_of
 from helpdesk.canned.models import CannedReply
 from helpdesk.canned.service import to_dict as canned_to_dict
 from helpdesk.dm import service as dm
-from helpdesk.dm.models import Contact, Conversation, Message, Participant, Reaction
-from helpdesk.extensions import db
+from helpdesk.dm.models import Contact, Conversation, Message, Reaction
+from helpdesk.dm.queries import contacts_by_id, participants_of, reactions_of
 from helpdesk.sla.models import SlaPolicy
 from helpdesk.sla.service import TARGET_FIELDS
-from helpdesk.tickets.models import Note, Tag, Ticket
+from helpdesk.tickets.models import Note, Ticket
+from helpdesk.tickets.queries import tag_names, tickets_by_id
 from helpdesk.tickets.tags import ticket_tag_names
 
 
@@ -66,31 +65,13 @@ def ticket(row: Ticket) -> dict[str, Any]:
     return tickets([row])[0]
 
 
-def _contacts_of(rows: list[Conversation]) -> dict[int, list[Contact]]:
-    found: dict[int, list[Contact]] = defaultdict(list)
-    pairs = db.session.execute(
-        select(Participant.conversation_id, Contact)
-        .join(Contact, Contact.id == Participant.contact_id)
-        .where(Participant.conversation_id.in_([row.id for row in rows]))
-        .order_by(Participant.id)
-    )
-    for conversation_id, person in pairs:
-        found[conversation_id].append(person)
-    return found
-
-
 def conversations(rows: list[Conversation]) -> list[dict[str, Any]]:
     if not rows:
         return []
-    people = _contacts_of(rows)
-    direct_ids = {row.contact_id for row in rows if row.contact_id is not None}
-    direct = {
-        person.id: person
-        for person in db.session.scalars(select(Contact).where(Contact.id.in_(direct_ids)))
-    }
-    ticket_ids = [row.current_ticket_id for row in rows if row.current_ticket_id is not None]
-    current_rows = db.session.scalars(select(Ticket).where(Ticket.id.in_(ticket_ids))).all()
-    current = {shown["id"]: shown for shown in tickets(list(current_rows))}
+    people = participants_of(row.id for row in rows)
+    direct = contacts_by_id(row.contact_id for row in rows if row.contact_id is not None)
+    current_rows = tickets_by_id(row.current_ticket_id for row in rows if row.current_ticket_id)
+    current = {shown["id"]: shown for shown in tickets(list(current_rows.values()))}
     return [
         {
             "id": row.id,
@@ -117,29 +98,19 @@ def conversation(row: Conversation) -> dict[str, Any]:
     return conversations([row])[0]
 
 
-def _reactions_of(message_ids: list[int]) -> dict[int, list[dict[str, Any]]]:
-    found: dict[int, list[dict[str, Any]]] = defaultdict(list)
-    rows = db.session.scalars(
-        select(Reaction)
-        .where(Reaction.message_id.in_(message_ids))
-        .order_by(Reaction.reacted_at, Reaction.id)
-    )
-    for row in rows:
-        found[row.message_id].append(
-            {
-                "emoji": row.emoji,
-                "reactor": "brand" if row.reactor == "brand" else "contact",
-                "contact_id": row.contact_id,
-                "reacted_at": row.reacted_at,
-            }
-        )
-    return found
+def reaction(row: Reaction) -> dict[str, Any]:
+    return {
+        "emoji": row.emoji,
+        "reactor": "brand" if row.reactor == "brand" else "contact",
+        "contact_id": row.contact_id,
+        "reacted_at": row.reacted_at,
+    }
 
 
 def messages(rows: list[Message]) -> list[dict[str, Any]]:
     if not rows:
         return []
-    reactions = _reactions_of([row.id for row in rows])
+    reactions = reactions_of(row.id for row in rows)
     return [
         {
             "id": row.id,
@@ -155,7 +126,7 @@ def messages(rows: list[Message]) -> list[dict[str, Any]]:
                 if row.reply_to_id is not None or row.reply_to_mid is not None
                 else None
             ),
-            "reactions": reactions[row.id],
+            "reactions": [reaction(each) for each in reactions[row.id]],
             "sent_at": row.sent_at,
             "send_at": row.send_at,
             "status": row.status.value,
@@ -189,8 +160,7 @@ def canned_replies(rows: Iterable[CannedReply]) -> list[dict[str, Any]]:
 def sla_policies(rows: list[SlaPolicy]) -> list[dict[str, Any]]:
     if not rows:
         return []
-    tag_ids = {row.tag_id for row in rows if row.tag_id is not None}
-    tag_names = dict(db.session.execute(select(Tag.id, Tag.name).where(Tag.id.in_(tag_ids))).all())
+    names = tag_names(row.tag_id for row in rows if row.tag_id is not None)
     return [
         {
             "id": row.id,
@@ -198,7 +168,7 @@ def sla_policies(rows: list[SlaPolicy]) -> list[dict[str, Any]]:
             "position": row.position,
             "conditions": {
                 "priority": row.priority,
-                "tag": tag_names.get(row.tag_id),
+                "tag": names.get(row.tag_id),
                 "tag_id": row.tag_id,
                 "channel_id": row.channel_id,
             },
@@ -218,22 +188,8 @@ def agents(rows: list[Agent], brand_id: int) -> list[dict[str, Any]]:
     if not rows:
         return []
     ids = [row.id for row in rows]
-    roles = dict(
-        db.session.execute(
-            select(Membership.agent_id, Membership.role).where(
-                Membership.brand_id == brand_id, Membership.agent_id.in_(ids)
-            )
-        ).all()
-    )
-    teams: dict[int, list[int]] = defaultdict(list)
-    pairs = db.session.execute(
-        select(TeamMember.agent_id, TeamMember.team_id)
-        .join(Team, Team.id == TeamMember.team_id)
-        .where(Team.brand_id == brand_id, TeamMember.agent_id.in_(ids))
-        .order_by(TeamMember.team_id)
-    )
-    for agent_id, team_id in pairs:
-        teams[agent_id].append(team_id)
+    roles = roles_in(brand_id, ids)
+    teams = team_ids_of(brand_id, ids)
     return [
         {
             "id": row.id,

@@ -6,13 +6,14 @@ from datetime import datetime
 from typing import Any
 
 from flask import Response
-from sqlalchemy import Select, String, and_, cast, exists, func, not_, or_, select
+from sqlalchemy import Select
 
 from helpdesk import transaction
 from helpdesk.idempotency.service import Answer
 from helpdesk.tickets import changes as changes_service
 from helpdesk.tickets import notes, tags
-from helpdesk.tickets.models import ACTIVE_STATUSES, Tag, Ticket, TicketTag
+from helpdesk.tickets.models import Ticket
+from helpdesk.tickets.queries import ticket_listing
 from helpdesk.types import utcnow
 from helpdesk.web.api import idempotency, present
 from helpdesk.web.api.auth import actor, brand_id
@@ -32,60 +33,18 @@ from helpdesk.web.api.schemas import (
 bp = api_blueprint("tickets", "Tickets, their tags and private notes")
 
 TICKETS = Order("tickets", Ticket.id)
-TARGETS = ("first_response", "next_response", "resolution")
-
-
-def _due(target: str) -> Any:
-    return getattr(Ticket, f"{target}_due_at")
-
-
-def _warn(target: str) -> Any:
-    return getattr(Ticket, f"{target}_warn_at")
-
-
-def _past(column: Any, now: datetime) -> Any:
-    """Never NULL (a clock that does not run is not past), so that NOT works on it."""
-    return and_(column.is_not(None), column <= now)
-
-
-def breached(now: datetime) -> Any:
-    """A breach the sweep recorded, or a clock already past due that it has not swept yet."""
-    recorded = func.coalesce(cast(Ticket.breached, String), "[]") != "[]"
-    overdue = or_(*(_past(_due(target), now) for target in TARGETS))
-    return or_(recorded, and_(Ticket.status.in_(ACTIVE_STATUSES), overdue))
-
-
-def at_risk(now: datetime) -> Any:
-    """Past a warning point but not yet due, on a ticket not breached."""
-    warned = or_(*(_past(_warn(target), now) for target in TARGETS))
-    return and_(Ticket.status.in_(ACTIVE_STATUSES), warned, not_(breached(now)))
 
 
 def ticket_query(args: dict[str, Any], now: datetime) -> Select:
-    query = select(Ticket).where(Ticket.brand_id == brand_id())
-    if "status" in args:
-        query = query.where(Ticket.status == args["status"])
-    if args.get("assignee") == "none":
-        query = query.where(Ticket.assignee_id.is_(None))
-    elif "assignee" in args:
-        query = query.where(Ticket.assignee_id == args["assignee"])
-    if "tag" in args:
-        query = query.where(
-            exists(
-                select(TicketTag.id)
-                .join(Tag, Tag.id == TicketTag.tag_id)
-                .where(
-                    TicketTag.ticket_id == Ticket.id,
-                    Tag.brand_id == brand_id(),
-                    Tag.name_key == args["tag"].lower(),
-                )
-            )
-        )
-    if args.get("sla") == "breached":
-        query = query.where(breached(now))
-    elif args.get("sla") == "at_risk":
-        query = query.where(at_risk(now))
-    return query
+    """The listing's filters; "breached" and "at risk" as the console's (`tickets.queries`)."""
+    return ticket_listing(
+        brand_id(),
+        status=args.get("status"),
+        assignee=args.get("assignee"),
+        tag=args.get("tag"),
+        sla=args.get("sla"),
+        now=now,
+    )
 
 
 @bp.route("/tickets", methods=["GET"])

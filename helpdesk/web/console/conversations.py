@@ -22,9 +22,10 @@ from helpdesk.idempotency.service import (
 )
 from helpdesk.inbox import service as inbox
 from helpdesk.inbox import thread
-from helpdesk.inbox.queries import brand_lookups, sla_state
+from helpdesk.inbox.queries import brand_lookups
 from helpdesk.live import service as live
 from helpdesk.queueing import enqueue_delivery, enqueue_reaction
+from helpdesk.tickets.queries import sla_state
 from helpdesk.tickets.service import state_token
 from helpdesk.types import utcnow
 from helpdesk.web.console import bp

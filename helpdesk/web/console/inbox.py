@@ -18,7 +18,8 @@ from flask.typing import ResponseReturnValue
 
 from helpdesk.errors import Forbidden, NotFound, ValidationError
 from helpdesk.inbox import bulk, queries
-from helpdesk.inbox.queries import InboxFilter, brand_lookups, inbox_page, parse_filter
+from helpdesk.inbox.filters import InboxFilter, parse_filter
+from helpdesk.inbox.queries import brand_lookups, inbox_page
 from helpdesk.types import utcnow
 from helpdesk.web.console import bp
 from helpdesk.web.console.context import brand, me, parse_id, perform
