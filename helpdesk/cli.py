@@ -19,6 +19,7 @@ def fail(exc: DomainError) -> NoReturn:
 
 
 def register_cli(app: Flask) -> None:
+    # The domains' cli modules import `fail` from here: loaded at the top, they would be a cycle.
     from devtools.graphsim.cli import graph_sim
     from devtools.seed.cli import seed_demo_command, seed_load_command
     from helpdesk.accounts.cli import (

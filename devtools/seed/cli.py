@@ -5,6 +5,9 @@ from __future__ import annotations
 import click
 from flask.cli import with_appcontext
 
+from devtools.seed.demo import seed_demo
+from devtools.seed.load import seed_load
+from helpdesk.brands.service import get_brand_by_slug
 from helpdesk.cli import fail
 from helpdesk.errors import DomainError
 from helpdesk.extensions import db
@@ -14,8 +17,6 @@ from helpdesk.extensions import db
 @with_appcontext
 def seed_demo_command() -> None:
     """Create the demo brand with agents, contacts and conversations (idempotent)."""
-    from devtools.seed.demo import seed_demo
-
     created, passwords = seed_demo()
     db.session.commit()
     click.echo("demo brand created" if created else "demo brand already present")
@@ -31,9 +32,6 @@ def seed_demo_command() -> None:
 @with_appcontext
 def seed_load_command(brand_slug: str, messages: int, days: int, seed: int) -> None:
     """Bulk-create realistic history for benchmarks."""
-    from devtools.seed.load import seed_load
-    from helpdesk.brands.service import get_brand_by_slug
-
     try:
         report = seed_load(
             get_brand_by_slug(brand_slug), messages, days=days, seed=seed, progress=True

@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import click
 from flask.cli import with_appcontext
+from sqlalchemy import select
 
+from helpdesk.accounts.service import create_agent
+from helpdesk.accounts.tokens import ApiToken, create_token, revoke_token
+from helpdesk.brands.service import get_brand_by_slug
 from helpdesk.cli import fail
 from helpdesk.errors import DomainError
 from helpdesk.extensions import db
@@ -21,9 +25,6 @@ def create_agent_command(
     email: str, name: str, role: str, brand_slug: str, password: str | None
 ) -> None:
     """Create an agent in a brand (or give an existing agent a role there)."""
-    from helpdesk.accounts.service import create_agent
-    from helpdesk.brands.service import get_brand_by_slug
-
     try:
         agent, chosen = create_agent(email, name, get_brand_by_slug(brand_slug), role, password)
     except DomainError as exc:
@@ -46,9 +47,6 @@ def create_agent_command(
 @with_appcontext
 def create_token_command(brand_slug: str, name: str, role: str) -> None:
     """Create an API token for a brand; it is printed alone, once, and only its hash is kept."""
-    from helpdesk.accounts.tokens import create_token
-    from helpdesk.brands.service import get_brand_by_slug
-
     try:
         _row, token = create_token(get_brand_by_slug(brand_slug), name, role)
     except DomainError as exc:
@@ -63,11 +61,6 @@ def create_token_command(brand_slug: str, name: str, role: str) -> None:
 @with_appcontext
 def revoke_token_command(brand_slug: str, name: str) -> None:
     """Revoke a brand's API tokens of this name: they answer 401 from the next request on."""
-    from sqlalchemy import select
-
-    from helpdesk.accounts.tokens import ApiToken, revoke_token
-    from helpdesk.brands.service import get_brand_by_slug
-
     try:
         brand = get_brand_by_slug(brand_slug)
     except DomainError as exc:

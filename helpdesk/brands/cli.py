@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 from flask.cli import with_appcontext
 
+from helpdesk.brands.service import create_brand
 from helpdesk.cli import fail
 from helpdesk.errors import DomainError
 from helpdesk.extensions import db
@@ -17,8 +18,6 @@ from helpdesk.extensions import db
 @with_appcontext
 def create_brand_command(slug: str, name: str, timezone: str) -> None:
     """Create a brand (a tenant)."""
-    from helpdesk.brands.service import create_brand
-
     try:
         brand = create_brand(slug, name, timezone)
     except DomainError as exc:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import click
 from flask.cli import with_appcontext
 
+from helpdesk.brands.service import get_brand_by_slug
+from helpdesk.channels.service import connect_channel
 from helpdesk.cli import fail
 from helpdesk.errors import DomainError
 from helpdesk.extensions import db
@@ -20,9 +22,6 @@ def connect_instagram_command(
     brand_slug: str, account_id: str, access_token: str, name: str
 ) -> None:
     """Register an Instagram account as a channel of a brand."""
-    from helpdesk.brands.service import get_brand_by_slug
-    from helpdesk.channels.service import connect_channel
-
     try:
         channel = connect_channel(
             get_brand_by_slug(brand_slug), "instagram", account_id, access_token, name

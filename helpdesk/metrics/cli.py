@@ -7,8 +7,10 @@ from datetime import datetime
 import click
 from flask.cli import with_appcontext
 
+from helpdesk.brands.service import get_brand_by_slug
 from helpdesk.errors import DomainError
 from helpdesk.extensions import db
+from helpdesk.metrics.service import recompute_metrics
 
 
 @click.command("recompute-metrics")
@@ -22,9 +24,6 @@ from helpdesk.extensions import db
 @with_appcontext
 def recompute_metrics_command(brand_slug: str, since: datetime | None) -> None:
     """Rebuild a brand's metric events, rollups and volume from the ticket history."""
-    from helpdesk.brands.service import get_brand_by_slug
-    from helpdesk.metrics.service import recompute_metrics
-
     try:
         brand = get_brand_by_slug(brand_slug)
     except DomainError as exc:
