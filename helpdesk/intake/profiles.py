@@ -9,7 +9,7 @@ from flask import current_app
 
 from helpdesk.brands.models import Brand
 from helpdesk.channels.models import Channel
-from helpdesk.delivery.service import graph_client
+from helpdesk.delivery.sendapi import graph_client
 from helpdesk.dm.models import Contact, Conversation, RequestState
 from helpdesk.dm.service import is_known
 from helpdesk.extensions import db

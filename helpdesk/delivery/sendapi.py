@@ -1,0 +1,144 @@
+"""Meta's Send API as the delivery calls it: one client per process, a POST whose failure is
+sorted into what may be resent and what may not, and a message's recipient and parts.
+
+A send ends in one of the outcomes below: `service.deliver` and `reactions.send_reaction` answer
+which."""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from datetime import datetime
+
+import httpx
+
+from helpdesk.dm.models import Contact, Conversation, ConversationKind, Message, MessageStatus
+from helpdesk.extensions import db
+
+log = logging.getLogger(__name__)
+
+SENT = "sent"
+RETRY = "retry"
+FAILED = "failed"
+SKIPPED = "skipped"
+UNCONFIRMED = "unconfirmed"  # the request may have reached Meta: only an echo can tell
+
+RETRYABLE_CODES = frozenset({1, 2, 4, 17, 341, 613})
+PERMANENT_CODES = frozenset({10, 100, 190, 200, 551})
+DEFAULT_TIMEOUT_SECONDS = 10.0
+_clients: dict[int, httpx.Client] = {}
+TOKEN_REASON = "The channel's access token is invalid or expired: reconnect the account"
+REASONS = {
+    10: "Outside the reply window: Instagram refused the message",
+    190: TOKEN_REASON,
+    200: "Instagram does not allow this account to send it: check the channel's permissions",
+    551: "This person isn't available right now",
+}
+
+
+@dataclass(frozen=True)
+class SendError:
+    """Why a Send API call gave no message id, and what that allows: a resend or none."""
+
+    code: str
+    reason: str
+    retryable: bool = False
+    ambiguous: bool = False
+    bad_token: bool = False
+
+
+def graph_client() -> httpx.Client:
+    """One client per process, so sends reuse its connections and TLS context (building a client
+    costs about 20 ms of CPU). Keyed by process id: a forked worker builds its own."""
+    pid = os.getpid()
+    client = _clients.get(pid)
+    if client is None:
+        client = _clients[pid] = httpx.Client(timeout=DEFAULT_TIMEOUT_SECONDS)
+    return client
+
+
+def post(url: str, token: str, body: dict, timeout: float) -> dict | SendError:
+    try:
+        response = graph_client().post(
+            url, json=body, headers={"Authorization": f"Bearer {token}"}, timeout=timeout
+        )
+    except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
+        return SendError(
+            "network", f"Instagram could not be reached ({_name(exc)})", retryable=True
+        )
+    except (httpx.UnsupportedProtocol, httpx.InvalidURL) as exc:
+        return SendError("config", f"GRAPH_API_BASE is not a usable URL ({_name(exc)})")
+    except httpx.TransportError as exc:
+        # Sent, or partly sent, with no answer: Meta may have accepted it.
+        return SendError("unconfirmed", f"no answer from Instagram ({_name(exc)})", ambiguous=True)
+    if response.is_success:
+        try:
+            answer = response.json()
+        except ValueError:
+            answer = None
+        if isinstance(answer, dict):
+            return answer
+        return SendError("unconfirmed", "Instagram's answer was not JSON", ambiguous=True)
+    return _error_of(response)
+
+
+def _name(exc: Exception) -> str:
+    return type(exc).__name__
+
+
+def _error_of(response: httpx.Response) -> SendError:
+    """Meta's `{"error": {"code", "message", ...}}` into what the agent sees and what may retry."""
+    status = response.status_code
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    error = body.get("error") if isinstance(body, dict) else None
+    error = error if isinstance(error, dict) else {}
+    try:
+        code = int(error["code"])
+    except (KeyError, TypeError, ValueError):
+        code = None
+    detail = str(error.get("message") or f"HTTP {status}")
+    if code is None:
+        if status >= 500 or status == 429:
+            return SendError(f"http_{status}", f"Instagram answered HTTP {status}", retryable=True)
+        return SendError(f"http_{status}", f"Instagram refused the message (HTTP {status})")
+    if code in PERMANENT_CODES:
+        reason = REASONS.get(code) or f"Instagram refused the message as invalid: {detail}"
+        return SendError(str(code), reason, bad_token=code == 190)
+    if code in RETRYABLE_CODES or status >= 500:
+        return SendError(
+            str(code), f"Instagram is busy or limiting sends: {detail}", retryable=True
+        )
+    return SendError(str(code), f"Instagram refused the message: {detail} (code {code})")
+
+
+def recipient_of(conversation: Conversation) -> dict:
+    """A direct thread goes to the contact; a group thread to its platform thread id."""
+    if conversation.kind is ConversationKind.GROUP:
+        return {"thread_key": conversation.thread_key.removeprefix("group:")}
+    contact = db.session.get(Contact, conversation.contact_id)
+    return {"id": contact.platform_id}
+
+
+def sent_mids(message: Message) -> list[str]:
+    """Mids of the parts already accepted: `extra["mids"]` for several parts, else the mid."""
+    mids = (message.extra or {}).get("mids")
+    if mids:
+        return list(mids)
+    return [message.mid] if message.mid else []
+
+
+def mark_sent(message: Message, now: datetime) -> None:
+    message.status = MessageStatus.SENT
+    message.sent_at = now
+    message.error = None
+    message.error_code = None
+
+
+def fail(message: Message, code: str, reason: str) -> None:
+    message.status = MessageStatus.FAILED
+    message.error_code = code[:32]
+    message.error = reason
