@@ -12,16 +12,10 @@ from helpdesk.brands.service import get_brand
 from helpdesk.web.api import present
 from helpdesk.web.api.auth import actor, brand_id, requires
 from helpdesk.web.api.blueprint import api_blueprint
+from helpdesk.web.api.inputs import AgentInSchema, AgentPatchSchema
 from helpdesk.web.api.lookups import owned
 from helpdesk.web.api.pagination import Order, paginate
-from helpdesk.web.api.schemas import (
-    AgentCreatedSchema,
-    AgentInSchema,
-    AgentPatchSchema,
-    AgentSchema,
-    PageQuerySchema,
-    page_of,
-)
+from helpdesk.web.api.schemas import AgentCreatedSchema, AgentSchema, PageQuerySchema, page_of
 
 bp = api_blueprint("agents", "The brand's agents")
 

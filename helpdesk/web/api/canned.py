@@ -15,17 +15,15 @@ from helpdesk.web.api import present
 from helpdesk.web.api.auth import actor, brand_id, requires
 from helpdesk.web.api.blueprint import api_blueprint
 from helpdesk.web.api.errors import InvalidField
-from helpdesk.web.api.lookups import owned
-from helpdesk.web.api.pagination import Order, paginate
-from helpdesk.web.api.schemas import (
+from helpdesk.web.api.inputs import (
     CannedInSchema,
     CannedPatchSchema,
     CannedQuerySchema,
-    CannedReplySchema,
-    RenderedSchema,
     RenderInSchema,
-    page_of,
 )
+from helpdesk.web.api.lookups import owned
+from helpdesk.web.api.pagination import Order, paginate
+from helpdesk.web.api.schemas import CannedReplySchema, RenderedSchema, page_of
 
 bp = api_blueprint("canned_replies", "Canned replies (shared) and their rendering")
 

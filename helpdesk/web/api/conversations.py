@@ -21,18 +21,15 @@ from helpdesk.web.api import idempotency, present
 from helpdesk.web.api.auth import brand_id
 from helpdesk.web.api.blueprint import api_blueprint
 from helpdesk.web.api.errors import InvalidField
-from helpdesk.web.api.lookups import owned
-from helpdesk.web.api.pagination import Order, paginate
-from helpdesk.web.api.schemas import (
+from helpdesk.web.api.inputs import (
     ConversationQuerySchema,
-    ConversationSchema,
-    MessageSchema,
-    PageQuerySchema,
     ReactionInSchema,
     ReplyInSchema,
     RequestActionSchema,
-    page_of,
 )
+from helpdesk.web.api.lookups import owned
+from helpdesk.web.api.pagination import Order, paginate
+from helpdesk.web.api.schemas import ConversationSchema, MessageSchema, PageQuerySchema, page_of
 
 bp = api_blueprint("conversations", "Conversations, their messages, requests and reactions")
 

@@ -18,7 +18,8 @@ from helpdesk.web.api import idempotency, present
 from helpdesk.web.api.auth import brand_id
 from helpdesk.web.api.blueprint import api_blueprint
 from helpdesk.web.api.errors import InvalidField
-from helpdesk.web.api.schemas import InboundSchema, MessageSchema
+from helpdesk.web.api.inputs import InboundSchema
+from helpdesk.web.api.schemas import MessageSchema
 
 bp = api_blueprint("inbound", "The api channel's intake")
 

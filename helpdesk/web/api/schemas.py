@@ -1,5 +1,5 @@
-"""Marshmallow schemas of API v1: what a request may carry (validated before any service runs)
-and what a response holds (the OpenAPI document is generated from both)."""
+"""Marshmallow schemas of API v1: the field types every schema uses and what a response holds
+(the OpenAPI document is generated from them and from the input schemas in inputs.py)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import re
 from datetime import UTC, datetime
 from typing import Any
 
-from marshmallow import Schema, ValidationError, fields, validate, validates_schema
+from marshmallow import Schema, ValidationError, fields, validate
 
 from helpdesk.accounts.models import Availability, Role
 from helpdesk.dm.models import Folder, MessageKind, RequestState
@@ -28,7 +28,7 @@ INBOUND_ATTACHMENTS = tuple(
 MINUTES_PER_YEAR = 366 * 24 * 60
 
 
-def _values(enum_cls: Any) -> list[str]:
+def enum_values(enum_cls: Any) -> list[str]:
     return [member.value for member in enum_cls]
 
 
@@ -184,8 +184,8 @@ class TicketSlaSchema(Schema):
 class TicketSchema(Schema):
     id = fields.Integer()
     conversation_id = fields.Integer()
-    status = fields.String(validate=validate.OneOf(_values(TicketStatus)))
-    priority = fields.String(validate=validate.OneOf(_values(Priority)))
+    status = fields.String(validate=validate.OneOf(enum_values(TicketStatus)))
+    priority = fields.String(validate=validate.OneOf(enum_values(Priority)))
     assignee_id = fields.Integer(allow_none=True)
     team_id = fields.Integer(allow_none=True)
     tags = fields.List(fields.String())
@@ -203,9 +203,9 @@ class ConversationSchema(Schema):
     title = fields.String(allow_none=True)
     contact = fields.Nested(ContactSchema, allow_none=True, metadata={"description": "direct"})
     contacts = fields.List(fields.Nested(ContactSchema), metadata={"description": "everyone"})
-    folder = fields.String(validate=validate.OneOf(_values(Folder)))
-    request_state = fields.String(validate=validate.OneOf(_values(RequestState)))
-    status = fields.String(validate=validate.OneOf(_values(TicketStatus)))
+    folder = fields.String(validate=validate.OneOf(enum_values(Folder)))
+    request_state = fields.String(validate=validate.OneOf(enum_values(RequestState)))
+    status = fields.String(validate=validate.OneOf(enum_values(TicketStatus)))
     vanish_mode = fields.Boolean()
     window_closes_at = fields.DateTime(
         allow_none=True, metadata={"description": "after this a reply is refused (human agent)"}
@@ -236,7 +236,7 @@ class MessageSchema(Schema):
     contact_id = fields.Integer(allow_none=True)
     mid = fields.String(allow_none=True)
     direction = fields.String(metadata={"description": "inbound or outbound"})
-    kind = fields.String(validate=validate.OneOf(_values(MessageKind)))
+    kind = fields.String(validate=validate.OneOf(enum_values(MessageKind)))
     text = fields.String(allow_none=True)
     attachments = fields.List(fields.Dict())
     reply_to = fields.Nested(ReplyToSchema, allow_none=True)
@@ -276,7 +276,7 @@ class RenderedSchema(Schema):
 
 
 class SlaConditionsSchema(Schema):
-    priority = OneOf(_values(Priority), allow_none=True)
+    priority = OneOf(enum_values(Priority), allow_none=True)
     tag = Text(allow_none=True, validate=validate.Length(1, 64))
     tag_id = Id(allow_none=True)
     channel_id = Id(allow_none=True)
@@ -338,8 +338,8 @@ class AgentSchema(Schema):
     id = fields.Integer()
     email = fields.String()
     name = fields.String()
-    role = fields.String(validate=validate.OneOf(_values(Role)))
-    availability = fields.String(validate=validate.OneOf(_values(Availability)))
+    role = fields.String(validate=validate.OneOf(enum_values(Role)))
+    availability = fields.String(validate=validate.OneOf(enum_values(Availability)))
     capacity = fields.Integer()
     team_ids = fields.List(fields.Integer())
     active = fields.Boolean()
@@ -363,153 +363,3 @@ class SubscriptionCreatedSchema(SubscriptionSchema):
     secret = fields.String(
         metadata={"description": "signs X-Helpdesk-Signature: sha256=...; shown this once"}
     )
-
-
-# Input --------------------------------------------------------------------------------------------
-
-
-class ConversationQuerySchema(PageQuerySchema):
-    folder = OneOf(_values(Folder))
-    status = OneOf(_values(TicketStatus))
-    request_state = OneOf(
-        _values(RequestState),
-        metadata={"description": "default: the inbox (none, pending, accepted)"},
-    )
-    assignee = Assignee(metadata={"description": "none or an agent id (`me` is no agent)"})
-    tag = Text(validate=validate.Length(1, 64))
-    q = Text(validate=validate.Length(1, 200), metadata={"description": "contact or preview"})
-
-
-class TicketQuerySchema(PageQuerySchema):
-    status = OneOf(_values(TicketStatus))
-    assignee = Assignee(metadata={"description": "none or an agent id (`me` is no agent)"})
-    tag = Text(validate=validate.Length(1, 64))
-    sla = OneOf(("at_risk", "breached"))
-
-
-class CannedQuerySchema(PageQuerySchema):
-    q = Text(validate=validate.Length(1, 200), metadata={"description": "shortcode or words"})
-
-
-class ReplyInSchema(Schema):
-    text = Text(allow_none=True, validate=validate.Length(max=4000))
-    attachments = fields.List(
-        fields.Nested(AttachmentSchema), load_default=list, validate=validate.Length(max=10)
-    )
-    reply_to = Id(allow_none=True, metadata={"description": "id of a message quoted"})
-    send_at = When(allow_none=True, metadata={"description": "schedule for this time"})
-    canned_reply = Id(allow_none=True, metadata={"description": "send this canned reply"})
-    last_seen_message_id = Id(
-        allow_none=True,
-        metadata={
-            "description": "the newest message the sender saw: a newer reply by someone else "
-            "answers 409 newer_reply"
-        },
-    )
-    confirm = fields.Boolean(
-        load_default=False, metadata={"description": "send even over a newer reply"}
-    )
-
-    @validates_schema
-    def _something_to_send(self, data: dict, **_kwargs: Any) -> None:
-        if data.get("canned_reply") is not None:
-            if data.get("text") is not None:
-                raise ValidationError("give text or canned_reply, not both", "text")
-        elif not (data.get("text") or "").strip() and not data.get("attachments"):
-            raise ValidationError("a message needs text, attachments or a canned_reply", "text")
-
-
-class RequestActionSchema(Schema):
-    action = OneOf(("accept", "decline", "block"), required=True)
-
-
-class ReactionInSchema(Schema):
-    emoji = Text(required=True, validate=validate.Length(1, 32))
-
-
-class TicketPatchSchema(Schema):
-    status = OneOf(_values(TicketStatus))
-    priority = OneOf(_values(Priority))
-    assignee_id = Id(allow_none=True, metadata={"description": "null unassigns"})
-    team_id = Id(allow_none=True)
-    snoozed_until = When(allow_none=True, metadata={"description": "with status snoozed"})
-
-
-class TagInSchema(Schema):
-    name = Text(required=True, validate=validate.Length(1, 64))
-
-
-class NoteInSchema(Schema):
-    body = Text(required=True, validate=validate.Length(1, 5000))
-
-
-class CannedInSchema(Schema):
-    shortcode = Text(required=True, validate=validate.Length(1, 41))
-    title = Text(allow_none=True, validate=validate.Length(max=200))
-    body = Text(required=True, validate=validate.Length(1, 4000))
-    attachments = fields.List(
-        fields.Nested(AttachmentSchema), load_default=list, validate=validate.Length(max=10)
-    )
-
-
-class CannedPatchSchema(Schema):
-    shortcode = Text(validate=validate.Length(1, 41))
-    title = Text(allow_none=True, validate=validate.Length(max=200))
-    body = Text(validate=validate.Length(1, 4000))
-    attachments = fields.List(fields.Nested(AttachmentSchema), validate=validate.Length(max=10))
-
-
-class RenderInSchema(Schema):
-    conversation_id = Id(required=True)
-
-
-class AgentInSchema(Schema):
-    email = fields.Email(required=True, validate=validate.Length(max=254))
-    name = Text(required=True, validate=validate.Length(1, 200))
-    role = OneOf(_values(Role), load_default=Role.AGENT.value)
-    password = Text(
-        validate=validate.Length(8, 200),
-        metadata={"description": "generated (and answered once) when left out"},
-    )
-
-
-class AgentPatchSchema(Schema):
-    role = OneOf(_values(Role), metadata={"description": "needs an admin token"})
-    availability = OneOf(_values(Availability))
-    capacity = fields.Integer(strict=True, validate=validate.Range(0, 1000))
-    team_ids = fields.List(Id(), validate=validate.Length(max=100))
-
-
-class SubscriptionInSchema(Schema):
-    url = Text(required=True, validate=validate.Length(1, 2048))
-    events = fields.List(OneOf(EVENTS), required=True, validate=validate.Length(1, len(EVENTS)))
-
-
-class SenderSchema(Schema):
-    id = Text(required=True, validate=validate.Length(1, 64))
-    username = Text(allow_none=True, validate=validate.Length(max=64))
-    name = Text(allow_none=True, validate=validate.Length(max=200))
-
-
-class InboundAttachmentSchema(Schema):
-    type = OneOf(INBOUND_ATTACHMENTS, required=True)
-    url = Url(allow_none=True)
-
-
-class InboundSchema(Schema):
-    channel_id = Id(required=True, metadata={"description": "an `api` channel of the brand"})
-    sender = fields.Nested(SenderSchema, required=True)
-    mid = Text(required=True, validate=validate.Length(1, 255))
-    timestamp = Timestamp(required=True)
-    text = Text(allow_none=True, validate=validate.Length(max=20000))
-    attachments = fields.List(
-        fields.Nested(InboundAttachmentSchema), load_default=list, validate=validate.Length(max=20)
-    )
-    reply_to = Text(
-        allow_none=True, validate=validate.Length(1, 255), metadata={"description": "a mid"}
-    )
-
-    @validates_schema
-    def _something_said(self, data: dict, **_kwargs: Any) -> None:
-        if not (data.get("text") or "").strip() and not data.get("attachments"):
-            raise ValidationError("a message needs text or attachments", "text")

@@ -18,17 +18,10 @@ from helpdesk.types import utcnow
 from helpdesk.web.api import idempotency, present
 from helpdesk.web.api.auth import actor, brand_id
 from helpdesk.web.api.blueprint import api_blueprint
+from helpdesk.web.api.inputs import NoteInSchema, TagInSchema, TicketPatchSchema, TicketQuerySchema
 from helpdesk.web.api.lookups import owned
 from helpdesk.web.api.pagination import Order, paginate
-from helpdesk.web.api.schemas import (
-    NoteInSchema,
-    NoteSchema,
-    TagInSchema,
-    TicketPatchSchema,
-    TicketQuerySchema,
-    TicketSchema,
-    page_of,
-)
+from helpdesk.web.api.schemas import NoteSchema, TicketSchema, page_of
 
 bp = api_blueprint("tickets", "Tickets, their tags and private notes")
 

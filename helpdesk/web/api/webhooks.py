@@ -14,12 +14,12 @@ from helpdesk.outgoing import service as outgoing
 from helpdesk.outgoing.models import WebhookSubscription
 from helpdesk.web.api.auth import actor, brand_id, requires
 from helpdesk.web.api.blueprint import api_blueprint
+from helpdesk.web.api.inputs import SubscriptionInSchema
 from helpdesk.web.api.lookups import owned
 from helpdesk.web.api.pagination import Order, paginate
 from helpdesk.web.api.schemas import (
     PageQuerySchema,
     SubscriptionCreatedSchema,
-    SubscriptionInSchema,
     SubscriptionSchema,
     page_of,
 )
