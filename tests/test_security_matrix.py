@@ -446,6 +446,9 @@ NOT_IDS = {  # names that look like ids but are cursors or free text
     "availability", "snooze", "snooze_until", "send_at", "attachment_type", "attachment_url",
     "view", "sort", "dir", "sla", "from", "to", "business_hours", "table", "remember", "email",
     "password", "team", "id", "channel_id",
+    # The reply form: a one-use token, a watermark of what was seen (compared, never loaded),
+    # flags, and the ticket as the page showed it.
+    "compose_token", "last_seen_message_id", "split", "confirm", "ticket_state",
 }  # fmt: skip
 
 
