@@ -1,5 +1,6 @@
 """Ticket lifecycle (docs/concepts.md): one support episode of a conversation, from first message to
-resolution. Every change is a ticket event; SLA clocks and assignment follow each change."""
+resolution. Every change is a ticket event; SLA clocks and assignment follow each change. Taking and
+assigning live in assignees.py, re-exported here for callers of tickets.take, assign, unassign."""
 
 from __future__ import annotations
 
@@ -10,23 +11,18 @@ from sqlalchemy import func, select, update
 from helpdesk import hooks
 from helpdesk.accounts.actor import Actor, agent_id_of
 from helpdesk.accounts.models import Agent, Role, Team
-from helpdesk.accounts.service import require_role, role_in
+from helpdesk.accounts.service import require_role
 from helpdesk.brands.models import Brand
-from helpdesk.dm.models import (
-    Conversation,
-    ConversationStatus,
-    Direction,
-    Message,
-)
+from helpdesk.dm.models import Conversation, Direction, Message
 from helpdesk.dm.service import atomic
-from helpdesk.errors import AlreadyAssigned, InvalidState, NotFound, StaleTicket, ValidationError
+from helpdesk.errors import InvalidState, NotFound, StaleTicket, ValidationError
 from helpdesk.extensions import db
 from helpdesk.inbox.folders import INBOX_STATES
-from helpdesk.live import events as live
-from helpdesk.notifications.models import NotificationKind
-from helpdesk.notifications.service import notify
 from helpdesk.outgoing.service import emit, ticket_data
-from helpdesk.tickets.events import record_event
+from helpdesk.tickets.assignees import assign as assign
+from helpdesk.tickets.assignees import take as take
+from helpdesk.tickets.assignees import unassign as unassign
+from helpdesk.tickets.events import after_change, offer_to_assignment, record_event
 from helpdesk.tickets.models import (
     ACTIVE_STATUSES,
     Priority,
@@ -38,21 +34,6 @@ from helpdesk.tickets.models import (
 )
 from helpdesk.tickets.tags import apply_tag_rules
 from helpdesk.types import utcnow
-
-
-def _after_change(ticket: Ticket, now: datetime) -> None:
-    """Keep the SLA clocks and the conversation's mirror of the status in step."""
-    conversation = db.session.get(Conversation, ticket.conversation_id)
-    if conversation.current_ticket_id == ticket.id:
-        conversation.status = ConversationStatus(ticket.status.value)
-    hooks.publish(hooks.TICKET_CHANGED, ticket=ticket, now=now)  # sla refreshes the clocks
-    db.session.flush()
-    live.ticket_updated(ticket)
-
-
-def _try_auto_assign(ticket: Ticket, now: datetime) -> None:
-    if ticket.assignee_id is None and ticket.team_id is not None:
-        hooks.publish(hooks.TICKET_WAITING, ticket=ticket, now=now)  # assignment may take it
 
 
 def get_ticket(ticket_id: int, brand_id: int) -> Ticket:
@@ -136,9 +117,9 @@ def open_ticket(
     # Keyword tags first: routing rules may send tagged tickets to a team.
     apply_tag_rules(ticket, text)
     ticket.team_id = _route_team(ticket)
-    _after_change(ticket, now)
+    after_change(ticket, now)
     emit(ticket.brand_id, "ticket.created", ticket_data(ticket))
-    _try_auto_assign(ticket, now)
+    offer_to_assignment(ticket, now)
     return ticket
 
 
@@ -181,7 +162,7 @@ def on_inbound(message: Message, now: datetime | None = None) -> Ticket | None:
         ticket.awaiting_since = at
     record_event(ticket, "inbound", data={"message_id": message.id}, at=at)
     apply_tag_rules(ticket, message.text)
-    _after_change(ticket, now)
+    after_change(ticket, now)
     return ticket
 
 
@@ -200,7 +181,7 @@ def _reopen(ticket: Ticket, at: datetime, now: datetime) -> None:
         data={"from": previous.value, "reopen_count": ticket.reopen_count},
         at=at,
     )
-    _try_auto_assign(ticket, now)
+    offer_to_assignment(ticket, now)
 
 
 def on_accept(conversation: Conversation, now: datetime | None = None) -> Ticket:
@@ -241,7 +222,7 @@ def on_human_reply(message: Message, at: datetime | None = None) -> Ticket | Non
     )
     ticket.last_response_at = at
     ticket.awaiting_since = None
-    _after_change(ticket, at)
+    after_change(ticket, at)
     return ticket
 
 
@@ -335,12 +316,12 @@ def set_status(
         if _other_active_ticket(ticket):
             raise InvalidState("the conversation already has an open ticket")
         _reopen(ticket, now, now)
-        _after_change(ticket, now)
+        after_change(ticket, now)
         return ticket
     if status is ticket.status and status is not TicketStatus.SNOOZED:
         return ticket
     _change_status(ticket, status, agent_id_of(actor), now, snoozed_until)
-    _after_change(ticket, now)
+    after_change(ticket, now)
     if status in (TicketStatus.RESOLVED, TicketStatus.CLOSED):
         hooks.publish(hooks.TICKET_FINISHED, brand_id=ticket.brand_id, now=now)
     return ticket
@@ -373,7 +354,7 @@ def wake_snoozed(now: datetime | None = None, limit: int = 500) -> int:
     tickets = db.session.scalars(query).all()
     for ticket in tickets:
         _change_status(ticket, TicketStatus.OPEN, None, now, reason="snooze_ended")
-        _after_change(ticket, now)
+        after_change(ticket, now)
     return len(tickets)
 
 
@@ -399,7 +380,7 @@ def set_priority(
         now,
     )
     ticket.priority = priority
-    _after_change(ticket, now)
+    after_change(ticket, now)
     return ticket
 
 
@@ -422,96 +403,7 @@ def set_team(
         now,
     )
     ticket.team_id = team_id
-    _after_change(ticket, now)
+    after_change(ticket, now)
     if ticket.active:
-        _try_auto_assign(ticket, now)
+        offer_to_assignment(ticket, now)
     return ticket
-
-
-# Assignment -------------------------------------------------------------------------------------
-
-
-def _check_assignee(ticket: Ticket, assignee_id: int) -> Agent:
-    agent = db.session.get(Agent, assignee_id)
-    if agent is None or not agent.active or role_in(assignee_id, ticket.brand_id) is None:
-        raise ValidationError("the assignee is not an agent of this brand")
-    return agent
-
-
-def _assigned(ticket: Ticket, assignee_id: int | None, actor_id: int | None, now: datetime) -> None:
-    db.session.refresh(ticket)
-    record_event(
-        ticket,
-        "assigned" if assignee_id else "unassigned",
-        actor_id,
-        {"assignee_id": assignee_id},
-        now,
-    )
-    if assignee_id is not None and assignee_id != actor_id:
-        notify(
-            assignee_id,
-            ticket.brand_id,
-            NotificationKind.ASSIGNMENT,
-            f"Ticket #{ticket.id} was assigned to you",
-            ticket_id=ticket.id,
-            conversation_id=ticket.conversation_id,
-            at=now,
-        )
-    if assignee_id is not None:
-        emit(ticket.brand_id, "ticket.assigned", ticket_data(ticket, actor_id=actor_id))
-    _after_change(ticket, now)
-
-
-def take(ticket: Ticket, actor: Actor | Agent, now: datetime | None = None) -> Ticket:
-    """Exactly one of two agents taking the same ticket at once wins; the other: AlreadyAssigned."""
-    now = now or utcnow()
-    require_role(actor, ticket.brand_id, Role.AGENT)
-    taker = agent_id_of(actor)
-    if taker is None:
-        raise ValidationError("only an agent takes a ticket; assign it to one instead")
-    taken = db.session.execute(
-        update(Ticket)
-        .where(Ticket.id == ticket.id, Ticket.assignee_id.is_(None))
-        .values(assignee_id=taker, assigned_at=now)
-        .execution_options(synchronize_session=False)
-    ).rowcount
-    if not taken:
-        db.session.refresh(ticket, ["assignee_id"])
-        if ticket.assignee_id == taker:
-            return ticket
-        raise AlreadyAssigned()
-    _assigned(ticket, taker, taker, now)
-    return ticket
-
-
-def assign(
-    ticket: Ticket,
-    assignee_id: int | None,
-    actor: Actor | Agent | None,
-    now: datetime | None = None,
-    expect_unassigned: bool = False,
-) -> Ticket:
-    """Assign, reassign or (None) unassign; with `expect_unassigned` it behaves like a take."""
-    now = now or utcnow()
-    require_role(actor, ticket.brand_id, Role.AGENT)
-    if assignee_id is not None:
-        _check_assignee(ticket, assignee_id)
-    query = update(Ticket).where(Ticket.id == ticket.id)
-    if expect_unassigned:
-        query = query.where(Ticket.assignee_id.is_(None))
-    changed = db.session.execute(
-        query.values(
-            assignee_id=assignee_id, assigned_at=now if assignee_id else None
-        ).execution_options(synchronize_session=False)
-    ).rowcount
-    if not changed:
-        db.session.refresh(ticket, ["assignee_id"])
-        if ticket.assignee_id == assignee_id:
-            return ticket
-        raise AlreadyAssigned()
-    _assigned(ticket, assignee_id, agent_id_of(actor), now)
-    return ticket
-
-
-def unassign(ticket: Ticket, actor: Actor | Agent | None, now: datetime | None = None) -> Ticket:
-    return assign(ticket, None, actor, now)
