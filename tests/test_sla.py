@@ -577,7 +577,7 @@ def test_a_reminder_another_sweep_already_sent_is_skipped_silently(
         )
     )
     db.session.commit()
-    monkeypatch.setattr(sla, "_fired", lambda ids: {ticket_id: set() for ticket_id in ids})
+    monkeypatch.setattr(sla, "fired_reminders", lambda ids: {ticket_id: set() for ticket_id in ids})
 
     report = sweep(at("2026-11-20 11:30"))
     assert (report.checked, report.breaches) == (1, 0)
