@@ -246,65 +246,14 @@ def summary(
     business seconds; SLA compliance is where pauses count, through the tickets' due times."""
     if group_by is not None and group_by not in GROUP_BY:
         raise ValidationError(f"group_by must be one of {', '.join(GROUP_BY)}.")
-    dimension = group_by if group_by not in (None, "day") else None
-    overall: dict[str, _Totals] = {kind: _Totals() for kind in KINDS}
-    grouped: dict[str, dict[str, _Totals]] = defaultdict(lambda: {k: _Totals() for k in KINDS})
-    dimensions = ["all"] + ([dimension] if dimension else [])
-    for row in _rollups(brand.id, start, end, dimensions, business_hours):
-        if row.dimension == "all":
-            overall[row.kind].add(row)
-            if group_by == "day":
-                grouped[row.day.isoformat()][row.kind].add(row)
-        else:
-            grouped[row.key][row.kind].add(row)
-
-    headline: dict[str, Any] = {}
-    group_stats: dict[str, dict[str, Any]] = defaultdict(dict)
-    for kind in KINDS:
-        totals = overall[kind]
-        if 0 < totals.count <= exact_limit:
-            values, by_key = _exact_values(brand.id, start, end, kind, business_hours, group_by)
-            headline[kind] = exact_stats(values)
-            for key in grouped:
-                group_stats[key][kind] = exact_stats(by_key.get(key, ()))
-        else:
-            headline[kind] = totals.stats()
-            for key, kinds in grouped.items():
-                group_stats[key][kind] = kinds[kind].stats()
-
-    volume_by: dict[Any, dict[str, int]] = {}
-    if group_by == "day":
-        volume_by = {
-            day.isoformat(): value
-            for day, value in _volume(brand.id, start, end, MetricVolume.day).items()
-        }
-    elif group_by == "channel":
-        volume_by = {
-            str(channel): value
-            for channel, value in _volume(brand.id, start, end, MetricVolume.channel_id).items()
-        }
+    overall, grouped = _totals(brand.id, start, end, business_hours, group_by)
+    headline, group_stats = _stats(
+        brand.id, start, end, business_hours, group_by, overall, grouped, exact_limit
+    )
     groups: list[dict[str, Any]] = []
     if group_by is not None:
-        keys = set(grouped) | set(volume_by)
-        labels = _labels(brand.id, group_by, keys)
-        for key in keys:
-            stats = {kind: group_stats[key].get(kind, empty_stats()) for kind in KINDS}
-            kinds = grouped[key]
-            group = {
-                "key": labels[key][0],
-                "label": labels[key][1],
-                **stats,
-                "sla": {name: _met_pct(kinds[kind]) for kind, name in SLA_KINDS.items()},
-                "sample_warning": any(s["count"] < SAMPLE_MIN for s in stats.values()),
-            }
-            if group_by in ("day", "channel"):
-                group["volume"] = volume_by.get(key, _empty_volume())
-            groups.append(group)
-        if group_by == "day":
-            groups.sort(key=lambda g: g["key"])
-        else:
-            groups.sort(key=lambda g: (g["key"] is None, g["key"] == "app", g["label"].lower()))
-
+        volume_by = _volume_by(brand.id, start, end, group_by)
+        groups = _groups(brand.id, group_by, grouped, group_stats, volume_by)
     return {
         "from": start.isoformat(),
         "to": end.isoformat(),
@@ -316,6 +265,98 @@ def summary(
         "groups": groups,
         "sample_warning": any(headline[kind]["count"] < SAMPLE_MIN for kind in KINDS),
     }
+
+
+def _totals(
+    brand_id: int, start: date, end: date, business_hours: bool, group_by: str | None
+) -> tuple[dict[str, _Totals], dict[str, dict[str, _Totals]]]:
+    """The rollups of the range added up per kind: overall, and per group key."""
+    dimension = group_by if group_by not in (None, "day") else None
+    overall: dict[str, _Totals] = {kind: _Totals() for kind in KINDS}
+    grouped: dict[str, dict[str, _Totals]] = defaultdict(lambda: {k: _Totals() for k in KINDS})
+    dimensions = ["all"] + ([dimension] if dimension else [])
+    for row in _rollups(brand_id, start, end, dimensions, business_hours):
+        if row.dimension == "all":
+            overall[row.kind].add(row)
+            if group_by == "day":
+                grouped[row.day.isoformat()][row.kind].add(row)
+        else:
+            grouped[row.key][row.kind].add(row)
+    return overall, grouped
+
+
+def _stats(
+    brand_id: int,
+    start: date,
+    end: date,
+    business_hours: bool,
+    group_by: str | None,
+    overall: dict[str, _Totals],
+    grouped: dict[str, dict[str, _Totals]],
+    exact_limit: int,
+) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
+    """Figures per kind, overall and per group: exact from the metric events while they are
+    few, else estimated from the rollups' histograms."""
+    headline: dict[str, Any] = {}
+    group_stats: dict[str, dict[str, Any]] = defaultdict(dict)
+    for kind in KINDS:
+        totals = overall[kind]
+        if 0 < totals.count <= exact_limit:
+            values, by_key = _exact_values(brand_id, start, end, kind, business_hours, group_by)
+            headline[kind] = exact_stats(values)
+            for key in grouped:
+                group_stats[key][kind] = exact_stats(by_key.get(key, ()))
+        else:
+            headline[kind] = totals.stats()
+            for key, kinds in grouped.items():
+                group_stats[key][kind] = kinds[kind].stats()
+    return headline, group_stats
+
+
+def _volume_by(brand_id: int, start: date, end: date, group_by: str) -> dict[Any, dict[str, int]]:
+    """The volume per group key, for the groupings that have one (day and channel)."""
+    if group_by == "day":
+        return {
+            day.isoformat(): value
+            for day, value in _volume(brand_id, start, end, MetricVolume.day).items()
+        }
+    if group_by == "channel":
+        return {
+            str(channel): value
+            for channel, value in _volume(brand_id, start, end, MetricVolume.channel_id).items()
+        }
+    return {}
+
+
+def _groups(
+    brand_id: int,
+    group_by: str,
+    grouped: dict[str, dict[str, _Totals]],
+    group_stats: dict[str, dict[str, Any]],
+    volume_by: dict[Any, dict[str, int]],
+) -> list[dict[str, Any]]:
+    """One entry per group key, labelled and in the order the dashboards show them."""
+    groups: list[dict[str, Any]] = []
+    keys = set(grouped) | set(volume_by)
+    labels = _labels(brand_id, group_by, keys)
+    for key in keys:
+        stats = {kind: group_stats[key].get(kind, empty_stats()) for kind in KINDS}
+        kinds = grouped[key]
+        group = {
+            "key": labels[key][0],
+            "label": labels[key][1],
+            **stats,
+            "sla": {name: _met_pct(kinds[kind]) for kind, name in SLA_KINDS.items()},
+            "sample_warning": any(s["count"] < SAMPLE_MIN for s in stats.values()),
+        }
+        if group_by in ("day", "channel"):
+            group["volume"] = volume_by.get(key, _empty_volume())
+        groups.append(group)
+    if group_by == "day":
+        groups.sort(key=lambda g: g["key"])
+    else:
+        groups.sort(key=lambda g: (g["key"] is None, g["key"] == "app", g["label"].lower()))
+    return groups
 
 
 def daily_trend(
