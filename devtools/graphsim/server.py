@@ -1,4 +1,5 @@
-"""The simulated Graph API: Send API, profile lookups and the `/_sim` control endpoints.
+"""The simulated Graph API: Send API and profile lookups (the `/_sim` control endpoints are in
+control.py, the state they steer in state.py).
 
 Everything Meta would do that a test needs to provoke is reachable over HTTP, so the simulator
 behaves the same whether it runs in a test thread, beside `make run`, or in its own process.
@@ -11,28 +12,21 @@ import logging
 import secrets
 import threading
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from flask import Flask, jsonify, request
+from flask import Flask, current_app, jsonify, request
 from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 
-from devtools.graphsim import webhooks
+from devtools.graphsim import control, webhooks
+from devtools.graphsim.state import DEFAULT_APP_ID, PROFILE_FIELDS, EchoConfig, SimState
 
 log = logging.getLogger(__name__)
 
 MAX_TEXT_BYTES = 1000
 ATTACHMENT_TYPES = ("image", "video", "audio", "file")
 SENDER_ACTIONS = ("react", "unreact", "typing_on", "typing_off", "mark_seen")
-PROFILE_FIELDS = (
-    "name",
-    "username",
-    "profile_pic",
-    "is_user_follow_business",
-    "is_business_follow_user",
-)
-DEFAULT_APP_ID = "555000111222333"
 WINDOW_CLOSED_MESSAGE = "This message is sent outside of allowed window."
 POLL_SECONDS = 0.05  # how soon a stopped background server notices
 
@@ -84,75 +78,6 @@ class MetaError(Exception):
             error["error_subcode"] = self.subcode
         error["fbtrace_id"] = "A" + secrets.token_urlsafe(15)
         return {"error": error}
-
-
-@dataclass
-class ErrorRule:
-    """The next `times` calls (all of them when None) fail with `code`, or only answer late."""
-
-    code: int | None = None
-    subcode: int | None = None
-    message: str | None = None
-    type: str | None = None
-    status: int | None = None
-    times: int | None = 1
-    recipient_id: str | None = None
-    delay_ms: int = 0
-    endpoint: str = "messages"  # or "profile"
-
-    def matches(self, endpoint: str, recipient_id: str | None) -> bool:
-        if self.endpoint not in (endpoint, "any"):
-            return False
-        return self.recipient_id is None or self.recipient_id == recipient_id
-
-
-@dataclass
-class EchoConfig:
-    url: str
-    secret: str
-    app_id: str = DEFAULT_APP_ID
-    enabled: bool = True
-    delay_ms: int = 0
-
-
-@dataclass
-class SimState:
-    """What the simulator remembers; shared by the request threads, so guarded by a lock."""
-
-    echo: EchoConfig | None = None
-    requests: list[dict] = field(default_factory=list)
-    echoes: list[dict] = field(default_factory=list)
-    rules: list[ErrorRule] = field(default_factory=list)
-    closed_windows: set[str] = field(default_factory=set)
-    profiles: dict[str, dict] = field(default_factory=dict)
-    lock: threading.Lock = field(default_factory=threading.Lock)
-    _sequence: int = 0
-
-    def record(self, entry: dict) -> dict:
-        with self.lock:
-            self._sequence += 1
-            entry["seq"] = self._sequence
-            self.requests.append(entry)
-        return entry
-
-    def take_rule(self, endpoint: str, recipient_id: str | None) -> ErrorRule | None:
-        with self.lock:
-            for rule in self.rules:
-                if rule.matches(endpoint, recipient_id):
-                    if rule.times is not None:
-                        rule.times -= 1
-                        if rule.times <= 0:
-                            self.rules.remove(rule)
-                    return rule
-        return None
-
-    def reset(self) -> None:
-        with self.lock:
-            self.requests.clear()
-            self.echoes.clear()
-            self.rules.clear()
-            self.closed_windows.clear()
-            self.profiles.clear()
 
 
 def _now_iso() -> str:
@@ -233,25 +158,35 @@ def _validate_send(body: Any) -> str:
     message = body.get("message")
     if not isinstance(message, dict) or not message:
         raise _invalid("param message must be non-empty")
-    has_text, has_attachment = "text" in message, "attachment" in message
-    if has_text == has_attachment:
-        raise _invalid("param message must have exactly one of text and attachment")
-    if has_text:
-        text = message["text"]
-        if not isinstance(text, str) or not text:
-            raise _invalid("param message[text] must be a non-empty string")
-        if len(text.encode()) > MAX_TEXT_BYTES:
-            raise _invalid(f"param message[text] must be at most {MAX_TEXT_BYTES} bytes")
-    else:
-        _validate_attachment(message["attachment"])
-    if body.get("messaging_type") == "MESSAGE_TAG" and body.get("tag") != "HUMAN_AGENT":
-        raise _invalid("param tag must be HUMAN_AGENT with messaging_type MESSAGE_TAG")
-    if "tag" in body and body.get("messaging_type") != "MESSAGE_TAG":
-        raise _invalid("param tag needs messaging_type MESSAGE_TAG")
+    _validate_message(message)
+    _validate_tag(body)
     reply_to = body.get("reply_to", message.get("reply_to"))
     if reply_to is not None and not (isinstance(reply_to, dict) and reply_to.get("mid")):
         raise _invalid("param reply_to must be {mid}")
     return recipient_id
+
+
+def _validate_message(message: dict) -> None:
+    """Exactly one of text (at most MAX_TEXT_BYTES) and attachment."""
+    has_text, has_attachment = "text" in message, "attachment" in message
+    if has_text == has_attachment:
+        raise _invalid("param message must have exactly one of text and attachment")
+    if not has_text:
+        _validate_attachment(message["attachment"])
+        return
+    text = message["text"]
+    if not isinstance(text, str) or not text:
+        raise _invalid("param message[text] must be a non-empty string")
+    if len(text.encode()) > MAX_TEXT_BYTES:
+        raise _invalid(f"param message[text] must be at most {MAX_TEXT_BYTES} bytes")
+
+
+def _validate_tag(body: dict) -> None:
+    """A message tag is HUMAN_AGENT, and only with messaging_type MESSAGE_TAG."""
+    if body.get("messaging_type") == "MESSAGE_TAG" and body.get("tag") != "HUMAN_AGENT":
+        raise _invalid("param tag must be HUMAN_AGENT with messaging_type MESSAGE_TAG")
+    if "tag" in body and body.get("messaging_type") != "MESSAGE_TAG":
+        raise _invalid("param tag needs messaging_type MESSAGE_TAG")
 
 
 def _validate_attachment(attachment: Any) -> None:
@@ -322,6 +257,50 @@ def _send_echo(state: SimState, account_id: str, body: dict, mid: str) -> None:
     threading.Thread(target=post, name="graphsim-echo", daemon=True).start()
 
 
+def _send(account_id: str):
+    """The Send API: a message or a sender action, checked as Meta does, answered with its id."""
+    state: SimState = current_app.extensions["graphsim"]
+    raw = request.get_data()
+    body = request.get_json(force=True, silent=True)
+    entry = state.record(_recorded("messages", body, raw))
+    entry["account_id"] = account_id
+    try:
+        if _token() is None:
+            raise MetaError(190, "An active access token must be used", subcode=None)
+        _apply_rule(state, "messages", _recipient_id(body))
+        recipient_id = _validate_send(body)
+        if recipient_id in state.closed_windows:
+            raise MetaError(10, f"(#10) {WINDOW_CLOSED_MESSAGE}", subcode=2018278)
+    except MetaError as exc:
+        return _answer(entry, exc.body(), exc.status)
+    if "sender_action" in body:
+        return _answer(entry, {"recipient_id": recipient_id})
+    mid = "m_sim_" + secrets.token_urlsafe(24)
+    response = _answer(entry, {"recipient_id": recipient_id, "message_id": mid})
+    _send_echo(state, account_id, body, mid)
+    return response
+
+
+def _profile(igsid: str):
+    """A user profile lookup: the fields asked for, made up unless a test set them."""
+    state: SimState = current_app.extensions["graphsim"]
+    entry = state.record(_recorded("profile", None, b""))
+    try:
+        if _token() is None:
+            raise MetaError(190, "An active access token must be used", subcode=None)
+        _apply_rule(state, "profile", igsid)
+    except MetaError as exc:
+        return _answer(entry, exc.body(), exc.status)
+    with state.lock:
+        full = {**_made_up_profile(igsid), **state.profiles.get(igsid, {})}
+    wanted = [f for f in request.args.get("fields", ",".join(PROFILE_FIELDS)).split(",") if f]
+    return _answer(entry, {"id": igsid, **{f: full[f] for f in wanted if f in full}})
+
+
+def _meta_error(exc: MetaError):
+    return jsonify(exc.body()), exc.status
+
+
 def create_simulator(
     state: SimState | None = None,
     echo_to: str | None = None,
@@ -334,193 +313,20 @@ def create_simulator(
         state.echo = EchoConfig(url=echo_to, secret=app_secret or "", app_id=app_id)
     app = Flask("graphsim")
     app.extensions["graphsim"] = state
-
-    @app.errorhandler(MetaError)
-    def meta_error(exc: MetaError):
-        return jsonify(exc.body()), exc.status
-
-    def send(account_id: str):
-        raw = request.get_data()
-        body = request.get_json(force=True, silent=True)
-        entry = state.record(_recorded("messages", body, raw))
-        entry["account_id"] = account_id
-        try:
-            if _token() is None:
-                raise MetaError(190, "An active access token must be used", subcode=None)
-            _apply_rule(state, "messages", _recipient_id(body))
-            recipient_id = _validate_send(body)
-            if recipient_id in state.closed_windows:
-                raise MetaError(10, f"(#10) {WINDOW_CLOSED_MESSAGE}", subcode=2018278)
-        except MetaError as exc:
-            return _answer(entry, exc.body(), exc.status)
-        if "sender_action" in body:
-            return _answer(entry, {"recipient_id": recipient_id})
-        mid = "m_sim_" + secrets.token_urlsafe(24)
-        response = _answer(entry, {"recipient_id": recipient_id, "message_id": mid})
-        _send_echo(state, account_id, body, mid)
-        return response
-
-    def profile(igsid: str):
-        entry = state.record(_recorded("profile", None, b""))
-        try:
-            if _token() is None:
-                raise MetaError(190, "An active access token must be used", subcode=None)
-            _apply_rule(state, "profile", igsid)
-        except MetaError as exc:
-            return _answer(entry, exc.body(), exc.status)
-        with state.lock:
-            full = {**_made_up_profile(igsid), **state.profiles.get(igsid, {})}
-        wanted = [f for f in request.args.get("fields", ",".join(PROFILE_FIELDS)).split(",") if f]
-        return _answer(entry, {"id": igsid, **{f: full[f] for f in wanted if f in full}})
-
+    app.register_error_handler(MetaError, _meta_error)
     app.add_url_rule(
         "/<path:prefix>/<account_id>/messages",
         "send",
-        lambda prefix, account_id: send(account_id),
+        lambda prefix, account_id: _send(account_id),
         methods=["POST"],
     )
-    app.add_url_rule("/<account_id>/messages", "send_bare", send, methods=["POST"])
+    app.add_url_rule("/<account_id>/messages", "send_bare", _send, methods=["POST"])
     app.add_url_rule(
-        "/<path:prefix>/<igsid>", "profile", lambda prefix, igsid: profile(igsid), methods=["GET"]
+        "/<path:prefix>/<igsid>", "profile", lambda prefix, igsid: _profile(igsid), methods=["GET"]
     )
-    app.add_url_rule("/<igsid>", "profile_bare", profile, methods=["GET"])
-    _control_routes(app, state)
+    app.add_url_rule("/<igsid>", "profile_bare", _profile, methods=["GET"])
+    app.register_blueprint(control.bp)
     return app
-
-
-def _int_or_none(value: Any) -> int | None:
-    return None if value is None else int(value)
-
-
-def _str_or_none(value: Any) -> str | None:
-    return None if value is None else str(value)
-
-
-def _control_routes(app: Flask, state: SimState) -> None:
-    """`/_sim/...`: what tests and operators use to inspect and steer the simulator."""
-
-    @app.get("/_sim/health")
-    def health():
-        return {"ok": True}
-
-    @app.get("/_sim/requests")
-    def list_requests():
-        since = int(request.args.get("since", 0))
-        with state.lock:
-            items = [dict(entry) for entry in state.requests if entry["seq"] > since]
-        return {"requests": items}
-
-    @app.delete("/_sim/requests")
-    def clear_requests():
-        with state.lock:
-            state.requests.clear()
-        return {"ok": True}
-
-    @app.post("/_sim/errors")
-    def add_error():
-        data = request.get_json(silent=True) or {}
-        try:
-            rule = ErrorRule(
-                code=_int_or_none(data.get("code")),
-                subcode=_int_or_none(data.get("subcode")),
-                message=data.get("message"),
-                type=data.get("type"),
-                status=_int_or_none(data.get("status")),
-                times=_int_or_none(data["times"]) if "times" in data else 1,
-                recipient_id=_str_or_none(data.get("recipient_id")),
-                delay_ms=int(data.get("delay_ms") or 0),
-                endpoint=data.get("endpoint", "messages"),
-            )
-        except (TypeError, ValueError):
-            return {"error": "code, subcode, status, times and delay_ms are integers"}, 400
-        if rule.times is not None and rule.times < 1:
-            return {"error": "times is at least 1 (null: until cleared)"}, 400
-        if rule.code is None and not rule.delay_ms:
-            return {"error": "give a code to fail with, a delay_ms, or both"}, 400
-        if rule.endpoint not in ("messages", "profile", "any"):
-            return {"error": "endpoint is messages, profile or any"}, 400
-        with state.lock:
-            state.rules.append(rule)
-        return {"rule": asdict(rule)}, 201
-
-    @app.get("/_sim/errors")
-    def list_errors():
-        with state.lock:
-            return {"rules": [asdict(rule) for rule in state.rules]}
-
-    @app.delete("/_sim/errors")
-    def clear_errors():
-        with state.lock:
-            state.rules.clear()
-        return {"ok": True}
-
-    @app.post("/_sim/window")
-    def set_window():
-        data = request.get_json(silent=True) or {}
-        if not data.get("recipient_id"):
-            return {"error": "recipient_id is required"}, 400
-        recipient_id = str(data["recipient_id"])
-        with state.lock:
-            if data.get("closed", True):
-                state.closed_windows.add(recipient_id)
-            else:
-                state.closed_windows.discard(recipient_id)
-            closed = sorted(state.closed_windows)
-        return {"closed": closed}
-
-    @app.delete("/_sim/window")
-    def open_all_windows():
-        with state.lock:
-            state.closed_windows.clear()
-        return {"closed": []}
-
-    @app.post("/_sim/profiles")
-    def set_profile():
-        data = request.get_json(silent=True) or {}
-        if not data.get("id"):
-            return {"error": "id is required"}, 400
-        igsid = str(data["id"])
-        fields = {key: data[key] for key in PROFILE_FIELDS if key in data}
-        with state.lock:
-            state.profiles[igsid] = {**state.profiles.get(igsid, {}), **fields}
-            return {"profile": {"id": igsid, **state.profiles[igsid]}}
-
-    @app.delete("/_sim/profiles")
-    def clear_profiles():
-        with state.lock:
-            state.profiles.clear()
-        return {"ok": True}
-
-    @app.post("/_sim/echo")
-    def set_echo():
-        data = request.get_json(silent=True) or {}
-        if not data.get("url") and state.echo is None:
-            return {"error": "url is required"}, 400
-        current = state.echo or EchoConfig(url=data["url"], secret="")
-        state.echo = EchoConfig(
-            url=data.get("url", current.url),
-            secret=data.get("secret", current.secret),
-            app_id=str(data.get("app_id", current.app_id)),
-            enabled=bool(data.get("enabled", True)),
-            delay_ms=int(data.get("delay_ms", current.delay_ms)),
-        )
-        return {"echo": {**asdict(state.echo), "secret": "<redacted>"}}
-
-    @app.delete("/_sim/echo")
-    def disable_echo():
-        if state.echo is not None:
-            state.echo.enabled = False
-        return {"ok": True}
-
-    @app.get("/_sim/echoes")
-    def list_echoes():
-        with state.lock:
-            return {"echoes": list(state.echoes)}
-
-    @app.post("/_sim/reset")
-    def reset():
-        state.reset()
-        return {"ok": True}
 
 
 class QuietRequestHandler(WSGIRequestHandler):
