@@ -6,7 +6,7 @@ from sqlalchemy import select
 
 from helpdesk.brands.models import Brand
 from helpdesk.channels.models import Channel, ChannelKind
-from helpdesk.errors import AlreadyExists, NotFound, ValidationError
+from helpdesk.errors import AlreadyExists, InvalidField, NotFound, ValidationError
 from helpdesk.extensions import db
 
 
@@ -43,4 +43,13 @@ def channel_for_account(kind: ChannelKind, account_id: str) -> Channel:
     )
     if channel is None:
         raise NotFound(f"no {kind.value} channel for account {account_id}")
+    return channel
+
+
+def api_channel(brand_id: int, channel_id: int) -> Channel:
+    """Only the brand's own `api` channels take posted messages: Instagram's come through its
+    webhook."""
+    channel = db.session.get(Channel, channel_id)
+    if channel is None or channel.brand_id != brand_id or channel.kind is not ChannelKind.API:
+        raise InvalidField("channel_id", "no api channel of this brand has this id")
     return channel

@@ -22,7 +22,7 @@ from helpdesk.dm.models import (
     Reaction,
     RequestState,
 )
-from helpdesk.errors import InvalidState, NewerReply, ReplyWindowClosed
+from helpdesk.errors import DuplicateMessage, InvalidState, NewerReply, ReplyWindowClosed
 from helpdesk.extensions import db
 from helpdesk.live import events as live
 from helpdesk.outgoing.service import emit, message_data
@@ -40,6 +40,16 @@ def receive(channel: Channel, incoming: dm.InboundMessage, now: datetime | None 
         emit(message.brand_id, "message.created", message_data(message))
         live.message_created(message)
     return message
+
+
+def receive_once(channel: Channel, incoming: dm.InboundMessage) -> tuple[Message, bool]:
+    """A message posted by the brand's own systems: stored once per mid; a repeat gives back
+    the stored message (and False)."""
+    try:
+        with db.session.begin_nested():
+            return receive(channel, incoming), True
+    except DuplicateMessage as duplicate:
+        return db.session.get(Message, duplicate.existing_id), False
 
 
 def reply(

@@ -14,8 +14,8 @@ from sqlalchemy.exc import DataError, IntegrityError
 from werkzeug.exceptions import HTTPException
 from werkzeug.routing import RequestRedirect
 
+from helpdesk import transaction
 from helpdesk.errors import DomainError, InvalidField  # noqa: F401 (re-exported for the views)
-from helpdesk.extensions import db
 
 CODES_BY_STATUS = {
     400: "bad_request",
@@ -79,9 +79,9 @@ def _summary(fields: dict[str, Any]) -> str:
     return "invalid input: " + "; ".join(parts) if parts else "invalid input"
 
 
-def handle_http_exception(exc: HTTPException) -> Response | tuple[Response, int]:
+def handle_http_exception(exc: HTTPException) -> tuple[Response, int]:
     """Werkzeug and webargs errors in our shape; 405 keeps its Allow header."""
-    db.session.rollback()
+    transaction.rollback()
     status = exc.code or 500
     data = getattr(exc, "data", None) or {}
     if isinstance(data.get("exc"), json.JSONDecodeError | UnicodeDecodeError) or data.get(
@@ -97,25 +97,26 @@ def handle_http_exception(exc: HTTPException) -> Response | tuple[Response, int]
     body, code = response
     for name, value in (data.get("headers") or {}).items():
         body.headers[name] = value
-    if status == 405 and getattr(exc, "valid_methods", None):
-        body.headers["Allow"] = ", ".join(exc.valid_methods)
+    allowed = getattr(exc, "valid_methods", None)  # a MethodNotAllowed's
+    if status == 405 and allowed:
+        body.headers["Allow"] = ", ".join(allowed)
     return body, code
 
 
 def handle_domain_error(exc: DomainError) -> tuple[Response, int]:
-    db.session.rollback()
+    transaction.rollback()
     return error_response(exc.status, exc.code, exc.message, getattr(exc, "fields", None))
 
 
 def handle_data_error(_exc: DataError) -> tuple[Response, int]:
     """A value the database cannot store that the schemas let through: still the caller's."""
-    db.session.rollback()
+    transaction.rollback()
     return error_response(422, "invalid", "a value cannot be stored (out of range or malformed)")
 
 
 def handle_integrity_error(_exc: IntegrityError) -> tuple[Response, int]:
     """A unique or foreign key that another request just took: a conflict, never a 500."""
-    db.session.rollback()
+    transaction.rollback()
     return error_response(409, "conflict", "the change conflicts with data stored meanwhile")
 
 

@@ -7,29 +7,19 @@ from typing import Any
 
 from flask import Response
 
-from helpdesk.channels.models import Channel, ChannelKind
-from helpdesk.dm.models import Message, MessageKind
+from helpdesk import transaction
+from helpdesk.channels.service import api_channel
+from helpdesk.dm.models import MessageKind
 from helpdesk.dm.service import InboundMessage
-from helpdesk.errors import DuplicateMessage
-from helpdesk.extensions import db
 from helpdesk.idempotency.service import Answer
 from helpdesk.inbox import service as inbox
 from helpdesk.web.api import idempotency, present
 from helpdesk.web.api.auth import brand_id
 from helpdesk.web.api.blueprint import api_blueprint
-from helpdesk.web.api.errors import InvalidField
 from helpdesk.web.api.inputs import InboundSchema
 from helpdesk.web.api.schemas import MessageSchema
 
 bp = api_blueprint("inbound", "The api channel's intake")
-
-
-def api_channel(channel_id: int) -> Channel:
-    """Only the brand's own `api` channels: Instagram's messages come through its webhook."""
-    channel = db.session.get(Channel, channel_id)
-    if channel is None or channel.brand_id != brand_id() or channel.kind is not ChannelKind.API:
-        raise InvalidField("channel_id", "no api channel of this brand has this id")
-    return channel
 
 
 def inbound_message(data: dict[str, Any]) -> InboundMessage:
@@ -58,16 +48,12 @@ def inbound_message(data: dict[str, Any]) -> InboundMessage:
 @bp.alt_response(200, schema=MessageSchema, description="already stored: the same message")
 def inbound(data: dict[str, Any]) -> Response:
     """The `api` channel's intake, idempotent by `mid` like the platform webhook."""
-    channel = api_channel(data["channel_id"])
+    channel = api_channel(brand_id(), data["channel_id"])
     claimed = idempotency.begin()
     if isinstance(claimed, Answer):
         return idempotency.replay(claimed)
-    try:
-        with db.session.begin_nested():
-            message = inbox.receive(channel, inbound_message(data))
-        status = 201
-    except DuplicateMessage as duplicate:
-        message, status = db.session.get(Message, duplicate.existing_id), 200
+    message, created = inbox.receive_once(channel, inbound_message(data))
+    status = 201 if created else 200
     answer = idempotency.answer(claimed, status, MessageSchema, present.message(message))
-    db.session.commit()
+    transaction.commit()
     return answer

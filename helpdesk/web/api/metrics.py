@@ -9,9 +9,8 @@ from zoneinfo import ZoneInfo
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
 from helpdesk.accounts.models import Role
-from helpdesk.brands.models import Brand
+from helpdesk.brands.service import get_brand
 from helpdesk.errors import ValidationError as DomainValidationError
-from helpdesk.extensions import db
 from helpdesk.metrics.summary import FIRST_DAY, LAST_DAY, check_range, summary
 from helpdesk.types import utcnow
 from helpdesk.web.api.auth import brand_id, requires
@@ -46,7 +45,7 @@ class SummaryQuerySchema(Schema):
 @bp.response(200)
 def metrics_summary(args: dict[str, Any]) -> dict[str, Any]:
     """Brand-local dates, inclusive; the last 30 days when no range is given."""
-    brand = db.session.get(Brand, brand_id())
+    brand = get_brand(brand_id())
     today: date = utcnow().astimezone(ZoneInfo(brand.timezone)).date()
     end = args["to"] or today
     start = args["from_"] or max(end - timedelta(days=29), FIRST_DAY)
