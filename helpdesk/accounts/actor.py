@@ -58,10 +58,6 @@ class Actor:
     def is_system(self) -> bool:
         return self.kind is ActorKind.SYSTEM
 
-    @property
-    def is_agent(self) -> bool:
-        return self.kind is ActorKind.AGENT
-
     def require(
         self, minimum: Role, what: str = "this", brand_id: int | None = None
     ) -> Role | None:

@@ -6,7 +6,7 @@ from sqlalchemy import select
 
 from helpdesk.brands.models import Brand
 from helpdesk.channels.models import Channel, ChannelKind
-from helpdesk.errors import AlreadyExists, InvalidField, NotFound, ValidationError
+from helpdesk.errors import AlreadyExists, InvalidField, ValidationError
 from helpdesk.extensions import db
 
 
@@ -34,15 +34,6 @@ def connect_channel(
         channel.access_token = access_token
         channel.needs_new_token = False
     db.session.flush()
-    return channel
-
-
-def channel_for_account(kind: ChannelKind, account_id: str) -> Channel:
-    channel = db.session.scalar(
-        select(Channel).where(Channel.kind == kind, Channel.account_id == str(account_id))
-    )
-    if channel is None:
-        raise NotFound(f"no {kind.value} channel for account {account_id}")
     return channel
 
 

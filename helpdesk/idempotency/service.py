@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, select
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError, OperationalError
 
 from helpdesk.errors import DomainError, ValidationError
@@ -115,10 +115,3 @@ def claim(
             raise IdempotencyKeyInProgress()
         db.session.rollback()
         time.sleep(0.05)
-
-
-def forget_expired(now: datetime | None = None) -> int:
-    """Keys older than their lifetime answer nothing any more: drop them."""
-    cutoff = (now or utcnow()) - KEY_LIFETIME
-    result = db.session.execute(delete(IdempotencyKey).where(IdempotencyKey.created_at < cutoff))
-    return result.rowcount or 0

@@ -217,16 +217,6 @@ def _scheduled(conversation_id: int) -> list[Message]:
     )
 
 
-def newer_than(conversation: Conversation, message_id: int) -> int:
-    """How many visible messages arrived after `message_id`: the live-update poll."""
-    return (
-        db.session.scalar(
-            select(func.count()).where(_visible(conversation.id), Message.id > message_id)
-        )
-        or 0
-    )
-
-
 # Around the thread --------------------------------------------------------------------------------
 
 

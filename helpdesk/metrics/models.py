@@ -3,7 +3,6 @@ rollups built from them, so that dashboards read a few hundred rows whatever the
 
 from __future__ import annotations
 
-import enum
 from datetime import date, datetime
 
 from sqlalchemy import (
@@ -22,22 +21,6 @@ from helpdesk.dm.models import Message
 from helpdesk.extensions import Model
 from helpdesk.tickets.models import Ticket
 from helpdesk.types import UTCDateTime, utcnow
-
-
-class MetricKind(enum.StrEnum):
-    FIRST_RESPONSE = "first_response"
-    RESPONSE = "response"
-    RESOLUTION = "resolution"
-
-
-class Dimension(enum.StrEnum):
-    """What a rollup row is broken down by; `all` is the brand as a whole."""
-
-    ALL = "all"
-    AGENT = "agent"
-    TEAM = "team"
-    TAG = "tag"
-    CHANNEL = "channel"
 
 
 class MetricEvent(Model):

@@ -15,7 +15,7 @@ from helpdesk.accounts.service import require_role
 from helpdesk.brands.models import Brand
 from helpdesk.dm.models import Conversation, Direction, Message
 from helpdesk.dm.service import atomic
-from helpdesk.errors import InvalidState, NotFound, StaleTicket, ValidationError
+from helpdesk.errors import InvalidState, StaleTicket, ValidationError
 from helpdesk.extensions import db
 from helpdesk.inbox.folders import INBOX_STATES
 from helpdesk.outgoing.service import emit, ticket_data
@@ -34,13 +34,6 @@ from helpdesk.tickets.models import (
 )
 from helpdesk.tickets.tags import apply_tag_rules
 from helpdesk.types import utcnow
-
-
-def get_ticket(ticket_id: int, brand_id: int) -> Ticket:
-    ticket = db.session.get(Ticket, ticket_id)
-    if ticket is None or ticket.brand_id != brand_id:
-        raise NotFound("no such ticket")
-    return ticket
 
 
 def current_ticket(conversation: Conversation) -> Ticket | None:

@@ -65,10 +65,6 @@ def _refuse_duplicate(brand_id: int, name: str, except_id: int | None = None) ->
 # Tags ---------------------------------------------------------------------------------------------
 
 
-def list_tags(brand_id: int) -> list[Tag]:
-    return list(db.session.scalars(select(Tag).where(Tag.brand_id == brand_id).order_by(Tag.name)))
-
-
 def create_tag(brand: Brand, actor: Agent | None, name: str, colour: str = DEFAULT_COLOUR) -> Tag:
     """Any member may add a tag to the brand's list; the name must be new, whatever its case."""
     require_role(actor, brand.id, Role.AGENT)
@@ -265,12 +261,6 @@ def list_tag_rules(brand_id: int) -> list[tuple[TagRule, Tag]]:
         .order_by(TagRule.keyword, Tag.name)
     )
     return [(rule, tag) for rule, tag in rows]
-
-
-def delete_tag_rule(rule: TagRule, actor: Agent | None) -> None:
-    require_role(actor, rule.brand_id, Role.MANAGER)
-    db.session.delete(rule)
-    db.session.flush()
 
 
 def keyword_matches(keyword: str, text: str) -> bool:
