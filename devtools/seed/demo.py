@@ -8,6 +8,7 @@ traffic (request routing, hidden words, blocking, reply windows, vanish mode, gr
 from __future__ import annotations
 
 import base64
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
@@ -527,36 +528,42 @@ class _Demo:
         return message
 
     def act(self, conversation: Conversation, action: str, at: datetime) -> None:
-        if action == "accept":
-            inbox.accept(conversation, None, now=at)
-        elif action == "decline":
-            service.decline_request(conversation)
-        elif action == "block":
-            service.block_contact(db.session.get(Contact, conversation.contact_id), now=at)
-        elif action == "general":
-            service.move_to_folder(conversation, Folder.GENERAL)
-        elif action == "vanish":
-            service.set_vanish_mode(conversation, True)
-        elif action == "seen":  # the agent revealed the vanish-mode photo and marked it read
-            service.mark_seen_by_brand(conversation, at=at)
-            service.reveal_vanish_messages(conversation, at=at)
-            service.confirm_vanish_read(conversation, at=at)
-        elif action == "leave":
-            service.leave_thread(conversation, at=at)
-        elif action == "purge":
-            service.purge_vanish_messages(now=at)
-        elif action == "resolve":
-            tickets.set_status(
-                tickets.current_ticket(conversation), TicketStatus.RESOLVED,
-                self.agents["agent@demo.test"], now=at,
-            )
-        elif action.startswith("priority "):
+        """A scripted step that is no message, by its name in the thread's script."""
+        if action.startswith("priority "):
             tickets.set_priority(
-                tickets.current_ticket(conversation), Priority(action.removeprefix("priority ")),
-                self.agents["agent@demo.test"], now=at,
+                tickets.current_ticket(conversation),
+                Priority(action.removeprefix("priority ")),
+                self.agents["agent@demo.test"],
+                now=at,
             )
-        else:
+            return
+        steps: dict[str, Callable[[], object]] = {
+            "accept": lambda: inbox.accept(conversation, None, now=at),
+            "decline": lambda: service.decline_request(conversation),
+            "block": lambda: service.block_contact(
+                db.session.get(Contact, conversation.contact_id), now=at
+            ),
+            "general": lambda: service.move_to_folder(conversation, Folder.GENERAL),
+            "vanish": lambda: service.set_vanish_mode(conversation, True),
+            "seen": lambda: self.seen(conversation, at),
+            "leave": lambda: service.leave_thread(conversation, at=at),
+            "purge": lambda: service.purge_vanish_messages(now=at),
+            "resolve": lambda: tickets.set_status(
+                tickets.current_ticket(conversation),
+                TicketStatus.RESOLVED,
+                self.agents["agent@demo.test"],
+                now=at,
+            ),
+        }
+        if action not in steps:
             raise ValueError(f"unknown demo action {action!r}")
+        steps[action]()
+
+    def seen(self, conversation: Conversation, at: datetime) -> None:
+        """The agent revealed the vanish-mode photo and marked it read."""
+        service.mark_seen_by_brand(conversation, at=at)
+        service.reveal_vanish_messages(conversation, at=at)
+        service.confirm_vanish_read(conversation, at=at)
 
 
 def demo_passwords() -> dict[str, str]:
