@@ -425,6 +425,18 @@ class _Generator:
             city=rng.choice(CITIES),
         )
 
+    def placement(self, pending: bool) -> tuple[str, str, bool]:
+        """Folder, request state and whether the brand follows the contact: most conversations
+        sit in Primary, a few in General, and short unanswered ones are pending requests."""
+        if pending:
+            return "requests", "pending", False
+        roll = self.rng.random()
+        if roll < 0.04:
+            return "primary", "accepted", False
+        if roll < 0.12:
+            return "general", "none", True
+        return "primary", "none", True
+
     def chunk(self, sizes: list[int]) -> dict[str, list[tuple]]:
         """All rows of these conversations, with ids reserved from the writer."""
         writer, rng = self.writer, self.rng
@@ -456,28 +468,10 @@ class _Generator:
 
             pending = size <= 3 and random_() < 0.12
             timeline = _timeline(rng, size, inbound_only=pending)
+            timeline = _fit(timeline, self.window * 0.9)
             span = timeline[-1][0]
-            if span > self.window * 0.9:
-                scale = self.window * 0.9 / span
-                fitted, previous = [], -1
-                for offset, inbound in timeline:
-                    previous = max(int(offset * scale), previous + 1)
-                    fitted.append((previous, inbound))
-                timeline, span = fitted, fitted[-1][0]
             start = self.now - span - rng.randint(0, max(self.window - span, 0))
-
-            # Who saw what when: the agent reads inbound messages when answering, the customer
-            # reads replies when writing back.
-            seen: list[int | None] = [None] * size
-            next_in = next_out = None
-            for i in range(size - 1, -1, -1):
-                at, inbound = timeline[i]
-                if inbound:
-                    seen[i] = next_out
-                    next_in = at
-                else:
-                    seen[i] = next_in
-                    next_out = at
+            seen = _seen(timeline)
 
             last_inbound = last_outbound = None
             last_outbound_row: tuple | None = None
@@ -530,16 +524,7 @@ class _Generator:
                         reactions.append((message_id, f"contact:{contact_id}", contact_id, None,
                                           rng.choice(EMOJIS), reacted))
 
-            if pending:
-                folder, state, followed = "requests", "pending", False
-            else:
-                roll = random_()
-                if roll < 0.04:
-                    folder, state, followed = "primary", "accepted", False
-                elif roll < 0.12:
-                    folder, state, followed = "general", "none", True
-                else:
-                    folder, state, followed = "primary", "none", True
+            folder, state, followed = self.placement(pending)
             last_at = start + span
             # A desk resolves what it answered, and what went quiet: only recent conversations
             # (and pending requests) are open, so the backlog follows the recent traffic, not
@@ -572,6 +557,35 @@ class _Generator:
             "participants": participants,
             "messages": messages,
         }
+
+
+def _fit(timeline: list[tuple[int, bool]], limit: float) -> list[tuple[int, bool]]:
+    """A timeline longer than the history window is squeezed into it, keeping its order."""
+    span = timeline[-1][0]
+    if span <= limit:
+        return timeline
+    scale = limit / span
+    fitted, previous = [], -1
+    for offset, inbound in timeline:
+        previous = max(int(offset * scale), previous + 1)
+        fitted.append((previous, inbound))
+    return fitted
+
+
+def _seen(timeline: list[tuple[int, bool]]) -> list[int | None]:
+    """Who saw what when: the agent reads inbound messages when answering, the customer reads
+    replies when writing back."""
+    seen: list[int | None] = [None] * len(timeline)
+    next_in = next_out = None
+    for i in range(len(timeline) - 1, -1, -1):
+        at, inbound = timeline[i]
+        if inbound:
+            seen[i] = next_out
+            next_in = at
+        else:
+            seen[i] = next_in
+            next_out = at
+    return seen
 
 
 def _timestamps() -> Callable[[int], datetime]:
