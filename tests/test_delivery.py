@@ -163,7 +163,7 @@ def test_reply_after_7_days_fails_as_reply_window_closed_and_nothing_is_sent(sim
     message = reload(message_id)
     assert message.status is MessageStatus.FAILED
     assert message.error_code == "reply_window_closed"
-    assert "reply window closed" in message.error
+    assert "The customer last wrote 7 days ago. Instagram allows replies" in message.error
     assert message.delivery_attempts == 1
 
 

@@ -230,7 +230,7 @@ def release_scheduled(now: datetime | None = None, limit: int = 500) -> list[int
         try:
             if conversation.request_state is RequestState.BLOCKED:
                 raise ReplyWindowClosed("the contact is blocked")
-            dm.check_reply_window(conversation, now, human=not message.is_automated)
+            dm.check_reply_window(conversation, now, human=not message.is_automated, now=now)
         except ReplyWindowClosed as refused:
             message.status = MessageStatus.FAILED
             message.error_code = refused.code
