@@ -1,10 +1,13 @@
-"""SQLite settings for the embedded default: WAL, a busy timeout, enforced foreign keys; and the
-health checks' probe."""
+"""SQLite settings for the embedded default: WAL, a busy timeout, enforced foreign keys; the
+health checks' probe; and the count of rows an UPDATE or DELETE matched."""
 
 from __future__ import annotations
 
+from typing import Any, cast
+
 from sqlalchemy import event, text
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import CursorResult, Engine
+from sqlalchemy.sql import Executable
 
 from helpdesk.extensions import db
 
@@ -37,3 +40,10 @@ def configure_sqlite(engine: Engine) -> None:
 def check_database() -> None:
     """One round trip to the database; raises when it cannot be reached."""
     db.session.execute(text("SELECT 1"))
+
+
+def rows_matched(statement: Executable) -> int:
+    """Run an UPDATE or DELETE and answer how many rows it matched: a conditional update claims a
+    row (a seat, a ticket, a delivery) when the count is one. The session's types answer a plain
+    Result; for these statements it is the CursorResult that carries the count."""
+    return cast("CursorResult[Any]", db.session.execute(statement)).rowcount

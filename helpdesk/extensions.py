@@ -1,14 +1,15 @@
-"""Unbound extension singletons; the app factory binds them."""
+"""Unbound extension singletons; the app factory binds them. And `table_of`, for Core
+statements on a model's table."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 from flask_login import LoginManager
 from flask_migrate import Migrate
 from flask_sqlalchemy import SQLAlchemy
 from flask_wtf import CSRFProtect
-from sqlalchemy import MetaData
+from sqlalchemy import MetaData, Table
 from sqlalchemy.orm import DeclarativeBase, registry
 
 NAMING_CONVENTION = {
@@ -35,3 +36,9 @@ else:
 migrate = Migrate(render_as_batch=True, compare_type=True)
 login_manager = LoginManager()
 csrf = CSRFProtect()
+
+
+def table_of(model: type[Model]) -> Table:
+    """A model's Table, for Core statements and COPY: every model maps one, though the declarative
+    base types `__table__` only as some FromClause."""
+    return cast(Table, model.__table__)

@@ -8,8 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Select, and_, asc, desc, or_
-from sqlalchemy.sql.elements import ColumnElement
+from sqlalchemy import ColumnElement, Select, SQLColumnExpression, and_, asc, desc, or_
 
 from helpdesk.extensions import db
 
@@ -19,12 +18,13 @@ class Order:
     """How a listing sorts: by `key` (if any) then by `id`, both in the same direction."""
 
     name: str
-    id: ColumnElement
-    key: ColumnElement | None = None
+    # A mapped attribute (Ticket.id) or a column expression: both compare and sort alike.
+    id: SQLColumnExpression[Any]
+    key: SQLColumnExpression[Any] | None = None
     key_type: type = datetime
     descending: bool = True
 
-    def columns(self) -> list[ColumnElement]:
+    def columns(self) -> list[SQLColumnExpression[Any]]:
         return [self.key, self.id] if self.key is not None else [self.id]
 
     def after(self, values: list[Any]) -> ColumnElement:

@@ -72,15 +72,18 @@ def _mask(text: str) -> str:
     )
 
 
+class _Handler(logging.StreamHandler):
+    """The handler this module installs: replaced, not duplicated, when a second app is created."""
+
+
 def configure_logging(json_logs: bool) -> None:
-    handler = logging.StreamHandler()
+    handler = _Handler()
     handler.setFormatter(
         JsonFormatter() if json_logs else logging.Formatter("%(levelname)s [%(name)s] %(message)s")
     )
     handler.addFilter(RedactSecrets())
-    handler._helpdesk = True  # replaced, not duplicated, when a second app is created
     root = logging.getLogger()
-    root.handlers = [h for h in root.handlers if not getattr(h, "_helpdesk", False)] + [handler]
+    root.handlers = [h for h in root.handlers if not isinstance(h, _Handler)] + [handler]
     root.setLevel(logging.INFO)
 
 
@@ -101,7 +104,10 @@ class QueueCollector:
         ]
 
     def collect(self):
-        app = current_app._get_current_object() if has_app_context() else self.app
+        app: Flask = self.app
+        if has_app_context():
+            # current_app is a proxy, which the stubs type as the Flask app it stands for.
+            app = current_app._get_current_object()  # type: ignore[attr-defined]
         yield from self._collect(app)
 
     def _collect(self, app: Flask):
@@ -141,8 +147,8 @@ class QueueCollector:
         depth = GaugeMetricFamily(
             "helpdesk_queue_depth", "Tasks waiting in the broker", labels=["queue"]
         )
-        for queue, count in self._queue_depths(app):
-            depth.add_metric([queue], count)
+        for queue, waiting in self._queue_depths(app):
+            depth.add_metric([queue], waiting)
         yield depth
 
     @staticmethod

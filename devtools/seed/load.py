@@ -34,7 +34,7 @@ from helpdesk.channels.service import connect_channel
 from helpdesk.dm.models import Contact, Conversation, Message, Participant, Reaction
 from helpdesk.dm.service import HUMAN_AGENT_WINDOW, PREVIEW_LENGTH, STANDARD_WINDOW
 from helpdesk.errors import AlreadyExists
-from helpdesk.extensions import db
+from helpdesk.extensions import db, table_of
 from helpdesk.types import utcnow
 
 CHUNK_MESSAGES = 50_000
@@ -65,11 +65,11 @@ MESSAGE_COLUMNS = (
 REACTION_COLUMNS = ("id", "message_id", "reactor", "contact_id", "agent_id", "emoji", "reacted_at")
 # In the order they are written, parents first: (table, columns, key of the chunk's rows).
 TABLES = (
-    (Contact.__table__, CONTACT_COLUMNS, "contacts"),
-    (Conversation.__table__, CONVERSATION_COLUMNS, "conversations"),
-    (Participant.__table__, PARTICIPANT_COLUMNS, "participants"),
-    (Message.__table__, MESSAGE_COLUMNS, "messages"),
-    (Reaction.__table__, REACTION_COLUMNS, "reactions"),
+    (table_of(Contact), CONTACT_COLUMNS, "contacts"),
+    (table_of(Conversation), CONVERSATION_COLUMNS, "conversations"),
+    (table_of(Participant), PARTICIPANT_COLUMNS, "participants"),
+    (table_of(Message), MESSAGE_COLUMNS, "messages"),
+    (table_of(Reaction), REACTION_COLUMNS, "reactions"),
 )
 
 
@@ -442,10 +442,10 @@ class _Generator:
         writer, rng = self.writer, self.rng
         count = len(sizes)
         total = sum(sizes)
-        contact_ids = writer.ids(Contact.__table__, count)
-        conversation_ids = writer.ids(Conversation.__table__, count)
-        participant_ids = writer.ids(Participant.__table__, 2 * count)
-        message_ids = iter(writer.ids(Message.__table__, total))
+        contact_ids = writer.ids(table_of(Contact), count)
+        conversation_ids = writer.ids(table_of(Conversation), count)
+        participant_ids = writer.ids(table_of(Participant), 2 * count)
+        message_ids = iter(writer.ids(table_of(Message), total))
 
         contacts: list[tuple] = []
         conversations: list[tuple] = []
@@ -549,7 +549,7 @@ class _Generator:
             participants.append(
                 (participant_ids[2 * index + 1], conversation_id, contact_id, False, created)
             )
-        reaction_ids = writer.ids(Reaction.__table__, len(reactions)) if reactions else []
+        reaction_ids = writer.ids(table_of(Reaction), len(reactions)) if reactions else []
         return {
             "reactions": [(rid, *row) for rid, row in zip(reaction_ids, reactions, strict=True)],
             "contacts": contacts,
@@ -663,21 +663,21 @@ def seed_load(
     bar = (
         click.progressbar(length=messages, label=f"loading {messages:,} messages", file=sys.stderr)
         if progress
-        else contextlib.nullcontext()
+        else None
     )
 
     def written(rows: dict[str, list[tuple]]) -> None:
         report.messages += len(rows["messages"])
         report.conversations += len(rows["conversations"])
         report.reactions += len(rows["reactions"])
-        if progress:
+        if bar is not None:
             bar.update(len(rows["messages"]))
 
     postgres = db.session.get_bind().dialect.name == "postgresql"
     writer: _Writer = _PostgresWriter(written) if postgres else _CoreWriter(written)
     generator = _Generator(writer, brand_id, channel_id, agent_ids, seed, days, now)
     failed = True
-    with bar:
+    with bar or contextlib.nullcontext():
         try:
             for chunk in _chunks(generator.sizes(messages), CHUNK_MESSAGES):
                 writer.submit(generator.chunk(chunk))

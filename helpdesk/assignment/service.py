@@ -15,6 +15,7 @@ from sqlalchemy import Select, case, func, or_, select, update
 from helpdesk import hooks
 from helpdesk.accounts.models import Agent, Availability, Membership, Team, TeamMember
 from helpdesk.brands.models import Brand
+from helpdesk.database import rows_matched
 from helpdesk.errors import ValidationError
 from helpdesk.extensions import db
 from helpdesk.notifications.models import NotificationKind
@@ -164,7 +165,7 @@ def _take(
     agent, contended = _lock_best(team, mode, wait)
     if agent is None:
         return None, not contended
-    taken = db.session.execute(
+    taken = rows_matched(
         update(Ticket)
         .where(
             Ticket.id == ticket.id,
@@ -174,7 +175,7 @@ def _take(
         )
         .values(assignee_id=agent.id, assigned_at=now)
         .execution_options(synchronize_session=False)
-    ).rowcount
+    )
     if not taken:
         return None, False
     db.session.execute(

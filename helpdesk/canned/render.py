@@ -239,11 +239,10 @@ def _check_filter(expr: nodes.Filter) -> None:
     if expr.kwargs or expr.dyn_args is not None or expr.dyn_kwargs is not None:
         raise _refuse(f"keyword or unpacked arguments to `{expr.name}`", expr)
     if expr.name == "default":
-        if len(expr.args) > 1 or any(
-            not (isinstance(a, nodes.Const) and type(a.value) is str) for a in expr.args
-        ):
+        texts = [a.value for a in expr.args if isinstance(a, nodes.Const) and type(a.value) is str]
+        if len(expr.args) > 1 or len(texts) != len(expr.args):
             raise _refuse("`default` takes one quoted text, e.g. default('there')", expr)
-        if expr.args and len(expr.args[0].value) > MAX_DEFAULT_CHARS:
+        if texts and len(texts[0]) > MAX_DEFAULT_CHARS:
             raise _refuse(f"a default text longer than {MAX_DEFAULT_CHARS} characters", expr)
     elif expr.args:
         raise _refuse(f"arguments to the filter `{expr.name}`", expr)

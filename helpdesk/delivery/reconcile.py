@@ -9,6 +9,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import and_, func, or_, select, update
 
 from helpdesk.channels.models import Channel
+from helpdesk.database import rows_matched
 from helpdesk.delivery.sendapi import UNCONFIRMED, sent_mids
 from helpdesk.dm.models import Conversation, Direction, Message, MessageStatus
 from helpdesk.extensions import db
@@ -108,12 +109,12 @@ def sweep_stuck_deliveries(now: datetime | None = None, older_than: timedelta = 
     ).all()
     if not stuck:
         return 0
-    failed = db.session.execute(
+    failed = rows_matched(
         update(Message)
         .where(Message.id.in_(stuck), Message.status == MessageStatus.SENDING)
         .values(status=MessageStatus.FAILED, error_code=UNCONFIRMED, error=UNCONFIRMED_ERROR)
         .execution_options(synchronize_session="fetch")
-    ).rowcount
+    )
     log.warning("%d unconfirmed deliveries marked failed", failed)
     db.session.flush()
     return failed

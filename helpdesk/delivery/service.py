@@ -25,6 +25,7 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 
 from helpdesk.channels.models import Channel, ChannelKind
+from helpdesk.database import rows_matched
 from helpdesk.delivery.reactions import send_reaction
 from helpdesk.delivery.reconcile import reconcile_echo, requeue_stalled, sweep_stuck_deliveries
 from helpdesk.delivery.sendapi import (
@@ -129,7 +130,7 @@ def deliver(message_id: int, now: datetime | None = None) -> str:
 
 def _claim(message_id: int, now: datetime) -> bool:
     """A conditional update, so two workers given the same message cannot both send it."""
-    claimed = db.session.execute(
+    claimed = rows_matched(
         update(Message)
         .where(
             Message.id == message_id,
@@ -142,7 +143,7 @@ def _claim(message_id: int, now: datetime) -> bool:
             last_attempt_at=now,
         )
         .execution_options(synchronize_session=False)
-    ).rowcount
+    )
     return claimed == 1
 
 

@@ -14,6 +14,7 @@ from sqlalchemy.exc import IntegrityError
 
 from helpdesk.brands.models import Brand
 from helpdesk.channels.models import Channel
+from helpdesk.database import rows_matched
 from helpdesk.dm.models import (
     GROUP_LIMIT,
     Contact,
@@ -134,12 +135,12 @@ def _conversation_for(
 
 def _insert_participant(conversation: Conversation, contact: Contact) -> Participant:
     """Take the seat with a conditional update, so two processes cannot both take the last."""
-    taken = db.session.execute(
+    taken = rows_matched(
         update(Conversation)
         .where(Conversation.id == conversation.id, Conversation.participant_count < GROUP_LIMIT)
         .values(participant_count=Conversation.participant_count + 1)
         .execution_options(synchronize_session=False)
-    ).rowcount
+    )
     if not taken:
         raise GroupFull(f"a group has at most {GROUP_LIMIT} participants, the brand included")
     participant = Participant(conversation_id=conversation.id, contact_id=contact.id)

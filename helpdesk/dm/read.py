@@ -6,6 +6,7 @@ from datetime import datetime
 
 from sqlalchemy import update
 
+from helpdesk.database import rows_matched
 from helpdesk.dm.models import Conversation, Direction, Message, MessageStatus
 from helpdesk.extensions import db
 from helpdesk.types import utcnow
@@ -18,7 +19,7 @@ def mark_seen_by_brand(conversation: Conversation, at: datetime | None = None) -
     at = at or utcnow()
     conversation.brand_seen_at = at
     conversation.viewer_left_at = None
-    count = db.session.execute(
+    count = rows_matched(
         update(Message)
         .where(
             Message.conversation_id == conversation.id,
@@ -29,7 +30,7 @@ def mark_seen_by_brand(conversation: Conversation, at: datetime | None = None) -
         )
         .values(seen_at=at)
         .execution_options(synchronize_session=False)
-    ).rowcount
+    )
     db.session.flush()
     return count
 
@@ -38,7 +39,7 @@ def mark_read_by_contact(message: Message, at: datetime | None = None) -> int:
     """The customer saw the brand's messages up to `message`."""
     at = at or utcnow()
     upto = message.sent_at or message.created_at
-    count = db.session.execute(
+    count = rows_matched(
         update(Message)
         .where(
             Message.conversation_id == message.conversation_id,
@@ -49,7 +50,7 @@ def mark_read_by_contact(message: Message, at: datetime | None = None) -> int:
         )
         .values(seen_at=at, status=MessageStatus.SEEN)
         .execution_options(synchronize_session=False)
-    ).rowcount
+    )
     db.session.flush()
     return count
 

@@ -126,7 +126,7 @@ def _view_condition(view: str, agent_id: int) -> ColumnElement[bool]:
 
 
 def _filters(f: InboxFilter, brand_id: int, now: datetime) -> list[ColumnElement[bool]]:
-    conditions = []
+    conditions: list[ColumnElement[bool]] = []
     if f.tag:
         conditions.append(Conversation.current_ticket_id.in_(tagged(brand_id, f.tag)))
     if f.priority:

@@ -171,7 +171,7 @@ class DeliveryWriter:
                 if connection is None:
                     connection = _checkout(engine)
                 try:
-                    with connection.cursor() as cursor:
+                    with connection.driver_connection.cursor() as cursor:
                         cursor.execute(INSERT_BATCH, rows)
                     break
                 except psycopg.Error:

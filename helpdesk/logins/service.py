@@ -17,6 +17,7 @@ from sqlalchemy import delete, func, select, update
 
 from helpdesk.accounts.models import Agent
 from helpdesk.accounts.service import check_password, hash_password
+from helpdesk.database import rows_matched
 from helpdesk.errors import DomainError
 from helpdesk.extensions import db
 from helpdesk.logins.models import LoginAttempt, LoginOutcome
@@ -193,13 +194,13 @@ def authenticate(reservation: Reservation, password: str) -> Agent:
         ok = False
     else:
         ok = check_password(agent, password)
-    settled = db.session.execute(
+    settled = rows_matched(
         update(LoginAttempt)
         .where(LoginAttempt.id == reservation.attempt_id)
         .values(outcome=LoginOutcome.SUCCESS if ok else LoginOutcome.FAILURE)
         .execution_options(synchronize_session=False)
     )
-    if settled.rowcount != 1:  # pruned meanwhile: record the outcome anew
+    if settled != 1:  # pruned meanwhile: record the outcome anew
         db.session.add(
             LoginAttempt(
                 email=email,

@@ -198,7 +198,7 @@ def refresh_chunk(context: BrandContext, ids: Sequence[int]) -> tuple[set[date],
             .execution_options(synchronize_session=False)
         )
     )
-    bulk_insert(MetricEvent.__table__, METRIC_COLUMNS, rows)
+    bulk_insert(MetricEvent, METRIC_COLUMNS, rows)
     db.session.execute(
         delete(MetricTicketState)
         .where(one_of(MetricTicketState.ticket_id, ids))
@@ -206,7 +206,7 @@ def refresh_chunk(context: BrandContext, ids: Sequence[int]) -> tuple[set[date],
     )
     now = utcnow()
     bulk_insert(
-        MetricTicketState.__table__,
+        MetricTicketState,
         STATE_COLUMNS,
         [(ticket_id, newest.get(ticket_id, 0), now) for ticket_id in ids],
     )

@@ -130,7 +130,7 @@ def build_ticket_history(brand: Brand) -> HistoryReport:
         ))  # fmt: skip
         if tags and conversation_id % TAGGED_EVERY == 0:
             tagged.append((conversation_id, tags[conversation_id % len(tags)]))
-    bulk_insert(Ticket.__table__, TICKET_COLUMNS, rows)
+    bulk_insert(Ticket, TICKET_COLUMNS, rows)
     db.session.execute(
         update(Conversation)
         .where(
@@ -162,7 +162,7 @@ def build_ticket_history(brand: Brand) -> HistoryReport:
         ).all()
     )
     bulk_insert(
-        TicketTag.__table__,
+        TicketTag,
         ("ticket_id", "tag_id"),
         [(ticket_of[c], tag) for c, tag in tagged if c in ticket_of],
     )
@@ -226,5 +226,5 @@ def _write_events(brand_id: int, ids: list[int], facts: dict) -> int:
         if resolved_at is not None:
             data = {"from": "open", "to": "resolved"}
             events.append((brand_id, ticket_id, assignee, "status_changed", data, resolved_at))
-    bulk_insert(TicketEvent.__table__, EVENT_COLUMNS, events)
+    bulk_insert(TicketEvent, EVENT_COLUMNS, events)
     return len(events)

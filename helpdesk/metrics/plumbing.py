@@ -8,10 +8,10 @@ import json
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
-from sqlalchemy import Integer, Table, any_, insert, literal, text
+from sqlalchemy import Integer, any_, insert, literal, text
 from sqlalchemy.dialects.postgresql import ARRAY
 
-from helpdesk.extensions import db
+from helpdesk.extensions import Model, db, table_of
 
 
 def is_postgres() -> bool:
@@ -44,10 +44,11 @@ def utc_session() -> None:
         db.session.execute(text("SET LOCAL TimeZone = 'UTC'"))
 
 
-def bulk_insert(table: Table, columns: Sequence[str], rows: list[tuple]) -> None:
-    """Many rows into a table in the session's transaction: COPY on PostgreSQL."""
+def bulk_insert(model: type[Model], columns: Sequence[str], rows: list[tuple]) -> None:
+    """Many rows into a model's table in the session's transaction: COPY on PostgreSQL."""
     if not rows:
         return
+    table = table_of(model)
     db.session.flush()
     connection = db.session.connection()
     if connection.dialect.name != "postgresql":

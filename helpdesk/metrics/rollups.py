@@ -121,7 +121,7 @@ def rebuild_rollups(brand_id: int, days: Iterable[date]) -> int:
                     total = totals[(dimension, day, key, kind)] = _Rollup()
                 total.add(count, calendar, business, calendar_bucket, business_bucket, sla_met)
         bulk_insert(
-            MetricRollup.__table__,
+            MetricRollup,
             ROLLUP_COLUMNS,
             [
                 (brand_id, dimension, day, key, kind, *total.values())

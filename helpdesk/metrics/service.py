@@ -214,14 +214,14 @@ def recompute_metrics(
             length=len(ids), label=f"recomputing {len(ids):,} tickets", file=sys.stderr
         )
         if progress
-        else contextlib.nullcontext()
+        else None
     )
-    with bar:
+    with bar or contextlib.nullcontext():
         for chunk in chunks(ids, CHUNK):
             changed, _opened = refresh_chunk(context, chunk)
             days |= changed
             db.session.commit()
-            if progress:
+            if bar is not None:
                 bar.update(len(chunk))
     report.phases["tickets"] = time.perf_counter() - started
 

@@ -212,13 +212,15 @@ def _labels(brand_id: int, group_by: str, keys: Iterable[str]) -> dict[str, tupl
     if group_by == "day":
         return {key: (key, key) for key in keys}
     ids = [int(key) for key in keys if key.isdigit()]
-    model, column = {
-        "agent": (Agent, Agent.name),
-        "team": (Team, Team.name),
-        "tag": (Tag, Tag.name),
-        "channel": (Channel, func.coalesce(func.nullif(Channel.name, ""), Channel.account_id)),
+    id_column, column = {
+        "agent": (Agent.id, Agent.name),
+        "team": (Team.id, Team.name),
+        "tag": (Tag.id, Tag.name),
+        "channel": (Channel.id, func.coalesce(func.nullif(Channel.name, ""), Channel.account_id)),
     }[group_by]
-    names = dict(db.session.execute(select(model.id, column).where(model.id.in_(ids))).all())
+    names: dict[int, str] = dict(
+        db.session.execute(select(id_column, column).where(id_column.in_(ids))).all()
+    )
     labels: dict[str, tuple[Any, str]] = {}
     for key in keys:
         if key == "app":

@@ -8,7 +8,18 @@ from collections.abc import Iterable, Iterator
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import BigInteger, Integer, and_, cast, delete, func, literal_column, or_, select
+from sqlalchemy import (
+    BigInteger,
+    ColumnClause,
+    Integer,
+    and_,
+    cast,
+    delete,
+    func,
+    literal_column,
+    or_,
+    select,
+)
 
 from helpdesk.dm.models import Direction, Message, MessageStatus
 from helpdesk.extensions import db
@@ -28,7 +39,8 @@ VOLUME_COLUMNS = (
 def slot_number(column, seconds: int = SLOT_SECONDS) -> Any:
     """The number of the UTC quarter hour (or other span) a time falls in: every time zone offset
     is a multiple of 15 minutes, so a quarter hour lies within one local hour."""
-    span = literal_column(str(seconds))
+    # No SQL type on purpose: `/` then stays the database's own division.
+    span: ColumnClause[Any] = literal_column(str(seconds))
     if is_postgres():
         return cast(func.floor(func.extract("epoch", column) / span), BigInteger)
     return cast(func.strftime(literal_column("'%s'"), column), Integer) / span
@@ -115,7 +127,7 @@ def rebuild_volume(
         stale = stale.where(MetricVolume.day <= last)
     db.session.execute(stale.execution_options(synchronize_session=False))
     bulk_insert(
-        MetricVolume.__table__,
+        MetricVolume,
         VOLUME_COLUMNS,
         [
             (brand_id, day, hour, channel_id, *values)

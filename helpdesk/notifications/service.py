@@ -6,6 +6,7 @@ from datetime import datetime
 
 from sqlalchemy import func, select, update
 
+from helpdesk.database import rows_matched
 from helpdesk.dm.models import NotificationLevel
 from helpdesk.dm.service import notification_level
 from helpdesk.extensions import db
@@ -80,9 +81,9 @@ def mark_read(agent_id: int, brand_id: int, ids: list[int] | None = None) -> int
     )
     if ids is not None:
         query = query.where(Notification.id.in_(ids))
-    count = db.session.execute(
+    count = rows_matched(
         query.values(read_at=utcnow()).execution_options(synchronize_session=False)
-    ).rowcount
+    )
     db.session.flush()
     return count
 

@@ -36,6 +36,7 @@ from helpdesk.accounts.models import Agent, Role
 from helpdesk.accounts.service import require_role
 from helpdesk.brands.models import Brand
 from helpdesk.crypto import decrypt, encrypt
+from helpdesk.database import rows_matched
 from helpdesk.dm.models import Message
 from helpdesk.errors import NotFound, ValidationError
 from helpdesk.extensions import db
@@ -372,7 +373,7 @@ def _claim(delivery: WebhookDelivery, now: datetime) -> _Job | None:
                 secret=secret,
                 body=_body(delivery),
             )
-    claimed = db.session.execute(
+    claimed = rows_matched(
         update(WebhookDelivery)
         .where(
             WebhookDelivery.id == delivery.id,
@@ -381,7 +382,7 @@ def _claim(delivery: WebhookDelivery, now: datetime) -> _Job | None:
         )
         .values(**values)
         .execution_options(synchronize_session=False)
-    ).rowcount
+    )
     db.session.commit()
     if claimed and job is None:
         log.warning("webhook delivery %d given up: %s", delivery.id, values["last_error"])
@@ -440,7 +441,7 @@ def _record(job: _Job, status_code: int | None, error: str | None, now: datetime
         values.update(status=FAILED, next_attempt_at=None)
     else:
         values.update(status=PENDING, next_attempt_at=now + backoff(job.attempt))
-    recorded = db.session.execute(
+    recorded = rows_matched(
         update(WebhookDelivery)
         .where(
             WebhookDelivery.id == job.delivery_id,
@@ -449,7 +450,7 @@ def _record(job: _Job, status_code: int | None, error: str | None, now: datetime
         )
         .values(**values)
         .execution_options(synchronize_session=False)
-    ).rowcount
+    )
     db.session.commit()
     return values["status"] if recorded else None
 

@@ -162,10 +162,10 @@ def _policy_values(
         }
         values.update(_conditions(brand_id, changes["conditions"], current))
     if "targets" in changes:
-        current = {
+        current_targets: dict[str, int | None] = {
             field: getattr(policy, field) if policy else None for field in TARGET_FIELDS.values()
         }
-        values.update(_targets(changes["targets"], current))
+        values.update(_targets(changes["targets"], current_targets))
     return values
 
 

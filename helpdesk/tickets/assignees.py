@@ -10,6 +10,7 @@ from sqlalchemy import update
 from helpdesk.accounts.actor import Actor, agent_id_of
 from helpdesk.accounts.models import Agent, Role
 from helpdesk.accounts.service import require_role, role_in
+from helpdesk.database import rows_matched
 from helpdesk.errors import AlreadyAssigned, ValidationError
 from helpdesk.extensions import db
 from helpdesk.notifications.models import NotificationKind
@@ -58,12 +59,12 @@ def take(ticket: Ticket, actor: Actor | Agent, now: datetime | None = None) -> T
     taker = agent_id_of(actor)
     if taker is None:
         raise ValidationError("only an agent takes a ticket; assign it to one instead")
-    taken = db.session.execute(
+    taken = rows_matched(
         update(Ticket)
         .where(Ticket.id == ticket.id, Ticket.assignee_id.is_(None))
         .values(assignee_id=taker, assigned_at=now)
         .execution_options(synchronize_session=False)
-    ).rowcount
+    )
     if not taken:
         db.session.refresh(ticket, ["assignee_id"])
         if ticket.assignee_id == taker:
@@ -88,11 +89,11 @@ def assign(
     query = update(Ticket).where(Ticket.id == ticket.id)
     if expect_unassigned:
         query = query.where(Ticket.assignee_id.is_(None))
-    changed = db.session.execute(
+    changed = rows_matched(
         query.values(
             assignee_id=assignee_id, assigned_at=now if assignee_id else None
         ).execution_options(synchronize_session=False)
-    ).rowcount
+    )
     if not changed:
         db.session.refresh(ticket, ["assignee_id"])
         if ticket.assignee_id == assignee_id:

@@ -26,7 +26,9 @@ def requires(role: Role) -> Callable[[View], View]:
     """Mark a view as needing at least `role`; views left unmarked need the agent role."""
 
     def mark(view: View) -> View:
-        view.api_role = role
+        # Functions take attributes (and functools.wraps carries them to the API's wrappers);
+        # Callable's type does not say so.
+        view.api_role = role  # type: ignore[attr-defined]
         return view
 
     return mark

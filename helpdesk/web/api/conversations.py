@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from flask import Response, g
 from sqlalchemy import Select, func
 
 from helpdesk import lookups, transaction
+from helpdesk.accounts.actor import Actor
 from helpdesk.canned import service as canned
 from helpdesk.canned.models import CannedReply
 from helpdesk.dm import service as dm
@@ -43,7 +45,11 @@ MESSAGES = Order(
     Message.id,
     func.coalesce(Message.sent_at, Message.send_at, Message.created_at),
 )
-REQUEST_ACTIONS = {"accept": inbox.accept, "decline": inbox.decline, "block": inbox.block}
+REQUEST_ACTIONS: dict[str, Callable[[Conversation, Actor | None], object]] = {
+    "accept": inbox.accept,
+    "decline": inbox.decline,
+    "block": inbox.block,
+}
 
 
 def conversation_query(args: dict[str, Any]) -> Select:

@@ -94,7 +94,11 @@ class Timestamp(fields.Field):
 class Assignee(fields.String):
     """`none` or an agent id; `me` names the signed-in agent, and a token is no agent."""
 
-    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> int | str:
+    # A string on the wire (and so in the OpenAPI document), an id or `none` once parsed: wider
+    # than the str a String's stubs promise.
+    def _deserialize(  # type: ignore[override]
+        self, value: Any, attr: str | None, data: Any, **kwargs: Any
+    ) -> int | str:
         text = super()._deserialize(value, attr, data, **kwargs)
         if text == "none":
             return text

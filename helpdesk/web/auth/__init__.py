@@ -133,7 +133,8 @@ def init_auth(app: Flask) -> None:
     login_manager.unauthorized_handler(_unauthorized)
     if app.config.get("PROXY_FIX_X_FOR"):
         # Behind a reverse proxy: the client address (for login throttling) is in X-Forwarded-For.
-        app.wsgi_app = ProxyFix(
+        # Wrapping wsgi_app is Flask's documented way to add middleware; mypy sees a method.
+        app.wsgi_app = ProxyFix(  # type: ignore[method-assign]
             app.wsgi_app, x_for=app.config["PROXY_FIX_X_FOR"], x_proto=1, x_host=1
         )
 

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime, time, timedelta
 
 from flask import abort, request, url_for
 from flask.typing import ResponseReturnValue
 
+from helpdesk.accounts.actor import Actor
 from helpdesk.dm import service as dm
 from helpdesk.dm.models import Contact, Conversation
 from helpdesk.dm.visibility import contact_in
@@ -27,7 +29,7 @@ from helpdesk.web.console.context import (
     timezone,
 )
 
-REQUEST_ACTIONS = {
+REQUEST_ACTIONS: dict[str, tuple[Callable[[Conversation, Actor], object], str]] = {
     "accept": (inbox.accept, "Request accepted: it is in Primary with a ticket."),
     "decline": (inbox.decline, "Request declined."),
     "block": (inbox.block, "Contact blocked."),

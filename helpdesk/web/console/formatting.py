@@ -4,7 +4,9 @@ that returns markup (`linkify`) escapes every piece itself and links only http(s
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from datetime import datetime
+from typing import Any
 from urllib.parse import urlsplit
 
 from flask import Flask
@@ -126,7 +128,7 @@ def initials(name: str | None) -> str:
 
 
 def register_filters(app: Flask) -> None:
-    for name, function in {
+    filters: dict[str, Callable[..., Any]] = {
         "http_url": http_url,
         "linkify": linkify,
         "local": local,
@@ -138,5 +140,6 @@ def register_filters(app: Flask) -> None:
         "filesize": filesize,
         "initials": initials,
         "colour": colour,
-    }.items():
+    }
+    for name, function in filters.items():
         app.add_template_filter(function, name)

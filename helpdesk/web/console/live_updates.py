@@ -131,7 +131,11 @@ def thread_newer(conversation_id: int) -> ResponseReturnValue:
     dm.mark_seen_by_brand(conversation, at=now)
     thread.mark_viewed(me().id, conversation.id, now)
     transaction.commit()
-    items = [item for item in thread.load_thread(conversation).items if item.kind == "message"]
+    items = [
+        item
+        for item in thread.load_thread(conversation).items
+        if isinstance(item, thread.ThreadMessage)
+    ]
     anchor = next((item for item in items if item.message.id == after), None)
     return render_template(
         "console/_thread_fragment.html",
@@ -149,7 +153,7 @@ def thread_message(conversation_id: int, message_id: int) -> ResponseReturnValue
     items = [
         item
         for item in thread.load_thread(conversation).items
-        if item.kind == "message" and item.message.id == message_id
+        if isinstance(item, thread.ThreadMessage) and item.message.id == message_id
     ]
     if not items:
         abort(404)
