@@ -12,14 +12,14 @@ from sqlalchemy.orm import Mapped, mapped_column
 from helpdesk.accounts.models import Role
 from helpdesk.brands.models import Brand
 from helpdesk.errors import NotFound, ValidationError
-from helpdesk.extensions import db
+from helpdesk.extensions import Model, db
 from helpdesk.types import UTCDateTime, utcnow, value_enum
 
 TOKEN_PREFIX = "hd_"
 LAST_USED_EVERY = timedelta(minutes=1)
 
 
-class ApiToken(db.Model):
+class ApiToken(Model):
     __tablename__ = "api_tokens"
 
     id: Mapped[int] = mapped_column(primary_key=True)

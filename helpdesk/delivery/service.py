@@ -173,7 +173,7 @@ def _plan(message_id: int, now: datetime) -> _Plan | str:
         return FAILED
     human = not message.is_automated
     try:
-        dm.check_reply_window(conversation, now, human=human)
+        dm.check_reply_window(conversation, now, human=human, now=now)
     except ReplyWindowClosed as closed:
         fail(message, closed.code, f"Not sent: {closed.message}")
         return FAILED
