@@ -102,7 +102,6 @@ class AgentFactory(_Base):
     password_hash = factory.LazyFunction(_password_hash)
 
 
-
 class ConversationFactory(_Base):
     """A direct thread with one contact, in Primary, as the intake opens it for a followed
     contact; its channel and brand are the contact's."""

@@ -95,12 +95,18 @@ def test_a_colleagues_open_inbox_follows_new_dms_resolutions_and_counts(
     # time: signed webhooks to the served app, processed by intake as the worker does.
     secret = app.config["INSTAGRAM_APP_SECRET"]
     posted = send_dm(
-        served, secret, account_id=account_id, sender_id=oldest_sender,
+        served,
+        secret,
+        account_id=account_id,
+        sender_id=oldest_sender,
         text="Any news on my parcel?",
     )
     assert posted.status_code == 200, posted.response_text
     posted = send_dm(
-        served, secret, account_id=account_id, sender_id="7770000000000042",
+        served,
+        secret,
+        account_id=account_id,
+        sender_id="7770000000000042",
         text="Do you ship to Lisbon?",
     )
     assert posted.status_code == 200, posted.response_text

@@ -71,7 +71,6 @@ RELEASE_SCHEDULED = "workers.tasks.tickets.release_scheduled_messages"
 # Fixtures -----------------------------------------------------------------------------------------
 
 
-
 @pytest.fixture
 def worker_env(sim_worker_env: dict[str, str]) -> dict[str, str]:
     """Workers here send to `sim`."""

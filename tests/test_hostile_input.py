@@ -531,6 +531,8 @@ MALFORMED = (
     "bogus",
 )
 BAD_TIMES = ("0001-01-01T00:00", "2026-02-30T10:00", "9999-99-99T99:99", "tomorrow", "1e9", LONG)
+
+
 class Desk:
     """A brand with an open ticket, a team, a notification and a message to react to; the admin
     is signed in (so no role stands between a form and its validation)."""

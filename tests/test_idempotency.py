@@ -173,9 +173,12 @@ def test_reactions_notes_and_inbound_replay_their_first_answer(client, desk, tok
     two = client.post(f"{API}/inbound", json=body, headers=headers)
     assert one.status_code == two.status_code == 201
     assert one.get_json() == two.get_json()
-    assert db.session.scalar(
-        select(func.count()).select_from(Message).where(Message.mid == "crm-message-1")
-    ) == 1
+    assert (
+        db.session.scalar(
+            select(func.count()).select_from(Message).where(Message.mid == "crm-message-1")
+        )
+        == 1
+    )
 
 
 def _at_once(count: int, work) -> list:
@@ -259,9 +262,7 @@ def test_each_page_load_gives_a_new_compose_token(client, world):
     assert one != two
 
 
-def test_concurrent_submissions_of_one_composition_send_once(
-    app, postgres_only, sim, world
-):
+def test_concurrent_submissions_of_one_composition_send_once(app, postgres_only, sim, world):
     with serving(app) as base:
         with httpx.Client(base_url=base, timeout=30) as http:
             page = http.get("/login").text

@@ -150,9 +150,7 @@ def test_a_status_change_from_a_stale_page_is_refused(agent, world):
         {"status": "open", "ticket_state": seen},
         follow_redirects=True,
     )
-    assert "This ticket changed since this page was loaded (it is now resolved" in page_of(
-        response
-    )
+    assert "This ticket changed since this page was loaded (it is now resolved" in page_of(response)
     assert table_counts() == before
     db.session.refresh(ticket)
     assert ticket.status is TicketStatus.RESOLVED

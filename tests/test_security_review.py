@@ -204,8 +204,9 @@ def test_a_chunked_body_within_the_limit_is_stored(app):
 @pytest.mark.parametrize("constant", ["NaN", "Infinity", "-Infinity"])
 def test_a_signed_body_with_a_bare_nan_or_infinity_is_400_and_stores_nothing(client, constant):
     raw = (
-        '{"object":"instagram","entry":[{"id":"ACCOUNT","time":CONSTANT,"messaging":[]}]}'
-        .replace("ACCOUNT", ACCOUNT)
+        '{"object":"instagram","entry":[{"id":"ACCOUNT","time":CONSTANT,"messaging":[]}]}'.replace(
+            "ACCOUNT", ACCOUNT
+        )
         .replace("CONSTANT", constant)
         .encode()
     )
@@ -284,9 +285,7 @@ def test_an_admin_token_still_lists_and_reads_hidden_requests(client, hidden):
 
 
 @pytest.mark.parametrize("query", ["crypto", "king", "giveaway"])
-def test_console_search_does_not_show_a_hidden_requests_contact_below_admin(
-    client, hidden, query
-):
+def test_console_search_does_not_show_a_hidden_requests_contact_below_admin(client, hidden, query):
     for agent, shown in (
         (hidden.world.agent, False),
         (hidden.world.manager, False),

@@ -395,9 +395,7 @@ def test_readme_writes_as_two_customers_that_the_demo_does_not_know():
 
 
 @pytest.mark.slow
-def test_a_readme_customers_dm_lands_in_the_inbox_with_a_due_time_and_an_assignee(
-    app, client, sim
-):
+def test_a_readme_customers_dm_lands_in_the_inbox_with_a_due_time_and_an_assignee(app, client, sim):
     seed_demo()
     db.session.commit()
     introduce_new_customers(sim.root_url)  # what `make run` does once the simulator answers

@@ -208,7 +208,11 @@ def test_tag_names_of_a_listing_come_from_one_query(brand, agent):
 def test_a_tag_change_lets_sla_policies_match_again(brand, agent, ticket):
     tag = tags.create_tag(brand, agent, "vip")
     policy = SlaPolicyFactory(
-        brand=brand, name="VIP", tag_id=tag.id, first_response_min=15, resolution_min=None,
+        brand=brand,
+        name="VIP",
+        tag_id=tag.id,
+        first_response_min=15,
+        resolution_min=None,
         business_hours=False,
     )
 

@@ -71,21 +71,39 @@ DEMO_TAG_RULES = {
 }
 # shortcode, title, body; shared with the brand unless an owner's email is given
 DEMO_CANNED = (
-    ("hello", "Greeting",
-     "Hi {{ contact.first_name }}, {{ agent.first_name }} from {{ brand.name }} here. "
-     "How can I help?", None),
-    ("refund", "Refund on its way",
-     "Hi {{ contact.first_name }}, I'm sorry it didn't work out. Your refund is on its way and "
-     "reaches your account within 5 to 7 working days. Anything else I can do?", None),
-    ("shipping", "Shipping times",
-     "Hi {{ contact.first_name }}! Orders leave our warehouse within one working day and arrive "
-     "in 2 to 4 working days. You get a tracking link by email as soon as yours ships.", None),
-    ("thankyou", "Thanks and goodbye",
-     "Thanks for writing to {{ brand.name }}, {{ contact.first_name }}! Have a lovely day 💛",
-     None),
-    ("signoff", "My sign-off",
-     "Talk soon, {{ agent.name }} ({{ brand.name }} support, ticket #{{ ticket.id }})",
-     "agent@demo.test"),
+    (
+        "hello",
+        "Greeting",
+        "Hi {{ contact.first_name }}, {{ agent.first_name }} from {{ brand.name }} here. "
+        "How can I help?",
+        None,
+    ),
+    (
+        "refund",
+        "Refund on its way",
+        "Hi {{ contact.first_name }}, I'm sorry it didn't work out. Your refund is on its way and "
+        "reaches your account within 5 to 7 working days. Anything else I can do?",
+        None,
+    ),
+    (
+        "shipping",
+        "Shipping times",
+        "Hi {{ contact.first_name }}! Orders leave our warehouse within one working day and arrive "
+        "in 2 to 4 working days. You get a tracking link by email as soon as yours ships.",
+        None,
+    ),
+    (
+        "thankyou",
+        "Thanks and goodbye",
+        "Thanks for writing to {{ brand.name }}, {{ contact.first_name }}! Have a lovely day 💛",
+        None,
+    ),
+    (
+        "signoff",
+        "My sign-off",
+        "Talk soon, {{ agent.name }} ({{ brand.name }} support, ticket #{{ ticket.id }})",
+        "agent@demo.test",
+    ),
 )
 
 # Running the script -----------------------------------------------------------------------------
@@ -162,7 +180,9 @@ class _Demo:
         )
         if step.brand_reacts:
             service.react(
-                message, step.brand_reacts, agent=self.agents["agent@demo.test"],
+                message,
+                step.brand_reacts,
+                agent=self.agents["agent@demo.test"],
                 at=self.clamp(at + timedelta(minutes=3)),
             )
         if step.edited_to:
@@ -195,7 +215,9 @@ class _Demo:
             service.mark_read_by_contact(message, at=self.clamp(at + timedelta(minutes=2)))
         if step.contact_reacts:
             service.react(
-                message, step.contact_reacts, contact=reactor,
+                message,
+                step.contact_reacts,
+                contact=reactor,
                 at=self.clamp(at + timedelta(minutes=3)),
             )
         return message

@@ -47,20 +47,62 @@ STANDARD_SECONDS = int(STANDARD_WINDOW.total_seconds())
 MAX_REPLY_DELAY = int(HUMAN_AGENT_WINDOW.total_seconds()) - DAY
 
 CONTACT_COLUMNS = (
-    "id", "brand_id", "channel_id", "platform_id", "username", "name", "follows_brand",
-    "followed_by_brand", "blocked", "created_at",
+    "id",
+    "brand_id",
+    "channel_id",
+    "platform_id",
+    "username",
+    "name",
+    "follows_brand",
+    "followed_by_brand",
+    "blocked",
+    "created_at",
 )
 CONVERSATION_COLUMNS = (
-    "id", "brand_id", "channel_id", "kind", "thread_key", "contact_id", "folder", "request_state",
-    "status", "vanish_mode", "participant_count", "last_inbound_at", "last_message_at",
-    "last_message_preview", "brand_seen_at", "created_at",
+    "id",
+    "brand_id",
+    "channel_id",
+    "kind",
+    "thread_key",
+    "contact_id",
+    "folder",
+    "request_state",
+    "status",
+    "vanish_mode",
+    "participant_count",
+    "last_inbound_at",
+    "last_message_at",
+    "last_message_preview",
+    "brand_seen_at",
+    "created_at",
 )
 PARTICIPANT_COLUMNS = ("id", "conversation_id", "contact_id", "is_brand", "added_at")
 MESSAGE_COLUMNS = (
-    "id", "brand_id", "channel_id", "conversation_id", "contact_id", "author_agent_id",
-    "direction", "mid", "kind", "text", "attachments", "extra", "reply_to_id", "reply_to_mid",
-    "status", "is_echo", "is_automated", "human_agent_tag", "suppressed", "vanish", "sent_at",
-    "delivered_at", "seen_at", "edit_count", "created_at",
+    "id",
+    "brand_id",
+    "channel_id",
+    "conversation_id",
+    "contact_id",
+    "author_agent_id",
+    "direction",
+    "mid",
+    "kind",
+    "text",
+    "attachments",
+    "extra",
+    "reply_to_id",
+    "reply_to_mid",
+    "status",
+    "is_echo",
+    "is_automated",
+    "human_agent_tag",
+    "suppressed",
+    "vanish",
+    "sent_at",
+    "delivered_at",
+    "seen_at",
+    "edit_count",
+    "created_at",
 )
 REACTION_COLUMNS = ("id", "message_id", "reactor", "contact_id", "agent_id", "emoji", "reacted_at")
 # In the order they are written, parents first: (table, columns, key of the chunk's rows).
@@ -155,8 +197,17 @@ AGENT_TEXTS = (
     "Yes, gift wrapping is available at checkout for €3.",
 )
 PRODUCTS = (
-    "linen shirt", "wool coat", "Trail Runner sneakers", "knit cardigan", "puffer vest",
-    "Riviera linen set", "rain jacket", "leather tote", "slip dress", "denim jacket", "hoodie",
+    "linen shirt",
+    "wool coat",
+    "Trail Runner sneakers",
+    "knit cardigan",
+    "puffer vest",
+    "Riviera linen set",
+    "rain jacket",
+    "leather tote",
+    "slip dress",
+    "denim jacket",
+    "hoodie",
 )
 COLOURS = ("black", "olive", "sand", "navy", "camel", "sage", "white", "grey")
 SIZES = ("XS", "S", "M", "L", "XL", "38", "40", "42", "44")
@@ -177,18 +228,59 @@ def _attachment_specs() -> list[tuple[str, list, dict, str | None]]:
         asset = 17950000000000000 + i
         specs.append(("video", [{"type": "video", "url": _CDN.format(asset)}], {}, None))
         specs.append(("audio", [{"type": "audio", "url": _CDN.format(asset + 10)}], {}, None))
-        specs.append(("file", [{"type": "file", "url": _CDN.format(asset + 20),
-                                "name": "receipt.pdf"}], {}, None))
+        specs.append(
+            (
+                "file",
+                [{"type": "file", "url": _CDN.format(asset + 20), "name": "receipt.pdf"}],
+                {},
+                None,
+            )
+        )
     for i in range(3):
-        specs.append(("share", [{"type": "share", "url": f"https://www.instagram.com/p/Load{i}/",
-                                 "title": f"New in: {PRODUCTS[i]} ✨"}], {}, None))
-        specs.append(("story_reply", [], {"story": {"id": str(18000000000000000 + i),
-                                                    "url": _CDN.format(18000000000000000 + i)}},
-                      "Is this still available?"))
-    specs.append(("sticker", [{"type": "sticker", "url": _CDN.format(369239263222822),
-                               "sticker_id": 369239263222822}], {}, None))
-    specs.append(("story_mention", [{"type": "story_mention", "url": _CDN.format(18100000000000)}],
-                  {}, None))
+        specs.append(
+            (
+                "share",
+                [
+                    {
+                        "type": "share",
+                        "url": f"https://www.instagram.com/p/Load{i}/",
+                        "title": f"New in: {PRODUCTS[i]} ✨",
+                    }
+                ],
+                {},
+                None,
+            )
+        )
+        specs.append(
+            (
+                "story_reply",
+                [],
+                {
+                    "story": {
+                        "id": str(18000000000000000 + i),
+                        "url": _CDN.format(18000000000000000 + i),
+                    }
+                },
+                "Is this still available?",
+            )
+        )
+    specs.append(
+        (
+            "sticker",
+            [
+                {
+                    "type": "sticker",
+                    "url": _CDN.format(369239263222822),
+                    "sticker_id": 369239263222822,
+                }
+            ],
+            {},
+            None,
+        )
+    )
+    specs.append(
+        ("story_mention", [{"type": "story_mention", "url": _CDN.format(18100000000000)}], {}, None)
+    )
     return specs
 
 
@@ -494,12 +586,35 @@ class _Generator:
                         if last_outbound_row is not None and random_() < 0.02:
                             reply_to_id, reply_to_mid = last_outbound_row
                     last_inbound = at
-                    messages.append((
-                        message_id, brand_id, channel_id, conversation_id, contact_id, None,
-                        "inbound", mid, kind, body, attachments, extra, reply_to_id,
-                        reply_to_mid, "received", False, False, False, False, False, sent_at,
-                        None, seen_at, 0, sent_at,
-                    ))
+                    messages.append(
+                        (
+                            message_id,
+                            brand_id,
+                            channel_id,
+                            conversation_id,
+                            contact_id,
+                            None,
+                            "inbound",
+                            mid,
+                            kind,
+                            body,
+                            attachments,
+                            extra,
+                            reply_to_id,
+                            reply_to_mid,
+                            "received",
+                            False,
+                            False,
+                            False,
+                            False,
+                            False,
+                            sent_at,
+                            None,
+                            seen_at,
+                            0,
+                            sent_at,
+                        )
+                    )
                 else:
                     body = self.fill(rng.choice(AGENT_TEXTS), first)
                     kind, attachments = "text", empty_list
@@ -508,21 +623,60 @@ class _Generator:
                     human_tag = last_inbound is not None and at - last_inbound > STANDARD_SECONDS
                     last_outbound = at
                     last_outbound_row = (message_id, mid)
-                    messages.append((
-                        message_id, brand_id, channel_id, conversation_id, contact_id,
-                        rng.choice(agent_ids), "outbound", mid, kind, body, attachments,
-                        empty_dict, None, None, "seen" if seen_at else "delivered", False, False,
-                        human_tag, False, False, sent_at, stamp(at + 1), seen_at, 0, sent_at,
-                    ))
+                    messages.append(
+                        (
+                            message_id,
+                            brand_id,
+                            channel_id,
+                            conversation_id,
+                            contact_id,
+                            rng.choice(agent_ids),
+                            "outbound",
+                            mid,
+                            kind,
+                            body,
+                            attachments,
+                            empty_dict,
+                            None,
+                            None,
+                            "seen" if seen_at else "delivered",
+                            False,
+                            False,
+                            human_tag,
+                            False,
+                            False,
+                            sent_at,
+                            stamp(at + 1),
+                            seen_at,
+                            0,
+                            sent_at,
+                        )
+                    )
                 preview = _preview(kind, body)
                 if random_() < REACTION_RATE:
                     reacted = stamp(min(at + rng.randint(20, 3600), self.now))
                     if inbound:
-                        reactions.append((message_id, "brand", None, rng.choice(agent_ids),
-                                          rng.choice(EMOJIS), reacted))
+                        reactions.append(
+                            (
+                                message_id,
+                                "brand",
+                                None,
+                                rng.choice(agent_ids),
+                                rng.choice(EMOJIS),
+                                reacted,
+                            )
+                        )
                     else:
-                        reactions.append((message_id, f"contact:{contact_id}", contact_id, None,
-                                          rng.choice(EMOJIS), reacted))
+                        reactions.append(
+                            (
+                                message_id,
+                                f"contact:{contact_id}",
+                                contact_id,
+                                None,
+                                rng.choice(EMOJIS),
+                                reacted,
+                            )
+                        )
 
             folder, state, followed = self.placement(pending)
             last_at = start + span
@@ -534,17 +688,40 @@ class _Generator:
                 (last_outbound == last_at and idle > DAY) or idle > IDLE_RESOLVED_AFTER
             )
             created = stamp(start)
-            contacts.append((
-                contact_id, brand_id, channel_id, platform_id,
-                f"{first}.{last}{number % 1000}".lower(), f"{first} {last}",
-                followed or random_() < 0.3, followed, False, created,
-            ))
-            conversations.append((
-                conversation_id, brand_id, channel_id, "direct", f"direct:{platform_id}",
-                contact_id, folder, state, "resolved" if resolved else "open", False, 2,
-                stamp(last_inbound), stamp(last_at), preview,
-                stamp(last_outbound) if last_outbound is not None else None, created,
-            ))
+            contacts.append(
+                (
+                    contact_id,
+                    brand_id,
+                    channel_id,
+                    platform_id,
+                    f"{first}.{last}{number % 1000}".lower(),
+                    f"{first} {last}",
+                    followed or random_() < 0.3,
+                    followed,
+                    False,
+                    created,
+                )
+            )
+            conversations.append(
+                (
+                    conversation_id,
+                    brand_id,
+                    channel_id,
+                    "direct",
+                    f"direct:{platform_id}",
+                    contact_id,
+                    folder,
+                    state,
+                    "resolved" if resolved else "open",
+                    False,
+                    2,
+                    stamp(last_inbound),
+                    stamp(last_at),
+                    preview,
+                    stamp(last_outbound) if last_outbound is not None else None,
+                    created,
+                )
+            )
             participants.append((participant_ids[2 * index], conversation_id, None, True, created))
             participants.append(
                 (participant_ids[2 * index + 1], conversation_id, contact_id, False, created)

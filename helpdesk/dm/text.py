@@ -114,9 +114,7 @@ def window_closed_reason(
         )
     wrote = ago(now - last_inbound_at)
     allowed = (
-        "for 7 days with the human-agent tag"
-        if human
-        else "for automated messages for 24 hours"
+        "for 7 days with the human-agent tag" if human else "for automated messages for 24 hours"
     )
     when = "" if at <= now + timedelta(minutes=1) else " At the time you chose it will be closed."
     return (

@@ -48,7 +48,9 @@ def fetch_profile(contact_id: int, timeout: float = 10.0) -> bool:
         contact.username = profile["username"][:64]
     if isinstance(profile.get("name"), str):
         contact.name = profile["name"][:200]
-    if isinstance(profile.get("profile_pic"), str) and profile["profile_pic"].startswith("https://"):
+    if isinstance(profile.get("profile_pic"), str) and profile["profile_pic"].startswith(
+        "https://"
+    ):
         contact.avatar_url = profile["profile_pic"]
     contact.follows_brand = bool(profile.get("is_user_follow_business", contact.follows_brand))
     contact.followed_by_brand = bool(

@@ -55,9 +55,7 @@ class BusinessHours(Model):
     __tablename__ = "business_hours"
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    brand_id: Mapped[int] = mapped_column(
-        ForeignKey("brands.id", ondelete="CASCADE"), unique=True
-    )
+    brand_id: Mapped[int] = mapped_column(ForeignKey("brands.id", ondelete="CASCADE"), unique=True)
     calendar: Mapped[dict] = mapped_column(JSON)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 

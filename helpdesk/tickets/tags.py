@@ -50,9 +50,7 @@ def _clean_colour(colour: str) -> str:
 def find_tag(brand_id: int, name: str) -> Tag | None:
     """The brand's tag of that name, ignoring case: `VIP` and `vip` are one tag."""
     return db.session.scalar(
-        select(Tag).where(
-            Tag.brand_id == brand_id, Tag.name_key == _clean_name(name).lower()
-        )
+        select(Tag).where(Tag.brand_id == brand_id, Tag.name_key == _clean_name(name).lower())
     )
 
 

@@ -39,7 +39,11 @@ def create_agent(data: dict[str, Any]) -> dict[str, Any]:
     """A new agent; a generated password is answered this once. An email already in use is 409:
     a token may not rename, or set the password of, someone another brand may employ."""
     agent, password = accounts.add_agent(
-        actor(), get_brand(brand_id()), data["email"], data["name"], data["role"],
+        actor(),
+        get_brand(brand_id()),
+        data["email"],
+        data["name"],
+        data["role"],
         data.get("password"),
     )
     transaction.commit()
