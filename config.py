@@ -93,6 +93,11 @@ class Config:
     # PostgreSQL: while webhook deliveries arrive together, the writer waits this long before each
     # commit so that more of them share it (0: never wait). A lone delivery never waits.
     INTAKE_GATHER_MS = max(0.0, float(os.environ.get("INTAKE_GATHER_MS", 3)))
+    # Invitation and reset e-mails (smtp://user:pass@host:port); unset, the links are only shown.
+    SMTP_URL = os.environ.get("SMTP_URL") or None
+    MAIL_FROM = os.environ.get("MAIL_FROM") or None
+    # The address people reach the helpdesk at, for links made without a request (the CLI).
+    PUBLIC_BASE_URL = os.environ.get("PUBLIC_BASE_URL") or None
     CELERY = _celery_config(REDIS_URL)
 
 

@@ -25,6 +25,8 @@ def register_cli(app: Flask) -> None:
     from helpdesk.accounts.cli import (
         create_agent_command,
         create_token_command,
+        invite_agent_command,
+        reset_password_command,
         revoke_token_command,
     )
     from helpdesk.brands.cli import create_brand_command
@@ -38,6 +40,8 @@ def register_cli(app: Flask) -> None:
         create_agent_command,
         create_token_command,
         revoke_token_command,
+        invite_agent_command,
+        reset_password_command,
         connect_instagram_command,
         seed_demo_command,
         seed_load_command,

@@ -116,3 +116,10 @@ class StaleTicket(InvalidState):
     """The ticket changed since the page that asked for this change was loaded."""
 
     code = "stale_ticket"
+
+
+class LinkGone(DomainError):
+    """This link has already been used or has expired."""
+
+    code = "link_gone"
+    status = 410

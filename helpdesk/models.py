@@ -1,6 +1,7 @@
 """Imports every model so that metadata (and Alembic) sees the whole schema."""
 
 import helpdesk.metrics.models  # noqa: F401  (metric events, rollups, volume)
+from helpdesk.accounts.invitations import Invitation, PasswordReset
 from helpdesk.accounts.models import Agent, Membership, Role, Team, TeamMember
 from helpdesk.accounts.tokens import ApiToken
 from helpdesk.brands.models import Brand
@@ -38,6 +39,8 @@ from helpdesk.tickets.models import (
 
 __all__ = [
     "Agent",
+    "Invitation",
+    "PasswordReset",
     "ConversationView",
     "LiveEvent",
     "LoginAttempt",

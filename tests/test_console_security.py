@@ -21,7 +21,8 @@ from tests.factories import AgentFactory, ContactFactory, member
 from tests.helpers.console import csrf_token, post, signed_in
 from tests.helpers.world import World, receive
 
-PUBLIC = {"auth.login"}
+# Signed-out pages: the invitation and reset links are walked by tests/test_invitations.py.
+PUBLIC = {"auth.login", "auth.invitation", "auth.password_reset"}
 JSON_ENDPOINTS = {
     "console.canned_search",
     "console.canned_render",

@@ -23,6 +23,8 @@ from hypothesis.errors import Unsatisfiable
 from schemathesis.generation import GenerationMode
 from sqlalchemy import func, select
 
+from helpdesk.accounts import invitations
+from helpdesk.accounts.actor import Actor
 from helpdesk.accounts.service import create_team
 from helpdesk.canned import service as canned
 from helpdesk.channels.models import Channel
@@ -530,6 +532,14 @@ MALFORMED = (
     "<script>alert(1)</script>",
     "bogus",
 )
+BLANK_OR_HUGE = ("", "   ", LONG, "nul\x00byte")
+# Too short, too long, a NUL, or among the common passwords (whatever the case).
+WEAK_PASSWORDS = tuple(v for v in MALFORMED if not 10 <= len(v) <= 200) + (
+    "Password123",
+    "QWERTYUIOP",
+    " " * 12,
+)
+GOOD_PASSWORD = "a quiet harbour at dawn"
 BAD_TIMES = ("0001-01-01T00:00", "2026-02-30T10:00", "9999-99-99T99:99", "tomorrow", "1e9", LONG)
 
 
@@ -565,12 +575,18 @@ class Desk:
             "notification_id": self.notification.id,
             "reply_id": self.reply.id,
             "note_id": note.id,
+            "invitation_token": invitations.invite(
+                Actor.system(self.world.brand.id), self.world.brand, "invited@example.test"
+            )[1],
+            "reset_token": invitations.start_reset(self.world.agent.email)[1],
         }
+        db.session.commit()
 
     def url(self, rule) -> str:
         path = rule.rule
         for name in rule.arguments:
             path = path.replace(f"<int:{name}>", str(self.ids[name]))
+            path = path.replace(f"<{name}>", str(self.ids[name]))
         return path
 
 
@@ -611,6 +627,9 @@ def _form_cases(desk: Desk) -> dict[str, list[dict[str, str]]]:
         + [{**ids_ok, "bulk_action": v} for v in MALFORMED]
         + [{**ids_ok, "bulk_action": "assign", "assignee_id": v} for v in no_value]
         + [{**ids_ok, "bulk_action": "tag", "tag": v} for v in ("", "   ", LONG, "nul\x00byte")],
+        "auth.invitation": [{"name": v, "password": GOOD_PASSWORD} for v in BLANK_OR_HUGE]
+        + [{"name": "Nina Berg", "password": v} for v in WEAK_PASSWORDS],
+        "auth.password_reset": [{"password": v} for v in WEAK_PASSWORDS],
     }
 
 

@@ -30,6 +30,8 @@ from flask import template_rendered
 from sqlalchemy import func, select
 
 from helpdesk import crypto
+from helpdesk.accounts import invitations
+from helpdesk.accounts.actor import Actor
 from helpdesk.accounts.models import Role
 from helpdesk.accounts.service import add_team_member, create_team
 from helpdesk.accounts.tokens import create_token
@@ -82,6 +84,9 @@ ACCESS: dict[str, tuple[str, Role | None]] = {
     "auth.login": (PUBLIC, None),
     "auth.logout": (SESSION, None),
     "auth.logout_confirm": (SESSION, None),
+    # The token in the path is the credential: anyone holding the link may use it, once.
+    "auth.invitation": (PUBLIC, None),
+    "auth.password_reset": (PUBLIC, None),
     "webhooks.receive": (SIGNATURE, None),
     "webhooks.verify_subscription": (VERIFY_TOKEN, None),
     # The console: every member of the brand; unblocking a contact takes a manager.
@@ -159,6 +164,7 @@ ACCESS: dict[str, tuple[str, Role | None]] = {
     "api_agents.list_agents": (API_TOKEN, A),
     "api_agents.patch_agent": (API_TOKEN, M),
     "api_agents.create_agent": (API_TOKEN, AD),
+    "api_agents.invite_again": (API_TOKEN, AD),
     "api_webhook_subscriptions.list_subscriptions": (API_TOKEN, AD),
     "api_webhook_subscriptions.create_subscription": (API_TOKEN, AD),
     "api_webhook_subscriptions.delete_subscription": (API_TOKEN, AD),
@@ -232,6 +238,10 @@ class Site:
             ).id
             for role, agent in self.agents().items()
         }
+        self.invitation = invitations.invite(
+            Actor.system(own.brand.id), own.brand, "invited@example.test"
+        )[1]
+        self.reset = invitations.start_reset(own.agent.email)[1]
         db.session.commit()
         self.tokens = {
             role: create_token(own.brand, f"{role.value} token", role)[1] for role in Role
@@ -273,6 +283,8 @@ class Site:
                 "brand_id": own.brand.id,
                 "name": "vip",
                 "filename": "console.css",
+                "invitation_token": self.invitation,
+                "reset_token": self.reset,
             }
             db.session.rollback()
         return {**self._ids, "notification_id": self.notifications[role or AD]}
@@ -869,6 +881,7 @@ def test_api_answers_and_console_pages_never_show_secrets(app, secret_flows):
         "ticket_id": conversation.current_ticket_id or 1, "note_id": 1,
         "notification_id": 1, "reply_id": 1, "policy_id": 1, "agent_id": 1,
         "subscription_id": 1, "name": "vip", "filename": "console.css",
+        "invitation_token": "unknown", "reset_token": "unknown",
     }  # fmt: skip
     pages = 0
     for rule in all_rules(app):
@@ -1109,6 +1122,13 @@ def test_every_template_shows_hostile_content_inert(app, site):
         )
         assert_inert(page.get_data(as_text=True), "login")
         assert_inert(stranger.get(f"/login?next={HOSTILE}").get_data(as_text=True), "login")
+        joining = f"/invitations/{site.invitation}"  # the name typed is shown again, refused
+        page = stranger.post(
+            joining, data={"csrf_token": csrf_token(stranger), "name": HOSTILE, "password": "x"}
+        )
+        assert page.status_code == 422
+        assert_inert(page.get_data(as_text=True), "invitation")
+        assert_inert(stranger.get("/invitations/unknown").get_data(as_text=True), "invitation")
     finally:
         template_rendered.disconnect(record, app)
     assert pages > 30

@@ -1,4 +1,5 @@
-"""`flask --app wsgi create-agent|create-token|revoke-token ...` (docs/command-line.md)."""
+"""`flask --app wsgi create-agent|create-token|revoke-token|invite-agent|reset-password ...`
+(docs/command-line.md)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,8 @@ import click
 from flask.cli import with_appcontext
 from sqlalchemy import select
 
+from helpdesk.accounts import invitations, links
+from helpdesk.accounts.actor import Actor
 from helpdesk.accounts.service import create_agent
 from helpdesk.accounts.tokens import ApiToken, create_token, revoke_token
 from helpdesk.brands.service import get_brand_by_slug
@@ -78,3 +81,39 @@ def revoke_token_command(brand_slug: str, name: str) -> None:
         revoke_token(brand.id, token_id)
     db.session.commit()
     click.echo(f"revoked {len(ids)} token{'s' * (len(ids) != 1)} named {name!r}")
+
+
+@click.command("invite-agent")
+@click.argument("email")
+@click.option("--brand", "brand_slug", required=True)
+@click.option("--role", type=click.Choice(["agent", "manager", "admin"]), default="agent")
+@with_appcontext
+def invite_agent_command(email: str, brand_slug: str, role: str) -> None:
+    """Invite someone to a brand: the invitation URL is printed alone (and e-mailed when
+    SMTP_URL is set); it works once, for 7 days."""
+    try:
+        brand = get_brand_by_slug(brand_slug)
+        invitation, token = invitations.invite(Actor.system(brand.id), brand, email, role)
+    except DomainError as exc:
+        fail(exc)
+    db.session.commit()
+    url = links.invitation_url(token)
+    links.mail_invitation(invitation.email, brand.name, url)
+    click.echo(url)
+
+
+@click.command("reset-password")
+@click.argument("email")
+@with_appcontext
+def reset_password_command(email: str) -> None:
+    """Print a one-time URL (one hour) where the agent sets a new password; it is also e-mailed
+    when SMTP_URL is set."""
+    try:
+        _row, token = invitations.start_reset(email)
+    except DomainError as exc:
+        fail(exc)
+    agent_email = email.strip().lower()
+    db.session.commit()
+    url = links.reset_url(token)
+    links.mail_reset(agent_email, url)
+    click.echo(url)

@@ -11,6 +11,7 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import Select, delete, func, select
 
 from helpdesk import hooks
+from helpdesk.accounts import passwords
 from helpdesk.accounts.actor import Actor, as_actor
 from helpdesk.accounts.models import Agent, Availability, Membership, Role, Team, TeamMember
 from helpdesk.brands.models import Brand
@@ -50,8 +51,8 @@ def create_agent(
         role = Role(role)
     except ValueError as exc:
         raise ValidationError(f"unknown role {role!r}") from exc
-    if password is not None and len(password) < 8:
-        raise ValidationError("a password has at least 8 characters")
+    if password is not None:
+        passwords.check_password(password)
     agent = db.session.scalar(select(Agent).where(Agent.email == email))
     if agent is None:
         password = password or generate_password()

@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from helpdesk import transaction
+from helpdesk.accounts import invitations, links
 from helpdesk.accounts import service as accounts
 from helpdesk.accounts.models import Agent, Role
 from helpdesk.brands.service import get_brand
@@ -15,7 +16,13 @@ from helpdesk.web.api.blueprint import api_blueprint
 from helpdesk.web.api.inputs import AgentInSchema, AgentPatchSchema
 from helpdesk.web.api.lookups import owned
 from helpdesk.web.api.pagination import Order, paginate
-from helpdesk.web.api.schemas import AgentCreatedSchema, AgentSchema, PageQuerySchema, page_of
+from helpdesk.web.api.schemas import (
+    AgentCreatedSchema,
+    AgentSchema,
+    InvitationLinkSchema,
+    PageQuerySchema,
+    page_of,
+)
 
 bp = api_blueprint("agents", "The brand's agents")
 
@@ -60,3 +67,16 @@ def patch_agent(changes: dict[str, Any], agent_id: int) -> dict[str, Any]:
     agent = accounts.change_agent(owned(Agent, agent_id), changes, actor())
     transaction.commit()
     return present.agent(agent, brand_id())
+
+
+@bp.route("/agents/<id:agent_id>/invitation", methods=["POST"])
+@requires(Role.ADMIN)
+@bp.response(201, InvitationLinkSchema)
+def invite_again(agent_id: int) -> dict[str, Any]:
+    """A new invitation link for an agent who has not accepted yet (the older links stop
+    working); an active agent is 409. It is e-mailed too when SMTP_URL is set."""
+    invitation, token = invitations.reinvite(actor(), owned(Agent, agent_id))
+    transaction.commit()
+    url = links.invitation_url(token)
+    emailed = links.mail_invitation(invitation.email, get_brand(brand_id()).name, url)
+    return {"url": url, "expires_at": invitation.expires_at, "emailed": emailed}

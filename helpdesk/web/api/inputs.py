@@ -126,8 +126,10 @@ class AgentInSchema(Schema):
     name = Text(required=True, validate=validate.Length(1, 200))
     role = OneOf(enum_values(Role), load_default=Role.AGENT.value)
     password = Text(
-        validate=validate.Length(8, 200),
-        metadata={"description": "generated (and answered once) when left out"},
+        validate=validate.Length(10, 200),
+        metadata={
+            "description": "generated (and answered once) when left out; not a common password"
+        },
     )
 
 

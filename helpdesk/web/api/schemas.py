@@ -355,6 +355,12 @@ class AgentCreatedSchema(AgentSchema):
     )
 
 
+class InvitationLinkSchema(Schema):
+    url = fields.String(metadata={"description": "the invitation link: one use, for 7 days"})
+    expires_at = fields.DateTime()
+    emailed = fields.Boolean(metadata={"description": "also sent by e-mail (SMTP_URL is set)"})
+
+
 class SubscriptionSchema(Schema):
     id = fields.Integer()
     url = fields.String()

@@ -139,4 +139,4 @@ def init_auth(app: Flask) -> None:
         )
 
 
-from helpdesk.web.auth import routes  # noqa: E402,F401
+from helpdesk.web.auth import invitations, routes  # noqa: E402,F401
