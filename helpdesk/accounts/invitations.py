@@ -7,9 +7,9 @@ conditional update that only one of two simultaneous requests wins.
 
 from __future__ import annotations
 
-import hashlib
 import secrets
 from datetime import datetime, timedelta
+from typing import TypeVar
 
 from sqlalchemy import ForeignKey, String, delete, func, select, update
 from sqlalchemy.orm import Mapped, mapped_column
@@ -18,6 +18,7 @@ from helpdesk.accounts import passwords
 from helpdesk.accounts.actor import Actor
 from helpdesk.accounts.models import Agent, Role
 from helpdesk.accounts.service import create_agent, hash_password, role_in, sign_out_everywhere
+from helpdesk.accounts.tokens import digest
 from helpdesk.brands.models import Brand
 from helpdesk.database import rows_matched
 from helpdesk.errors import AlreadyExists, InvalidField, InvalidState, LinkGone, NotFound
@@ -60,9 +61,7 @@ class PasswordReset(Model):
     used_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
 
 
-def _digest(token: str) -> str:
-    # 256 random bits: a fast hash is enough, and the lookup stays one indexed query.
-    return hashlib.sha256(token.encode()).hexdigest()
+LinkT = TypeVar("LinkT", "Invitation", "PasswordReset")
 
 
 def _new_token() -> str:
@@ -112,7 +111,7 @@ def _issue_invitation(actor: Actor, agent: Agent, brand_id: int) -> tuple[Invita
     token = _new_token()
     now = utcnow()
     row = Invitation(
-        token_hash=_digest(token),
+        token_hash=digest(token),
         agent_id=agent.id,
         brand_id=brand_id,
         email=agent.email,
@@ -129,12 +128,16 @@ def _issue_invitation(actor: Actor, agent: Agent, brand_id: int) -> tuple[Invita
 def open_invitation(token: str, now: datetime | None = None) -> Invitation:
     """The invitation a link names, if it still works: unknown is NotFound, used or expired is
     LinkGone (the page says which words to show)."""
-    row = db.session.scalar(select(Invitation).where(Invitation.token_hash == _digest(token)))
+    return _open_link(Invitation, "invitation", token, now)
+
+
+def _open_link(model: type[LinkT], what: str, token: str, now: datetime | None = None) -> LinkT:
+    row = db.session.scalar(select(model).where(model.token_hash == digest(token)))
     if row is None:
-        raise NotFound("This invitation link is not known. Ask your administrator for a new one.")
+        raise NotFound(f"This {what} link is not known. Ask your administrator for a new one.")
     if row.used_at is not None or (now or utcnow()) >= row.expires_at:
         raise LinkGone(
-            "This invitation link has already been used or has expired. "
+            f"This {what} link has already been used or has expired. "
             "Ask your administrator for a new one."
         )
     return row
@@ -186,7 +189,7 @@ def start_reset(email: str) -> tuple[PasswordReset, str]:
     now = utcnow()
     token = _new_token()
     row = PasswordReset(
-        token_hash=_digest(token),
+        token_hash=digest(token),
         agent_id=agent.id,
         created_at=now,
         expires_at=now + RESET_LIFETIME,
@@ -197,15 +200,7 @@ def start_reset(email: str) -> tuple[PasswordReset, str]:
 
 
 def open_reset(token: str, now: datetime | None = None) -> PasswordReset:
-    row = db.session.scalar(select(PasswordReset).where(PasswordReset.token_hash == _digest(token)))
-    if row is None:
-        raise NotFound("This reset link is not known. Ask your administrator for a new one.")
-    if row.used_at is not None or (now or utcnow()) >= row.expires_at:
-        raise LinkGone(
-            "This reset link has already been used or has expired. "
-            "Ask your administrator for a new one."
-        )
-    return row
+    return _open_link(PasswordReset, "reset", token, now)
 
 
 def reset(token: str, password: str) -> Agent:

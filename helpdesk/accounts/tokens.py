@@ -33,7 +33,7 @@ class ApiToken(Model):
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
 
 
-def _digest(token: str) -> str:
+def digest(token: str) -> str:
     # Tokens are 256 random bits: a fast hash is enough, and lookups stay one indexed query.
     return hashlib.sha256(token.encode()).hexdigest()
 
@@ -48,7 +48,7 @@ def create_token(brand: Brand, name: str, role: Role | str = Role.ADMIN) -> tupl
         raise ValidationError("a token needs a name")
     token = TOKEN_PREFIX + secrets.token_urlsafe(32)
     row = ApiToken(
-        brand_id=brand.id, name=name.strip(), role=role, token_hash=_digest(token), hint=token[-4:]
+        brand_id=brand.id, name=name.strip(), role=role, token_hash=digest(token), hint=token[-4:]
     )
     db.session.add(row)
     db.session.flush()
@@ -58,7 +58,7 @@ def create_token(brand: Brand, name: str, role: Role | str = Role.ADMIN) -> tupl
 def authenticate(token: str) -> ApiToken | None:
     if not token or not token.startswith(TOKEN_PREFIX):
         return None
-    row = db.session.scalar(select(ApiToken).where(ApiToken.token_hash == _digest(token)))
+    row = db.session.scalar(select(ApiToken).where(ApiToken.token_hash == digest(token)))
     if row is None or row.revoked_at is not None:
         return None
     return row
