@@ -4,6 +4,7 @@ import helpdesk.metrics.models  # noqa: F401  (metric events, rollups, volume)
 from helpdesk.accounts.invitations import Invitation, PasswordReset
 from helpdesk.accounts.models import Agent, Membership, Role, Team, TeamMember
 from helpdesk.accounts.tokens import ApiToken
+from helpdesk.audit.models import AuditEvent
 from helpdesk.brands.models import Brand
 from helpdesk.canned.models import CannedReply
 from helpdesk.channels.models import Channel, ChannelKind
@@ -38,6 +39,7 @@ from helpdesk.tickets.models import (
 )
 
 __all__ = [
+    "AuditEvent",
     "Agent",
     "Invitation",
     "PasswordReset",

@@ -2,8 +2,9 @@ from __future__ import annotations
 
 import enum
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import ForeignKey, String, UniqueConstraint
+from sqlalchemy import JSON, ForeignKey, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from helpdesk.extensions import Model
@@ -43,6 +44,13 @@ class Agent(Model):
     # Part of every session's and remember-me cookie's fingerprint: signing out bumps it, so a
     # copy of a cookie taken before (the cookies themselves are not stored) stops working.
     session_epoch: Mapped[int] = mapped_column(default=0)
+    # The agent's own defaults (/account): which notifications reach them, and the availability
+    # a sign-in starts with.
+    notification_defaults: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    sign_in_availability: Mapped[str] = mapped_column(String(16), default="online")
+    # Set when an admin deactivates the agent (`active` is then false too); an agent who is
+    # inactive without it was invited and has not accepted yet.
+    deactivated_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
     memberships: Mapped[list[Membership]] = relationship(back_populates="agent")
@@ -75,6 +83,8 @@ class Team(Model):
     brand_id: Mapped[int] = mapped_column(ForeignKey("brands.id", ondelete="CASCADE"))
     name: Mapped[str] = mapped_column(String(120))
     capacity: Mapped[int | None] = mapped_column(default=None)
+    # How the team's new tickets find an agent: manual, round_robin or balanced.
+    assignment: Mapped[str] = mapped_column(String(16), default="round_robin")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 

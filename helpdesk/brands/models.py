@@ -26,6 +26,13 @@ class Brand(Model):
     assignment_mode: Mapped[str] = mapped_column(String(16), default="round_robin")
     auto_assign: Mapped[bool] = mapped_column(default=True)
     reopen_days: Mapped[int] = mapped_column(default=7)
+    # Satisfaction survey after a resolved ticket, and how long content is kept (None: forever).
+    csat_enabled: Mapped[bool] = mapped_column(default=False)
+    csat_question: Mapped[str] = mapped_column(
+        String(300), default="How would you rate the help you got?"
+    )
+    csat_delay_minutes: Mapped[int] = mapped_column(default=0)
+    retention_days: Mapped[int | None] = mapped_column(default=None)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
     def __repr__(self) -> str:

@@ -34,12 +34,17 @@ from flask_smorest import Api
 from helpdesk import extensions
 from helpdesk.web.api import (
     agents,
+    audit,
+    brand,
     canned,
     conversations,
     inbound,
     metrics,
     settings,
+    tags,
+    teams,
     tickets,
+    tokens,
     webhooks,
 )
 from helpdesk.web.api.blueprint import PREFIX, IdConverter
@@ -68,7 +73,8 @@ def init_api(app: Flask) -> RestApi:
     api.spec.options["security"] = [{"bearer": []}]
     # Exempting on the extension object works whether or not it is bound to the app yet.
     csrf = getattr(extensions, "csrf", None) or app.extensions.get("csrf")
-    for module in (conversations, inbound, tickets, canned, settings, agents, webhooks, metrics):
+    modules = (conversations, inbound, tickets, canned, settings, agents, teams, tags, brand)
+    for module in (*modules, tokens, webhooks, audit, metrics):
         api.register_blueprint(module.bp)
         if csrf is not None:  # tokens, not cookies: there is no session to forge
             csrf.exempt(module.bp)

@@ -1,0 +1,7 @@
+"""API tokens (being built)."""
+
+from __future__ import annotations
+
+from helpdesk.web.api.blueprint import api_blueprint
+
+bp = api_blueprint("tokens", "API tokens")

@@ -1,0 +1,3 @@
+"""Settings: agents (being built)."""
+
+from __future__ import annotations

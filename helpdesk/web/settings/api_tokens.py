@@ -1,0 +1,3 @@
+"""Settings: api_tokens (being built)."""
+
+from __future__ import annotations

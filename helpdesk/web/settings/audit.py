@@ -1,0 +1,3 @@
+"""Settings: audit (being built)."""
+
+from __future__ import annotations

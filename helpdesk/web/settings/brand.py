@@ -1,0 +1,3 @@
+"""Settings: brand (being built)."""
+
+from __future__ import annotations

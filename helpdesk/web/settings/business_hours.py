@@ -1,0 +1,3 @@
+"""Settings: business_hours (being built)."""
+
+from __future__ import annotations

@@ -1,0 +1,3 @@
+"""Settings: canned_replies (being built)."""
+
+from __future__ import annotations

@@ -1,0 +1,3 @@
+"""Settings: channels (being built)."""
+
+from __future__ import annotations

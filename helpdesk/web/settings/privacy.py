@@ -1,0 +1,3 @@
+"""Settings: privacy (being built)."""
+
+from __future__ import annotations

@@ -1,0 +1,3 @@
+"""Settings: sla_policies (being built)."""
+
+from __future__ import annotations

@@ -1,0 +1,3 @@
+"""Settings: tags (being built)."""
+
+from __future__ import annotations

@@ -1,0 +1,3 @@
+"""Settings: teams (being built)."""
+
+from __future__ import annotations

@@ -1,0 +1,3 @@
+"""Settings: webhooks (being built)."""
+
+from __future__ import annotations
