@@ -31,6 +31,7 @@ from devtools.graphsim.testing import SimulatorHandle, running_simulator  # noqa
 from helpdesk import create_app  # noqa: E402
 from helpdesk.extensions import db  # noqa: E402
 from tests.helpers.api import seed_every_kind  # noqa: E402
+from tests.helpers.mail import start_smtp  # noqa: E402
 from tests.helpers.webhooks import connect_example_channel  # noqa: E402
 from tests.helpers.workers import RedisServer, free_port  # noqa: E402
 from tests.helpers.world import World  # noqa: E402
@@ -321,3 +322,13 @@ def seeded(app, monkeypatch) -> Iterator[dict]:
     drain_broker(app)
     yield rows
     drain_broker(app)  # replies and reactions the fuzz queued for delivery: no worker runs here
+
+
+@pytest.fixture
+def smtp(app, monkeypatch) -> Iterator[list[str]]:
+    """A local SMTP server as the app's SMTP_URL: the list of raw messages it took."""
+    server = start_smtp()
+    monkeypatch.setitem(app.config, "SMTP_URL", f"smtp://127.0.0.1:{server.server_address[1]}")
+    yield server.messages  # type: ignore[attr-defined]
+    server.shutdown()
+    server.server_close()

@@ -4,12 +4,7 @@ guesses first."""
 
 from __future__ import annotations
 
-import email
-import email.policy
 import re
-import socketserver
-import threading
-from collections.abc import Iterator
 from datetime import timedelta
 
 import pytest
@@ -22,6 +17,7 @@ from helpdesk.extensions import db
 from tests.conftest import table_counts
 from tests.factories import PASSWORD, AgentFactory, BrandFactory, member
 from tests.helpers.console import csrf_token, login, signed_in
+from tests.helpers.mail import read_mail as _read
 from tests.helpers.rows import changed, snapshot
 
 NEW_PASSWORD = "a quiet harbour at dawn"
@@ -298,51 +294,6 @@ def test_reset_password_for_an_unknown_email_fails(runner, brand):
 
 
 # E-mail -------------------------------------------------------------------------------------------
-
-
-class _SmtpHandler(socketserver.StreamRequestHandler):
-    """Just enough SMTP for smtplib: greet, take one or more messages, say goodbye."""
-
-    def reply(self, line: str) -> None:
-        self.wfile.write(line.encode() + b"\r\n")
-
-    def handle(self) -> None:
-        self.reply("220 test smtp")
-        while line := self.rfile.readline():
-            command = line.decode().strip().upper()
-            if command.startswith("DATA"):
-                self.reply("354 go on")
-                self.server.messages.append(self.read_data())  # type: ignore[attr-defined]
-                self.reply("250 queued")
-            elif command.startswith("QUIT"):
-                self.reply("221 bye")
-                return
-            else:
-                self.reply("250 ok")
-
-    def read_data(self) -> str:
-        lines = []
-        while (line := self.rfile.readline()) not in (b".\r\n", b""):
-            lines.append(line.decode())
-        return "".join(lines)
-
-
-@pytest.fixture
-def smtp(app, monkeypatch) -> Iterator[list[str]]:
-    server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), _SmtpHandler)
-    server.daemon_threads = True
-    server.messages = []  # type: ignore[attr-defined]
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    monkeypatch.setitem(app.config, "SMTP_URL", f"smtp://127.0.0.1:{server.server_address[1]}")
-    yield server.messages  # type: ignore[attr-defined]
-    server.shutdown()
-    server.server_close()
-
-
-def _read(raw: str) -> tuple[str, str, str]:
-    message = email.message_from_string(raw, policy=email.policy.default)
-    return message["To"], message["Subject"], message.get_content()
 
 
 def test_the_invitation_and_reset_links_are_emailed_when_smtp_is_set(app, runner, brand, smtp):
