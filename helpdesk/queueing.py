@@ -29,7 +29,13 @@ KICK_SECONDS = 5
 DELIVER_MESSAGE = "workers.tasks.delivery.deliver_message"
 DELIVER_REACTION = "workers.tasks.delivery.deliver_reaction"
 PROCESS_PENDING_WEBHOOKS = "workers.tasks.intake.process_pending_webhooks"
-TASK_NAMES = (DELIVER_MESSAGE, DELIVER_REACTION, PROCESS_PENDING_WEBHOOKS)
+DELIVER_OUTGOING_WEBHOOKS = "workers.tasks.outgoing.deliver_outgoing_webhooks"
+TASK_NAMES = (
+    DELIVER_MESSAGE,
+    DELIVER_REACTION,
+    PROCESS_PENDING_WEBHOOKS,
+    DELIVER_OUTGOING_WEBHOOKS,
+)
 
 breaker = CircuitBreaker(PAUSE_AFTER_FAILURE_SECONDS)
 _last_sent: dict[str, float] = {}
@@ -53,6 +59,12 @@ def wake_intake() -> bool:
     """Wake the intake worker unless a wake-up is already waiting: one task processes every
     pending webhook delivery, so a burst costs a handful of broker messages, not one each."""
     return kick(PROCESS_PENDING_WEBHOOKS)
+
+
+def wake_outgoing() -> bool:
+    """Ask for a run of the outgoing-webhook sender now rather than at beat's next tick (a test
+    sent from the settings page); like wake_intake, one waiting run serves every send."""
+    return kick(DELIVER_OUTGOING_WEBHOOKS)
 
 
 # Sending ----------------------------------------------------------------------------------------

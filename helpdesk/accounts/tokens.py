@@ -11,11 +11,12 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from helpdesk.accounts.models import Role
 from helpdesk.brands.models import Brand
-from helpdesk.errors import NotFound, ValidationError
+from helpdesk.errors import InvalidField, NotFound
 from helpdesk.extensions import Model, db
 from helpdesk.types import UTCDateTime, utcnow, value_enum
 
 TOKEN_PREFIX = "hd_"
+MAX_NAME_LENGTH = 120
 LAST_USED_EVERY = timedelta(minutes=1)
 
 
@@ -24,7 +25,7 @@ class ApiToken(Model):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     brand_id: Mapped[int] = mapped_column(ForeignKey("brands.id", ondelete="CASCADE"), index=True)
-    name: Mapped[str] = mapped_column(String(120))
+    name: Mapped[str] = mapped_column(String(MAX_NAME_LENGTH))
     role: Mapped[Role] = mapped_column(value_enum(Role), default=Role.ADMIN)
     token_hash: Mapped[str] = mapped_column(String(64), unique=True)
     hint: Mapped[str] = mapped_column(String(12))
@@ -43,9 +44,11 @@ def create_token(brand: Brand, name: str, role: Role | str = Role.ADMIN) -> tupl
     try:
         role = Role(role)
     except ValueError as exc:
-        raise ValidationError(f"unknown role {role!r}") from exc
-    if not name.strip():
-        raise ValidationError("a token needs a name")
+        raise InvalidField("role", "Choose agent, manager or admin.") from exc
+    if not isinstance(name, str) or not name.strip():
+        raise InvalidField("name", "A token needs a name.")
+    if len(name.strip()) > MAX_NAME_LENGTH:
+        raise InvalidField("name", f"A token name has at most {MAX_NAME_LENGTH} characters.")
     token = TOKEN_PREFIX + secrets.token_urlsafe(32)
     row = ApiToken(
         brand_id=brand.id, name=name.strip(), role=role, token_hash=digest(token), hint=token[-4:]

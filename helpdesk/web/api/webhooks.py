@@ -11,6 +11,7 @@ from helpdesk import transaction
 from helpdesk.accounts.models import Role
 from helpdesk.brands.service import get_brand
 from helpdesk.outgoing import service as outgoing
+from helpdesk.outgoing import subscriptions
 from helpdesk.outgoing.models import WebhookSubscription
 from helpdesk.web.api.auth import actor, brand_id, requires
 from helpdesk.web.api.blueprint import api_blueprint
@@ -50,7 +51,7 @@ def list_subscriptions(args: dict[str, Any]) -> dict[str, Any]:
 @bp.response(201, SubscriptionCreatedSchema)
 def create_subscription(data: dict[str, Any]) -> dict[str, Any]:
     """Subscribe a URL to events; the signing secret is answered this once."""
-    subscription, secret = outgoing.create_subscription(
+    subscription, secret = subscriptions.create(
         get_brand(brand_id()), actor(), data["url"], data["events"]
     )
     transaction.commit()
@@ -62,5 +63,5 @@ def create_subscription(data: dict[str, Any]) -> dict[str, Any]:
 @bp.response(204)
 def delete_subscription(subscription_id: int) -> None:
     """Unsubscribe; deliveries not yet sent go with it."""
-    outgoing.delete_subscription(owned(WebhookSubscription, subscription_id), actor())
+    subscriptions.delete(owned(WebhookSubscription, subscription_id), actor())
     transaction.commit()
