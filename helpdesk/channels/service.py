@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from sqlalchemy import select
 
+from helpdesk.accounts.actor import Actor
+from helpdesk.accounts.models import Agent
+from helpdesk.audit.service import HIDDEN, created, record
 from helpdesk.brands.models import Brand
 from helpdesk.channels.models import Channel, ChannelKind
 from helpdesk.errors import AlreadyExists, InvalidField, ValidationError
@@ -16,8 +19,10 @@ def connect_channel(
     account_id: str,
     access_token: str | None = None,
     name: str = "",
+    actor: Actor | Agent | None = None,
 ) -> Channel:
-    """Register a channel, or give an existing one of the same brand a new token."""
+    """Register a channel, or give an existing one of the same brand a new token; either is
+    recorded in the audit log as a connection (by the system unless an actor is given)."""
     kind = ChannelKind(kind)
     account_id = str(account_id).strip()
     if not account_id.isdigit() and kind is ChannelKind.INSTAGRAM:
@@ -27,13 +32,19 @@ def connect_channel(
     )
     if channel is not None and channel.brand_id != brand.id:
         raise AlreadyExists("this account is connected to another brand")
+    changes: dict[str, list] = {}
     if channel is None:
         channel = Channel(brand_id=brand.id, kind=kind, account_id=account_id, name=name)
         db.session.add(channel)
+        changes = created({"kind": kind, "account_id": account_id, "name": name})
     if access_token is not None:
         channel.access_token = access_token
         channel.needs_new_token = False
+        changes["access_token"] = [HIDDEN, HIDDEN]
     db.session.flush()
+    if changes:
+        label = f"{kind.value} {name or account_id}"
+        record(actor, brand.id, "channel.connected", "channel", channel.id, changes, label=label)
     return channel
 
 
