@@ -7,23 +7,28 @@ commit together or not at all. `changes` is `{field: [before, after]}`; a field 
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Mapping
-from datetime import date, datetime
+from datetime import UTC, date, datetime, time, timedelta
 from enum import Enum
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import Select, select
 
 from helpdesk.accounts.actor import Actor, ActorKind
 from helpdesk.accounts.models import Agent
 from helpdesk.audit.models import AuditEvent
+from helpdesk.errors import InvalidField
 from helpdesk.extensions import db
+from helpdesk.keyset import Order
 from helpdesk.types import utcnow
 
 SECRET_FIELDS = frozenset(
     {"password", "password_hash", "secret", "token", "token_hash", "access_token"}
 )
 HIDDEN = "(changed)"
+MAX_ID = 2**31 - 1
 TARGET_TYPES = (
     "brand",
     "channel",
@@ -59,6 +64,27 @@ def snapshot(obj: Any, fields: Iterable[str]) -> dict[str, Any]:
     return {name: plain(getattr(obj, name)) for name in fields}
 
 
+def is_secret(name: str) -> bool:
+    """A field that names a secret: listed, or spelled like one (`webhook_secret`,
+    `new_password`, `refresh_token`), so a new caller's secret is masked too."""
+    name = str(name).lower()
+    return (
+        name in SECRET_FIELDS
+        or any(word in name for word in ("password", "secret"))
+        or name.endswith(("_token", "token_hash"))
+    )
+
+
+def masked(value: Any) -> Any:
+    """`value` as `plain` gives it, with every secret field inside it (at any depth) hidden."""
+    value = plain(value)
+    if isinstance(value, dict):
+        return {k: HIDDEN if is_secret(k) else masked(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [masked(v) for v in value]
+    return value
+
+
 def diff(before: Mapping[str, Any], after: Mapping[str, Any]) -> dict[str, list[Any]]:
     """`{field: [before, after]}` for each field whose value differs; secrets only say so."""
     changes: dict[str, list[Any]] = {}
@@ -66,7 +92,7 @@ def diff(before: Mapping[str, Any], after: Mapping[str, Any]) -> dict[str, list[
         old, new = plain(before.get(name)), plain(after.get(name))
         if old == new:
             continue
-        changes[name] = [HIDDEN, HIDDEN] if name in SECRET_FIELDS else [old, new]
+        changes[name] = [HIDDEN, HIDDEN] if is_secret(name) else [masked(old), masked(new)]
     return changes
 
 
@@ -93,7 +119,7 @@ def record(
     `{field: value}` of what was created or removed (shown as [None, value] / [value, None] by
     the caller); secret fields are masked whatever the caller passed."""
     safe = {
-        name: ([HIDDEN, HIDDEN] if name in SECRET_FIELDS else plain(value))
+        str(name): ([HIDDEN, HIDDEN] if is_secret(name) else masked(value))
         for name, value in (changes or {}).items()
     }
     event = AuditEvent(
@@ -129,7 +155,8 @@ def events_query(
     target_type: str | None = None,
     action: str | None = None,
 ) -> Select:
-    """The brand's audit rows matching the filters, for a listing to order and page."""
+    """The brand's audit rows matching the filters, for a listing to order and page (by ORDER).
+    `action` matches part of the action's name: `tag` finds every change of a tag."""
     query = select(AuditEvent).where(AuditEvent.brand_id == brand_id)
     if since is not None:
         query = query.where(AuditEvent.at >= since)
@@ -142,7 +169,7 @@ def events_query(
     if target_type:
         query = query.where(AuditEvent.target_type == target_type)
     if action:
-        query = query.where(AuditEvent.action == action)
+        query = query.where(AuditEvent.action.contains(action.strip().lower(), autoescape=True))
     return query
 
 
@@ -154,5 +181,87 @@ def to_dict(event: AuditEvent) -> dict[str, Any]:
         "actor": {"type": event.actor_type, "id": event.actor_id, "name": event.actor_name},
         "action": event.action,
         "target": {"type": event.target_type, "id": event.target_id, "label": event.target_label},
-        "changes": dict(event.changes or {}),
+        "changes": {
+            name: [HIDDEN, HIDDEN] if is_secret(name) else masked(value)
+            for name, value in (event.changes or {}).items()
+        },
     }
+
+
+# Reading the log: the console's page and the API share these ---------------------------------
+
+# Newest first; rows of one instant by id.
+ORDER = Order("audit", AuditEvent.id, AuditEvent.at, datetime, descending=True)
+ACTOR_TYPES = tuple(kind.value for kind in ActorKind)
+_WORDS = {
+    "api_token": "API token",
+    "sla_policy": "SLA policy",
+    "business_hours": "Business hours",
+    "canned_reply": "Canned reply",
+}
+_ACTOR_WORDS = {"agent": "agent", "token": "API token", "system": "system"}
+
+
+def target_words(target_type: str) -> str:
+    """`sla_policy` as a person says it: "SLA policy"."""
+    return _WORDS.get(target_type, target_type.replace("_", " ").capitalize())
+
+
+def action_words(action: str) -> str:
+    """`api_token.revoked` as a sentence: "API token revoked"."""
+    target, _, verb = action.partition(".")
+    return f"{target_words(target)} {verb.replace('_', ' ')}".strip()
+
+
+def actor_words(actor_type: str) -> str:
+    return _ACTOR_WORDS.get(actor_type, actor_type)
+
+
+def parse_actor(text: str | None) -> tuple[str | None, int | None]:
+    """The actor filter as `(actor_type, actor_id)`: `agent:12`, `token:3`, `agent` or `token`
+    (any of them), `system`; empty is no filter. Anything else is refused on the `actor` field."""
+    text = (text or "").strip().lower()
+    if not text:
+        return None, None
+    kind, colon, number = text.partition(":")
+    if kind not in ACTOR_TYPES or (colon and kind == ActorKind.SYSTEM.value):
+        raise InvalidField("actor", "Use agent:<id>, token:<id>, agent, token or system.")
+    if not colon:
+        return kind, None
+    if not number.isdigit() or not 0 < int(number) <= MAX_ID:
+        raise InvalidField("actor", f"{kind}: must be followed by an id, as in {kind}:12.")
+    return kind, int(number)
+
+
+def parse_target_type(text: str | None) -> str | None:
+    text = (text or "").strip()
+    if text and text not in TARGET_TYPES:
+        raise InvalidField("target_type", "Choose one of the listed kinds of thing.")
+    return text or None
+
+
+def local_day(
+    text: str | None, zone: ZoneInfo, field: str, next_day: bool = False
+) -> datetime | None:
+    """The start of a date typed in the brand's time zone (of the day after it, for an
+    inclusive "until"), in UTC; empty is no bound."""
+    text = (text or "").strip()
+    if not text:
+        return None
+    try:
+        day = date.fromisoformat(text)
+        if next_day:
+            day += timedelta(days=1)
+        return datetime.combine(day, time(), zone).astimezone(UTC)
+    except (ValueError, OverflowError):
+        raise InvalidField(field, "Enter a date such as 2026-01-31.") from None
+
+
+def shown(value: Any) -> str:
+    """A before or after value as text for the page: nothing is "—", lists and objects as
+    JSON, text as typed."""
+    if value is None or value == "":
+        return "—"
+    if isinstance(value, str):
+        return value
+    return json.dumps(value, ensure_ascii=False, sort_keys=True)

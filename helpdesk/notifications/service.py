@@ -6,6 +6,7 @@ from datetime import datetime
 
 from sqlalchemy import func, select, update
 
+from helpdesk.accounts.profile import receives
 from helpdesk.database import rows_matched
 from helpdesk.dm.models import NotificationLevel
 from helpdesk.dm.service import notification_level
@@ -24,7 +25,10 @@ def notify(
     conversation_id: int | None = None,
     at: datetime | None = None,
 ) -> Notification | None:
-    """`off` stores nothing; `muted` stores it without an alert; `all` alerts."""
+    """`off` stores nothing; `muted` stores it without an alert; `all` alerts. A kind the agent
+    turned off in /account stores nothing either."""
+    if not receives(agent_id, kind):
+        return None
     level = (
         notification_level(agent_id, conversation_id)
         if conversation_id is not None
