@@ -24,7 +24,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from helpdesk.errors import ValidationError
+from helpdesk.errors import InvalidField, ValidationError
 
 DAYS: tuple[str, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
@@ -33,6 +33,8 @@ DAYS: tuple[str, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 HORIZON_DAYS = 3660
 
 _TIME_RE = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)$")
+# One interval as people type it: "9-17", "09:00 - 17:30", "9:00–12:00".
+_TYPED_RE = re.compile(r"^(\d{1,2})(?::(\d{2}))?\s*(?:-|–|—|to)\s*(\d{1,2})(?::(\d{2}))?$")
 _DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 _TOP_KEYS = frozenset({"timezone", "weekly", "holidays", "holidays_country"})
 _FULL_DAY = ((0, 1440),)
@@ -49,7 +51,9 @@ def _parse_time(value: Any, *, end: bool) -> int:
         return 1440
     match = _TIME_RE.match(value)
     if match is None:
-        raise ValidationError(f"Bad time {value!r}: use HH:MM between 00:00 and 23:59 (or 24:00).")
+        raise ValidationError(
+            f"“{value}” is not a time: write hours and minutes like 09:00 (00:00 to 24:00)."
+        )
     return int(match.group(1)) * 60 + int(match.group(2))
 
 
@@ -69,15 +73,16 @@ def _parse_day(
         opens, closes = _parse_time(pair[0], end=False), _parse_time(pair[1], end=True)
         if closes <= opens:
             raise ValidationError(
-                f"The interval {pair[0]}-{pair[1]} of {day!r} ends before it starts."
+                f"{pair[0]}-{pair[1]} ends before it starts: the end must be after the start. "
+                "For hours past midnight, end this day at 24:00 and open the next at 00:00."
             )
         parsed.append((opens, closes, pair[0], pair[1]))
     parsed.sort()
     for before, after in zip(parsed, parsed[1:], strict=False):
         if after[0] < before[1]:
             raise ValidationError(
-                f"The intervals {before[2]}-{before[3]} and {after[2]}-{after[3]} "
-                f"of {day!r} overlap."
+                f"{before[2]}-{before[3]} and {after[2]}-{after[3]} overlap: "
+                "each interval must end before the next one starts."
             )
     return [(p[2], p[3]) for p in parsed], tuple((p[0], p[1]) for p in parsed)
 
@@ -118,6 +123,54 @@ def _country_holidays(country: str, year: int) -> frozenset[date]:
         raise ValidationError(f"Unknown holiday country {country!r}.") from exc
 
 
+def invalid_fields(problems: Mapping[str, str]) -> InvalidField:
+    """One refusal naming every field at fault, so each day's message shows next to that day."""
+    (first, message), *_rest = problems.items()
+    refused = InvalidField(first, message)
+    refused.fields = {name: [text] for name, text in problems.items()}
+    refused.message = " ".join(f"{name}: {text}" for name, text in problems.items())
+    return refused
+
+
+def _typed_time(hours: str, minutes: str | None) -> str:
+    return f"{int(hours):02d}:{minutes or '00'}"
+
+
+def parse_day_text(text: str) -> list[tuple[str, str]]:
+    """A day's hours as a person types them ("09:00-12:00, 13:00-17:00"; empty when closed)."""
+    pairs: list[tuple[str, str]] = []
+    for piece in re.split(r"[,;\n]+", text or ""):
+        piece = piece.strip()
+        if not piece:
+            continue
+        match = _TYPED_RE.match(piece)
+        if match is None:
+            raise ValidationError(
+                f"“{piece}” is not an interval: write opening and closing times like 09:00-17:00."
+            )
+        pairs.append((_typed_time(match[1], match[2]), _typed_time(match[3], match[4])))
+    return pairs
+
+
+def day_text(intervals: Iterable[Iterable[str]]) -> str:
+    """The inverse of ``parse_day_text``, to fill the form with what is saved."""
+    return ", ".join("-".join(pair) for pair in intervals)
+
+
+def weekly_from_text(texts: Mapping[str, str]) -> dict[str, list[tuple[str, str]]]:
+    """Weekly hours from one text per day, every day checked so that all faults show at once."""
+    weekly: dict[str, list[tuple[str, str]]] = {}
+    problems: dict[str, str] = {}
+    for day in DAYS:
+        try:
+            weekly[day] = _parse_day(day, parse_day_text(texts.get(day, "")))[0]
+        except ValidationError as refused:
+            problems[f"weekly.{day}"] = refused.message
+    if problems:
+        raise invalid_fields(problems)
+    return weekly
+
+
 @dataclass(frozen=True)
 class BusinessCalendar:
     """Opening hours of a brand, validated on construction so that walks can trust them."""
@@ -143,10 +196,17 @@ class BusinessCalendar:
             raise ValidationError(f"Unknown day keys {unknown!r}: use {', '.join(DAYS)}.")
         weekly: dict[str, list[tuple[str, str]]] = {}
         minutes: list[tuple[tuple[int, int], ...]] = []
+        problems: dict[str, str] = {}
         for day in DAYS:
-            as_given, in_minutes = _parse_day(day, self.weekly.get(day, []))
+            try:
+                as_given, in_minutes = _parse_day(day, self.weekly.get(day, []))
+            except ValidationError as refused:
+                problems[f"weekly.{day}"] = refused.message
+                continue
             weekly[day] = as_given
             minutes.append(in_minutes)
+        if problems:
+            raise invalid_fields(problems)
         if isinstance(self.holidays, (str, bytes)) or not isinstance(self.holidays, Iterable):
             raise ValidationError("The holidays must be a list of dates.")
         holidays = frozenset(_parse_date(value) for value in self.holidays)

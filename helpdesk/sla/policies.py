@@ -12,12 +12,13 @@ from sqlalchemy import select
 from helpdesk.accounts.actor import Actor
 from helpdesk.accounts.models import Agent, Role
 from helpdesk.accounts.service import require_role
+from helpdesk.audit import service as audit
 from helpdesk.brands.models import Brand
 from helpdesk.channels.models import Channel
-from helpdesk.errors import NotFound, ValidationError
+from helpdesk.errors import InvalidField, NotFound, ValidationError
 from helpdesk.extensions import db
 from helpdesk.sla.calendar import BusinessCalendar
-from helpdesk.sla.clocks import TARGET_FIELDS, recompute_brand
+from helpdesk.sla.clocks import TARGET_FIELDS, get_calendar, recompute_brand
 from helpdesk.sla.models import BusinessHours, SlaPolicy
 from helpdesk.tickets.models import Priority, Tag
 from helpdesk.types import utcnow
@@ -25,6 +26,19 @@ from helpdesk.types import utcnow
 CONDITION_KEYS = frozenset({"priority", "tag", "tag_id", "channel_id"})
 POLICY_FIELDS = frozenset(
     {"name", "position", "conditions", "targets", "business_hours", "warning_pct"}
+)
+# What the audit log keeps of a policy, before and after a change.
+AUDITED = (
+    "name",
+    "position",
+    "priority",
+    "tag_id",
+    "channel_id",
+    "first_response_min",
+    "next_response_min",
+    "resolution_min",
+    "business_hours",
+    "warning_pct",
 )
 
 
@@ -37,12 +51,18 @@ def set_calendar(
     if not calendar.has_open_days():
         raise ValidationError("The calendar needs open hours on at least one day.")
     row = db.session.scalar(select(BusinessHours).where(BusinessHours.brand_id == brand.id))
+    before = get_calendar(brand).to_dict()  # the hours in effect: around the clock if none
     if row is None:
         row = BusinessHours(brand_id=brand.id, calendar=calendar.to_dict())
         db.session.add(row)
     else:
         row.calendar = calendar.to_dict()
     db.session.flush()
+    changes = audit.diff(before, row.calendar)
+    if changes:
+        audit.record(
+            actor, brand.id, "business_hours.updated", "business_hours", row.id, changes, "Hours"
+        )
     recompute_brand(brand.id, now or utcnow())
     return row
 
@@ -55,9 +75,9 @@ def _int(value: Any, what: str) -> int:
 
 def _name(value: Any) -> str:
     if not isinstance(value, str) or not value.strip():
-        raise ValidationError("A policy needs a name.")
+        raise InvalidField("name", "A policy needs a name.")
     if len(value.strip()) > 120:
-        raise ValidationError("A policy name has at most 120 characters.")
+        raise InvalidField("name", "A policy name has at most 120 characters.")
     return value.strip()
 
 
@@ -77,9 +97,15 @@ def _targets(data: Any, current: Mapping[str, int | None]) -> dict[str, int | No
         raise ValidationError(f"Unknown targets {unknown!r}.")
     targets = dict(current)
     for key, value in data.items():
-        if value is not None and _int(value, key) <= 0:
-            raise ValidationError(f"{key} must be a positive number of minutes.")
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
+            raise InvalidField(key, "Write a whole number of minutes, such as 30.")
+        if value is not None and value <= 0:
+            raise InvalidField(key, "A target must be a positive number of minutes (1 or more).")
         targets[key] = value
+    if all(value is None for value in targets.values()):
+        raise InvalidField(
+            "targets", "Set at least one target: first response, next response or resolution."
+        )
     return targets
 
 
@@ -92,7 +118,7 @@ def _tag_id(brand_id: int, value: Any) -> int:
         query = query.where(Tag.id == _int(value, "tag"))
     tag_id = db.session.scalar(query)
     if tag_id is None:
-        raise ValidationError(f"The brand has no tag {value!r}.")
+        raise InvalidField("tag_id", f"The brand has no tag {value!r}.")
     return tag_id
 
 
@@ -124,7 +150,7 @@ def _priority(value: Any) -> str | None:
     try:
         return Priority(value).value
     except ValueError as exc:
-        raise ValidationError(f"Unknown priority {value!r}.") from exc
+        raise InvalidField("priority", f"Unknown priority {value!r}.") from exc
 
 
 def _channel_id(brand_id: int, value: Any) -> Any:
@@ -132,7 +158,7 @@ def _channel_id(brand_id: int, value: Any) -> Any:
     if value is not None:
         channel = db.session.get(Channel, _int(value, "channel_id"))
         if channel is None or channel.brand_id != brand_id:
-            raise ValidationError(f"The brand has no channel {value!r}.")
+            raise InvalidField("channel_id", f"The brand has no channel {value!r}.")
     return value
 
 
@@ -197,6 +223,8 @@ def create_policy(
     policy = SlaPolicy(brand_id=brand.id, **values)
     db.session.add(policy)
     db.session.flush()
+    changes = audit.created(audit.snapshot(policy, AUDITED))
+    audit.record(actor, brand.id, "sla_policy.created", "sla_policy", policy.id, changes, name)
     recompute_brand(brand.id, now or utcnow())
     return policy
 
@@ -206,9 +234,15 @@ def update_policy(
 ) -> SlaPolicy:
     """Partial update (PATCH): what is left out stays; open tickets follow the new rules."""
     require_role(actor, policy.brand_id, Role.MANAGER)
+    before = audit.snapshot(policy, AUDITED)
     for key, value in _policy_values(policy.brand_id, changes, policy).items():
         setattr(policy, key, value)
     db.session.flush()
+    diff = audit.diff(before, audit.snapshot(policy, AUDITED))
+    if diff:
+        audit.record(
+            actor, policy.brand_id, "sla_policy.updated", "sla_policy", policy.id, diff, policy.name
+        )
     recompute_brand(policy.brand_id, now or utcnow())
     return policy
 
@@ -219,9 +253,58 @@ def delete_policy(
     """Open tickets fall through to the next matching policy, or to none."""
     require_role(actor, policy.brand_id, Role.MANAGER)
     brand_id = policy.brand_id
+    changes = audit.removed(audit.snapshot(policy, AUDITED))
+    audit.record(
+        actor, brand_id, "sla_policy.deleted", "sla_policy", policy.id, changes, policy.name
+    )
     db.session.delete(policy)
     db.session.flush()
     recompute_brand(brand_id, now or utcnow())
+
+
+def last_position(brand_id: int) -> int:
+    """The position after every policy of the brand, so that a new one is tried last."""
+    positions = db.session.scalars(select(SlaPolicy.position).where(SlaPolicy.brand_id == brand_id))
+    return max(positions, default=-1) + 1
+
+
+def move_policy(
+    policy: SlaPolicy, actor: Actor | Agent | None, up: bool, now: datetime | None = None
+) -> bool:
+    """Swap a policy with its neighbour in matching order (False at either end): the rows are
+    locked first on PostgreSQL, so two moves at once cannot interleave their swaps."""
+    require_role(actor, policy.brand_id, Role.MANAGER)
+    query = (
+        select(SlaPolicy)
+        .where(SlaPolicy.brand_id == policy.brand_id)
+        .order_by(SlaPolicy.position, SlaPolicy.id)
+    )
+    if db.session.get_bind().dialect.name == "postgresql":
+        query = query.with_for_update()
+    ordered = list(db.session.scalars(query.execution_options(populate_existing=True)))
+    index = ordered.index(policy)
+    other = index - 1 if up else index + 1
+    if not 0 <= other < len(ordered):
+        return False
+    neighbour = ordered[other]
+    names = [p.name for p in ordered]
+    before = policy.position
+    if neighbour.position != policy.position:
+        policy.position, neighbour.position = neighbour.position, policy.position
+    else:  # equal positions fall back on ids: number them all to make the new order stick
+        ordered[index], ordered[other] = neighbour, policy
+        for position, each in enumerate(ordered):
+            each.position = position
+    db.session.flush()
+    changes = {
+        "position": [before, policy.position],
+        "order": [names, [p.name for p in sorted(ordered, key=lambda p: (p.position, p.id))]],
+    }
+    audit.record(
+        actor, policy.brand_id, "sla_policy.moved", "sla_policy", policy.id, changes, policy.name
+    )
+    recompute_brand(policy.brand_id, now or utcnow())
+    return True
 
 
 def get_policy(policy_id: int, brand_id: int) -> SlaPolicy:
