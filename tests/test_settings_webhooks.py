@@ -17,6 +17,7 @@ import pytest
 from sqlalchemy import select
 from werkzeug.wrappers import Request, Response
 
+from helpdesk import queueing
 from helpdesk.accounts.models import Role
 from helpdesk.accounts.tokens import create_token
 from helpdesk.audit.models import AuditEvent
@@ -24,7 +25,7 @@ from helpdesk.extensions import db
 from helpdesk.outgoing import service as outgoing
 from helpdesk.outgoing.models import WebhookDelivery, WebhookSubscription
 from helpdesk.web.settings import webhooks as webhooks_page
-from tests.conftest import serving, table_counts
+from tests.conftest import drain_broker, serving, table_counts
 from tests.helpers.api import Client
 from tests.helpers.console import post, signed_in
 from tests.helpers.world import World
@@ -243,6 +244,21 @@ def test_a_failing_receiver_shows_its_status_and_the_retry(client, world, receiv
     assert (delivery.status, delivery.attempts, delivery.last_status_code) == ("pending", 1, 503)
     page = client.get(PAGE).get_data(as_text=True)
     assert "Failed, will retry" in page and "HTTP 503" in page
+
+
+def test_send_test_asks_the_delivery_worker_through_the_broker(app, client, world):
+    subscription, _secret = outgoing.create_subscription(
+        world.brand, None, PUBLIC, ["ticket.created"]
+    )
+    db.session.commit()
+    queueing.reset()
+    queueing.kicked(queueing.DELIVER_OUTGOING_WEBHOOKS)  # no wake-up left over from a test before
+    drain_broker(app)
+    signed_in(client, world.admin)
+
+    assert post(client, f"{PAGE}/{subscription.id}/test").status_code == 303
+
+    assert (queueing.DELIVER_OUTGOING_WEBHOOKS, []) in drain_broker(app)
 
 
 # Who may ---------------------------------------------------------------------------------------
