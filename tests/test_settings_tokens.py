@@ -249,3 +249,17 @@ def test_the_api_refuses_bad_input_with_422_and_saves_nothing(client, world, bod
     assert response.status_code == 422
     assert field in response.get_json()["error"]["fields"]
     assert table_counts() == before
+
+
+def test_tokens_made_and_revoked_on_the_command_line_are_audited_as_the_system(runner, world):
+    made = runner.invoke(args=["create-token", "--brand", world.brand.slug, "--name", "deploy"])
+    assert made.exit_code == 0, made.output
+    secret = made.output.strip()
+    revoked = runner.invoke(args=["revoke-token", "--brand", world.brand.slug, "--name", "deploy"])
+    assert revoked.exit_code == 0, revoked.output
+
+    created, gone = audit_rows()
+    assert (created.action, gone.action) == ("api_token.created", "api_token.revoked")
+    assert {created.actor_type, gone.actor_type} == {"system"}
+    assert created.changes == {"name": [None, "deploy"], "role": [None, "admin"]}
+    assert all(secret not in json.dumps(row.changes) for row in (created, gone))

@@ -7,10 +7,10 @@ import click
 from flask.cli import with_appcontext
 from sqlalchemy import select
 
-from helpdesk.accounts import invitations, links
+from helpdesk.accounts import api_tokens, invitations, links
 from helpdesk.accounts.actor import Actor
 from helpdesk.accounts.service import create_agent
-from helpdesk.accounts.tokens import ApiToken, create_token, revoke_token
+from helpdesk.accounts.tokens import ApiToken
 from helpdesk.brands.service import get_brand_by_slug
 from helpdesk.cli import fail
 from helpdesk.errors import DomainError
@@ -51,7 +51,8 @@ def create_agent_command(
 def create_token_command(brand_slug: str, name: str, role: str) -> None:
     """Create an API token for a brand; it is printed alone, once, and only its hash is kept."""
     try:
-        _row, token = create_token(get_brand_by_slug(brand_slug), name, role)
+        brand = get_brand_by_slug(brand_slug)
+        _row, token = api_tokens.issue(brand, Actor.system(brand.id), name, role)
     except DomainError as exc:
         fail(exc)
     db.session.commit()
@@ -78,7 +79,7 @@ def revoke_token_command(brand_slug: str, name: str) -> None:
     if not ids:
         raise click.ClickException(f"no active token named {name!r} in {brand_slug}")
     for token_id in ids:
-        revoke_token(brand.id, token_id)
+        api_tokens.revoke(brand.id, Actor.system(brand.id), token_id)
     db.session.commit()
     click.echo(f"revoked {len(ids)} token{'s' * (len(ids) != 1)} named {name!r}")
 
