@@ -167,6 +167,8 @@ def test_bad_filters_are_refused_next_to_their_field(client, worlds):
     assert 'id="actor-error"' in html
     assert 'id="target_type-error"' in html
     assert 'id="event-' not in html
+    for edge in ("?until=9999-12-31", "?since=0001-01-01"):
+        assert "Enter a date" in _page(client, edge, status=422)
 
 
 def test_html_in_values_is_escaped_and_long_values_are_cut(client, worlds):
