@@ -60,8 +60,9 @@ def set_calendar(
     db.session.flush()
     changes = audit.diff(before, row.calendar)
     if changes:
+        label = "Business hours"
         audit.record(
-            actor, brand.id, "business_hours.updated", "business_hours", row.id, changes, "Hours"
+            actor, brand.id, "business_hours.updated", "business_hours", row.id, changes, label
         )
     recompute_brand(brand.id, now or utcnow())
     return row
