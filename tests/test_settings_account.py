@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from sqlalchemy import select
 
+from helpdesk.accounts import invitations
 from helpdesk.accounts.models import Agent, Availability, Team
 from helpdesk.accounts.service import add_team_member, create_team
 from helpdesk.audit.models import AuditEvent
@@ -157,6 +158,18 @@ def test_changing_the_password_signs_out_other_devices_and_keeps_this_one(client
     assert [row.brand_id for row in rows] == [world.brand.id]
     assert rows[0].changes == {}
     assert PASSWORD not in str(rows[0].changes) and NEW_PASSWORD not in str(rows[0].changes)
+
+
+def test_a_reset_link_asked_for_before_the_change_stops_working(client):
+    world = World()
+    _row, token = invitations.start_reset(world.agent.email)
+    db.session.commit()
+    assert client.get(f"/password-reset/{token}").status_code == 200
+    signed_in(client, world.agent)
+
+    post(client, "/account/password", _password())
+
+    assert client.get(f"/password-reset/{token}").status_code in (404, 410)
 
 
 def test_a_remembered_browser_stays_remembered_after_the_change(client):

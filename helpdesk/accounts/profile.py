@@ -11,9 +11,10 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import delete, select
 
 from helpdesk.accounts import passwords
+from helpdesk.accounts.invitations import PasswordReset
 from helpdesk.accounts.models import Agent, Availability, Membership
 from helpdesk.accounts.service import check_password, hash_password, sign_out_everywhere
 from helpdesk.audit import service as audit
@@ -100,7 +101,7 @@ def update_profile(
 
 def change_password(agent: Agent, current: str, new: str, confirmation: str) -> Agent:
     """A new password, proven by the current one; every session of the agent ends (the caller
-    signs the session that asked in again), as a reset does."""
+    signs the session that asked in again) and so do their unused reset links, as a reset does."""
     if not current or not check_password(agent, current):
         raise InvalidField("current_password", "This is not your current password.")
     passwords.check_password(new)
@@ -110,5 +111,11 @@ def change_password(agent: Agent, current: str, new: str, confirmation: str) -> 
         raise InvalidField("password", "This is your current password: choose a new one.")
     agent.password_hash = hash_password(new)
     sign_out_everywhere(agent)
+    # A reset link asked for earlier would otherwise undo the change.
+    db.session.execute(
+        delete(PasswordReset).where(
+            PasswordReset.agent_id == agent.id, PasswordReset.used_at.is_(None)
+        )
+    )
     _audit(agent, "agent.password_changed", {})
     return agent
