@@ -26,6 +26,8 @@ TICKET_FINISHED = "ticket.finished"
 AGENT_SIGNED_IN = "agent.signed_in"
 # A manager set an agent's availability (online, away, offline).
 AVAILABILITY_SET = "agent.availability_set"
+# An admin deactivated an agent: their open tickets in the brand go back to their teams' queues.
+AGENT_DEACTIVATED = "agent.deactivated"
 
 Handler = Callable[..., Any]
 _handlers: dict[str, list[Handler]] = {}

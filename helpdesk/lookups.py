@@ -5,8 +5,9 @@ from __future__ import annotations
 
 from typing import Any, TypeVar
 
-from helpdesk.accounts.models import Agent, Role
+from helpdesk.accounts.models import Agent, Role, Team
 from helpdesk.accounts.service import role_in
+from helpdesk.accounts.tokens import ApiToken
 from helpdesk.canned.models import CannedReply
 from helpdesk.dm.models import Conversation, Message
 from helpdesk.dm.visibility import may_see
@@ -14,7 +15,7 @@ from helpdesk.errors import NotFound
 from helpdesk.extensions import db
 from helpdesk.outgoing.models import WebhookSubscription
 from helpdesk.sla.models import SlaPolicy
-from helpdesk.tickets.models import Ticket
+from helpdesk.tickets.models import Tag, Ticket
 
 Model = TypeVar("Model")
 
@@ -25,7 +26,10 @@ NAMES: dict[type, str] = {
     CannedReply: "canned reply",
     SlaPolicy: "SLA policy",
     Agent: "agent",
+    Team: "team",
     WebhookSubscription: "webhook subscription",
+    ApiToken: "API token",
+    Tag: "tag",
 }
 
 

@@ -208,6 +208,9 @@ def foreign_ids(other: Desk) -> dict[str, int]:
     subscription, _secret = outgoing.create_subscription(
         other.brand, None, PUBLIC_IP_URL, ["ticket.created"]
     )
+    team = create_team(other.brand, "Their team")
+    tag = tags.create_tag(other.brand, None, "theirs")
+    token, _secret = create_token(other.brand, "theirs", Role.ADMIN)
     db.session.commit()
     return {
         "conversation_id": other.conversation.id,
@@ -217,6 +220,9 @@ def foreign_ids(other: Desk) -> dict[str, int]:
         "policy_id": policy.id,
         "agent_id": other.agent.id,
         "subscription_id": subscription.id,
+        "team_id": team.id,
+        "tag_id": tag.id,
+        "token_id": token.id,
     }
 
 

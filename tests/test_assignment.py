@@ -31,8 +31,7 @@ def _desk(mode: str = "round_robin", agents: int = 3, capacity: int = 10, team_c
     """A brand with one channel and one team of online agents."""
     channel = ChannelFactory()
     brand = db.session.get(Brand, channel.brand_id)
-    brand.assignment_mode = mode
-    team = create_team(brand, "Support", capacity=team_capacity)
+    team = create_team(brand, "Support", capacity=team_capacity, assignment=mode)
     staff = [_agent(brand, team, capacity=capacity) for _ in range(agents)]
     return channel, team, staff
 
@@ -221,7 +220,7 @@ def test_auto_assign_leaves_tickets_it_should_not_touch():
     assigned = _ticket(channel, team, assignee_id=agent.id)
     for ticket in (resolved, no_team, assigned):
         assert service.auto_assign(ticket, NOW) is None
-    db.session.get(Brand, channel.brand_id).auto_assign = False
+    team.assignment = "manual"  # the team's tickets wait to be taken by hand
     assert service.auto_assign(_ticket(channel, team), NOW) is None
     assert db.session.scalar(select(TicketEvent)) is None
 
@@ -299,7 +298,7 @@ def test_assign_waiting_keeps_to_the_brand_and_its_setting():
     service.set_availability(other_agent, Availability.OFFLINE)
     ours, theirs = _ticket(channel, team), _ticket(other_channel, other_team)
     agent.availability = other_agent.availability = Availability.ONLINE
-    db.session.get(Brand, other_channel.brand_id).auto_assign = False
+    other_team.assignment = "manual"
     assert service.assign_waiting(other_channel.brand_id, now=NOW) == 0
     assert service.assign_waiting(channel.brand_id, now=NOW) == 1
     assert (ours.assignee_id, theirs.assignee_id) == (agent.id, None)

@@ -33,7 +33,7 @@ from helpdesk import crypto
 from helpdesk.accounts import invitations
 from helpdesk.accounts.actor import Actor
 from helpdesk.accounts.models import Role
-from helpdesk.accounts.service import add_team_member, create_team
+from helpdesk.accounts.service import add_team_member, create_agent, create_team
 from helpdesk.accounts.tokens import create_token
 from helpdesk.brands.models import Brand
 from helpdesk.canned import service as canned
@@ -49,7 +49,7 @@ from helpdesk.notifications.service import notify
 from helpdesk.outgoing import service as outgoing
 from helpdesk.sla import service as sla
 from helpdesk.tickets import notes, tags
-from helpdesk.tickets.models import Note, Ticket
+from helpdesk.tickets.models import Note, Tag, Ticket
 from tests.conftest import table_counts
 from tests.factories import BrandFactory, ContactFactory
 from tests.helpers.console import RecordingArgs, csrf_token, login, signed_in
@@ -168,11 +168,82 @@ ACCESS: dict[str, tuple[str, Role | None]] = {
     "api_webhook_subscriptions.list_subscriptions": (API_TOKEN, AD),
     "api_webhook_subscriptions.create_subscription": (API_TOKEN, AD),
     "api_webhook_subscriptions.delete_subscription": (API_TOKEN, AD),
+    # The settings console: each view's least role (@page), as API.md's table gives it.
+    "settings.account": (CONSOLE, A),
+    "settings.update_account": (CONSOLE, A),
+    "settings.change_password": (CONSOLE, A),
+    "settings.index": (CONSOLE, M),
+    "settings.agents": (CONSOLE, AD),
+    "settings.update_agent": (CONSOLE, AD),
+    "settings.deactivate_agent": (CONSOLE, AD),
+    "settings.reinvite_agent": (CONSOLE, AD),
+    "settings.reset_link": (CONSOLE, AD),
+    "settings.reactivate_agent": (CONSOLE, AD),
+    "settings.invite_agent": (CONSOLE, AD),
+    "settings.api_tokens": (CONSOLE, AD),
+    "settings.create_api_token": (CONSOLE, AD),
+    "settings.revoke_api_token": (CONSOLE, AD),
+    "settings.audit_log": (CONSOLE, AD),
+    "settings.brand": (CONSOLE, AD),
+    "settings.save_brand": (CONSOLE, AD),
+    "settings.business_hours": (CONSOLE, M),
+    "settings.save_business_hours": (CONSOLE, M),
+    "settings.add_holiday": (CONSOLE, M),
+    "settings.import_holidays": (CONSOLE, M),
+    "settings.remove_holiday": (CONSOLE, M),
+    "settings.canned_replies": (CONSOLE, A),
+    "settings.create_canned_reply": (CONSOLE, A),
+    "settings.edit_canned_reply": (CONSOLE, A),
+    "settings.update_canned_reply": (CONSOLE, A),
+    "settings.delete_canned_reply": (CONSOLE, A),
+    "settings.channels": (CONSOLE, AD),
+    "settings.privacy": (CONSOLE, AD),
+    "settings.save_privacy": (CONSOLE, AD),
+    "settings.create_sla_policy": (CONSOLE, M),
+    "settings.sla_policies": (CONSOLE, M),
+    "settings.update_sla_policy": (CONSOLE, M),
+    "settings.delete_sla_policy": (CONSOLE, M),
+    "settings.move_sla_policy_down": (CONSOLE, M),
+    "settings.move_sla_policy_up": (CONSOLE, M),
+    "settings.create_tag": (CONSOLE, M),
+    "settings.tags": (CONSOLE, M),
+    "settings.update_tag": (CONSOLE, M),
+    "settings.delete_tag": (CONSOLE, M),
+    "settings.create_team": (CONSOLE, M),
+    "settings.teams": (CONSOLE, M),
+    "settings.update_team": (CONSOLE, M),
+    "settings.delete_team": (CONSOLE, M),
+    "settings.create_webhook": (CONSOLE, AD),
+    "settings.webhooks": (CONSOLE, AD),
+    "settings.delete_webhook": (CONSOLE, AD),
+    "settings.test_webhook": (CONSOLE, AD),
+    # The settings API: reads for the roles that see them, writes as API.md gives.
+    "api_audit.list_events": (API_TOKEN, AD),
+    "api_brand.get_settings": (API_TOKEN, M),
+    "api_brand.patch_settings": (API_TOKEN, M),
+    "api_tags.create_tag": (API_TOKEN, M),
+    "api_tags.delete_tag": (API_TOKEN, M),
+    "api_tags.get_tag": (API_TOKEN, A),
+    "api_tags.list_tags": (API_TOKEN, A),
+    "api_tags.patch_tag": (API_TOKEN, M),
+    "api_teams.create_team": (API_TOKEN, M),
+    "api_teams.delete_team": (API_TOKEN, M),
+    "api_teams.get_team": (API_TOKEN, A),
+    "api_teams.list_teams": (API_TOKEN, A),
+    "api_teams.patch_team": (API_TOKEN, M),
+    "api_tokens.create_token": (API_TOKEN, AD),
+    "api_tokens.list_tokens": (API_TOKEN, AD),
+    "api_tokens.revoke_token": (API_TOKEN, AD),
 }
 # Rules finer than a route: (method, path with {ids}, JSON body or form, least role).
 FINER: list[tuple[str, str, dict | None, Role]] = [
     ("PATCH", API + "/agents/{agent_id}", {"role": "admin"}, AD),
     ("GET", "/inbox?folder=hidden", None, AD),
+    # The brand's settings are an admin's; a manager may change only the survey.
+    ("PATCH", API + "/brand", {"name": "Renamed"}, AD),
+    ("PATCH", API + "/brand", {"csat": {"enabled": True}}, M),
+    # Anyone keeps personal canned replies; a shared one takes a manager.
+    ("POST", "/settings/canned-replies", {"shortcode": "finer", "body": "Hi", "shared": "1"}, M),
 ]
 BRAND_SCOPED = (CONSOLE, CONSOLE_JSON, DASHBOARD, API_TOKEN)
 SIGNS_OUT = ("/logout",)  # allowed, and answered with the way back to /login
@@ -201,9 +272,10 @@ def test_path_ids_are_walked_for_brand_isolation(app):
         kind, _role = ACCESS[rule.endpoint]
         if kind not in BRAND_SCOPED or not rule.arguments:
             continue
-        console = rule.endpoint.startswith(("console.", "auth.")) and not rule.rule.startswith(
-            (API, "/webhooks/", "/static")
-        )
+        # test_settings_roles walks the settings console's paths the same way.
+        console = rule.endpoint.startswith(
+            ("console.", "auth.", "settings.")
+        ) and not rule.rule.startswith((API, "/webhooks/", "/static"))
         api = rule.rule.startswith(API + "/")
         assert console or api, f"{rule.rule}: walk it for other brands' ids (no test does)"
 
@@ -243,9 +315,10 @@ class Site:
         )[1]
         self.reset = invitations.start_reset(own.agent.email)[1]
         db.session.commit()
-        self.tokens = {
-            role: create_token(own.brand, f"{role.value} token", role)[1] for role in Role
-        }
+        made = {role: create_token(own.brand, f"{role.value} token", role) for role in Role}
+        self.tokens = {role: secret for role, (_row, secret) in made.items()}
+        self.subject = create_agent("subject@own.test", "Subject", own.brand)[0].id
+        self.spare_token = create_token(own.brand, "spare token", Role.AGENT)[0].id  # to revoke
         db.session.commit()
         self.clients = {role: self.sign_in(role) for role in Role}
         self.anonymous = app.test_client()
@@ -280,6 +353,12 @@ class Site:
                 "policy_id": self.policy.id,
                 "agent_id": own.agent.id,
                 "subscription_id": self.subscription.id,
+                "team_id": self.team.id,
+                "tag_id": db.session.scalar(
+                    select(func.min(Tag.id)).where(Tag.brand_id == own.brand.id)
+                ),
+                "token_id": self.spare_token,
+                "channel_id": own.channel.id,
                 "brand_id": own.brand.id,
                 "name": "vip",
                 "filename": "console.css",
@@ -291,6 +370,8 @@ class Site:
 
     def path(self, rule, role: Role | None = None) -> str:
         values = self.ids(role)
+        if rule.endpoint.startswith("settings."):  # deactivating a signed-in client ends it
+            values["agent_id"] = self.subject
         return rule.build({name: values[name] for name in rule.arguments})[1]
 
 
@@ -418,7 +499,9 @@ def test_rules_finer_than_a_route(site, method, path, body, least):
             headers = {"Authorization": f"Bearer {site.tokens[who]}"}
             response = site.app.test_client().open(path, method=method, headers=headers, json=body)
         else:
-            response = site.clients[who].open(path, method=method)
+            client = site.clients[who]
+            form = {**body, "csrf_token": client.csrf} if body is not None else None
+            response = client.open(path, method=method, data=form)
         if who.rank < least.rank:
             assert response.status_code == 403, (who, path, response.status_code)
         else:
@@ -452,6 +535,9 @@ ID_FIELDS = {  # a name a view reads -> the kind of row it names
     "brand_id": "brand",
     "channel": "channel",
     "shown": "conversation",
+    "team_ids": "team",
+    "agent_ids": "agent",
+    "tag_id": "tag",
 }
 NOT_IDS = {  # names that look like ids but are cursors or free text
     "before", "after", "since", "page", "cursor", "csrf_token", "next", "q", "text", "name",
@@ -462,11 +548,25 @@ NOT_IDS = {  # names that look like ids but are cursors or free text
     # The reply form: a one-use token, a watermark of what was seen (compared, never loaded),
     # flags, and the ticket as the page showed it.
     "compose_token", "last_seen_message_id", "split", "confirm", "ticket_state",
+    # Settings forms: values, not rows. The audit log's `actor` filters the brand's own rows, so
+    # another brand's agent matches nothing (test_audit covers it).
+    "notifications", "sign_in_availability", "current_password", "password_confirmation",
+    "capacity", "role", "teams_shown", "members_shown", "actor", "target_type", "until",
+    "accept_all_requests", "followers_are_known", "hidden_words", "reopen_days", "timezone",
+    "weekly.mon", "weekly.tue", "weekly.wed", "weekly.thu", "weekly.fri", "weekly.sat",
+    "weekly.sun", "date", "country", "year", "attachments", "body", "shared", "shortcode",
+    "title", "retention_days", "first_response_min", "next_response_min", "resolution_min",
+    "colour", "keywords", "assignment", "events", "url",
 }  # fmt: skip
 
 
 # The action under which a name counts: an assignee is read for every bulk action, used by one.
-FOREIGN_FORMS = {("console.bulk_action", "assignee_id"): {"bulk_action": "assign"}}
+FOREIGN_FORMS = {
+    ("console.bulk_action", "assignee_id"): {"bulk_action": "assign"},
+    # The settings forms change teams and members only when the form showed them.
+    ("settings.update_agent", "team_ids"): {"teams_shown": "1"},
+    ("settings.update_team", "agent_ids"): {"members_shown": "1", "name": "Renamed"},
+}
 # Names that only pick among the brand's own rows (the live inbox's hints): another brand's id
 # picks nothing, so the answer is a 200 that does not draw it.
 HINTS = {("console.inbox_updates", "ids"), ("console.inbox_updates", "shown")}
@@ -477,6 +577,7 @@ UNUSED = {("console.note", "reply_to")}
 def _foreign(site: Site) -> dict[str, str]:
     other = site.other
     team = create_team(other.brand, "Their team")
+    tag = tags.create_tag(other.brand, None, "their tag")
     db.session.commit()
     return {
         "conversation": str(other.conversation.id),
@@ -486,6 +587,7 @@ def _foreign(site: Site) -> dict[str, str]:
         "team": str(team.id),
         "brand": str(other.brand.id),
         "channel": str(other.channel.id),
+        "tag": str(tag.id),
     }
 
 
@@ -880,7 +982,8 @@ def test_api_answers_and_console_pages_never_show_secrets(app, secret_flows):
         ),
         "ticket_id": conversation.current_ticket_id or 1, "note_id": 1,
         "notification_id": 1, "reply_id": 1, "policy_id": 1, "agent_id": 1,
-        "subscription_id": 1, "name": "vip", "filename": "console.css",
+        "subscription_id": 1, "name": "vip", "filename": "console.css", "team_id": 1,
+        "tag_id": 1, "token_id": 1, "channel_id": 1,
         "invitation_token": "unknown", "reset_token": "unknown",
     }  # fmt: skip
     pages = 0

@@ -225,7 +225,8 @@ def _walk(people: People, rule, method: str, least: Role, failures: list[str]) -
     for role in (A, M, AD):
         if role.rank < least.rank:
             continue
-        problem = _allowed(method, _ask(people.clients[role], method, path(role)))
+        fresh = _objects(people.own)  # the previous role's form may have deleted them
+        problem = _allowed(method, _ask(people.clients[role], method, path(role, fresh)))
         if problem:
             failures.append(f"{where} as {role.value}: {problem}")
 

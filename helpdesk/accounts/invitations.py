@@ -19,6 +19,7 @@ from helpdesk.accounts.actor import Actor
 from helpdesk.accounts.models import Agent, Role
 from helpdesk.accounts.service import create_agent, hash_password, role_in, sign_out_everywhere
 from helpdesk.accounts.tokens import digest
+from helpdesk.audit import service as audit
 from helpdesk.brands.models import Brand
 from helpdesk.database import rows_matched
 from helpdesk.errors import AlreadyExists, InvalidField, InvalidState, LinkGone, NotFound
@@ -72,23 +73,26 @@ def _new_token() -> str:
 
 
 def invite(
-    actor: Actor, brand: Brand, email: str, role: Role | str = Role.AGENT
+    actor: Actor, brand: Brand, email: str, role: Role | str = Role.AGENT, name: str | None = None
 ) -> tuple[Invitation, str]:
     """An admin invites a person by e-mail: a new agent is created inactive with its membership,
     or one invited before and not yet active is invited again (the older links stop working).
     Anyone already active, or known to another brand only, is AlreadyExists: an invitation must
-    not let this brand set the password of someone another brand employs."""
+    not let this brand set the password of someone another brand employs, and a deactivated
+    agent is reactivated, not invited (an invitation would let them choose a new password)."""
     actor.require(Role.ADMIN, "inviting an agent", brand.id)
     email = email.strip().lower()
     agent = db.session.scalar(select(Agent).where(func.lower(Agent.email) == email))
     if agent is None:
-        agent, _password = create_agent(email, email.split("@")[0], brand, role)
+        agent, _password = create_agent(email, name or email.split("@")[0], brand, role)
         agent.active = False
     elif agent.active or role_in(agent.id, brand.id) is None:
         raise AlreadyExists("an agent with this email already exists")
+    elif agent.deactivated_at is not None:
+        raise InvalidState("this agent was deactivated: reactivate them instead")
     else:
-        create_agent(email, agent.name, brand, role)
-    return _issue_invitation(actor, agent, brand.id)
+        create_agent(email, name or agent.name, brand, role)
+    return _issue_invitation(actor, agent, brand.id, again=False)
 
 
 def reinvite(actor: Actor, agent: Agent) -> tuple[Invitation, str]:
@@ -100,11 +104,19 @@ def reinvite(actor: Actor, agent: Agent) -> tuple[Invitation, str]:
         raise NotFound("no such agent")
     if agent.active:
         raise InvalidState("this agent has already accepted and is active")
-    return _issue_invitation(actor, agent, brand_id)
+    if agent.deactivated_at is not None:
+        raise InvalidState("this agent was deactivated: reactivate them instead")
+    return _issue_invitation(actor, agent, brand_id, again=True)
 
 
-def _issue_invitation(actor: Actor, agent: Agent, brand_id: int) -> tuple[Invitation, str]:
+def _issue_invitation(
+    actor: Actor, agent: Agent, brand_id: int, again: bool
+) -> tuple[Invitation, str]:
     role = role_in(agent.id, brand_id) or Role.AGENT
+    changes = {"email": [None, agent.email], "role": [None, role]}
+    if again:  # the agent and role are as before: only the link is new
+        changes = {"invitation": ["replaced", "sent again"]}
+    audit.record(actor, brand_id, "agent.invited", "agent", agent.id, changes, agent.email)
     db.session.execute(
         delete(Invitation).where(Invitation.agent_id == agent.id, Invitation.used_at.is_(None))
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import secrets
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
@@ -14,8 +15,9 @@ from helpdesk import hooks
 from helpdesk.accounts import passwords
 from helpdesk.accounts.actor import Actor, as_actor
 from helpdesk.accounts.models import Agent, Availability, Membership, Role, Team, TeamMember
+from helpdesk.audit import service as audit
 from helpdesk.brands.models import Brand
-from helpdesk.errors import AlreadyExists, InvalidField, NotFound, ValidationError
+from helpdesk.errors import AlreadyExists, DomainError, InvalidField, NotFound, ValidationError
 from helpdesk.extensions import db
 
 _hasher = PasswordHasher()
@@ -97,10 +99,12 @@ def role_in(agent_id: int, brand_id: int) -> Role | None:
     )
 
 
-def create_team(brand: Brand, name: str, capacity: int | None = None) -> Team:
+def create_team(
+    brand: Brand, name: str, capacity: int | None = None, assignment: str = "round_robin"
+) -> Team:
     if db.session.scalar(select(Team.id).where(Team.brand_id == brand.id, Team.name == name)):
-        raise AlreadyExists(f"team {name!r} already exists")
-    team = Team(brand_id=brand.id, name=name, capacity=capacity)
+        raise InvalidField("name", "Another team of this brand already has this name.")
+    team = Team(brand_id=brand.id, name=name, capacity=capacity, assignment=assignment)
     db.session.add(team)
     db.session.flush()
     return team
@@ -108,7 +112,7 @@ def create_team(brand: Brand, name: str, capacity: int | None = None) -> Team:
 
 def add_team_member(team: Team, agent: Agent) -> None:
     if role_in(agent.id, team.brand_id) is None:
-        raise ValidationError("the agent is not a member of the team's brand")
+        raise InvalidField("agent_ids", "Only agents of this brand can join its teams.")
     exists = db.session.scalar(
         select(TeamMember.id).where(TeamMember.team_id == team.id, TeamMember.agent_id == agent.id)
     )
@@ -142,7 +146,10 @@ def on_sign_in(agent: Agent, now: datetime | None = None) -> Availability:
     """Signing in starts a shift: an offline agent (a new one too) comes online and takes the
     tickets waiting in their teams. "Away" is a choice the agent made in the top bar and is
     stored on the agent, so it is kept across sign-ins and devices until they change it.
-    Assignment builds on accounts, so it hears of the sign-in through the hook."""
+    Assignment builds on accounts, so it hears of the sign-in through the hook. An agent whose
+    sign-ins start "away" (/account) is away first, so the shift takes no ticket yet."""
+    if agent.sign_in_availability == Availability.AWAY and agent.availability != Availability.AWAY:
+        hooks.publish(hooks.AVAILABILITY_SET, agent=agent, availability=Availability.AWAY)
     hooks.publish(hooks.AGENT_SIGNED_IN, agent=agent, now=now)
     return agent.availability
 
@@ -198,26 +205,82 @@ def set_teams(agent: Agent, brand_id: int, team_ids: list[int]) -> None:
 
 def change_agent(agent: Agent, changes: dict[str, Any], actor: Actor) -> Agent:
     """Availability, capacity and teams need a manager; a role change needs an admin, so a
-    manager cannot raise anyone (themselves included) to admin. Availability is assignment's
-    (an agent coming online takes waiting tickets), which builds on accounts: it hears of the
-    change through the hook."""
+    manager cannot raise anyone (themselves included) to admin, and the brand's last active
+    admin keeps the role. Availability is assignment's (an agent coming online takes waiting
+    tickets), which builds on accounts: it hears of the change through the hook."""
     brand_id = actor.brand_id
     actor.require(Role.MANAGER, "changing an agent", brand_id)
     if brand_id is None or role_in(agent.id, brand_id) is None:
         raise NotFound("no such agent")
     if "role" in changes and Role(changes["role"]) is not role_in(agent.id, brand_id):
         actor.require(Role.ADMIN, "changing a role", brand_id)
-        membership = db.session.scalar(
-            select(Membership).where(
-                Membership.agent_id == agent.id, Membership.brand_id == brand_id
-            )
-        )
-        membership.role = Role(changes["role"])
+        _change_role(agent, brand_id, Role(changes["role"]), actor)
+    before = {"capacity": agent.capacity, "team_ids": team_ids(agent.id, brand_id)}
     if "capacity" in changes:
         agent.capacity = changes["capacity"]
     if "team_ids" in changes:
         set_teams(agent, brand_id, changes["team_ids"])
     db.session.flush()
+    after = {"capacity": agent.capacity, "team_ids": team_ids(agent.id, brand_id)}
+    if audit.diff(before, after):
+        audit.record(
+            actor,
+            brand_id,
+            "agent.updated",
+            "agent",
+            agent.id,
+            audit.diff(before, after),
+            agent.name,
+        )
     if "availability" in changes:
         hooks.publish(hooks.AVAILABILITY_SET, agent=agent, availability=changes["availability"])
     return agent
+
+
+def team_ids(agent_id: int, brand_id: int) -> list[int]:
+    return list(
+        db.session.scalars(
+            select(TeamMember.team_id)
+            .join(Team, Team.id == TeamMember.team_id)
+            .where(TeamMember.agent_id == agent_id, Team.brand_id == brand_id)
+            .order_by(TeamMember.team_id)
+        )
+    )
+
+
+def _change_role(agent: Agent, brand_id: int, role: Role, actor: Actor) -> None:
+    membership = db.session.scalar(
+        select(Membership).where(Membership.agent_id == agent.id, Membership.brand_id == brand_id)
+    )
+    if membership.role is Role.ADMIN:
+        refuse_last_admin(agent, brand_id, lambda message: InvalidField("role", message))
+    audit.record(
+        actor,
+        brand_id,
+        "agent.role_changed",
+        "agent",
+        agent.id,
+        {"role": [membership.role, role]},
+        agent.name,
+    )
+    membership.role = role
+
+
+def refuse_last_admin(agent: Agent, brand_id: int, refusal: Callable[[str], DomainError]) -> None:
+    """A brand always keeps an active admin: whoever would leave it without one (demoted or
+    deactivated) is refused. The admins' memberships are locked, so two admins demoting each
+    other at once cannot both succeed."""
+    admins = db.session.scalars(
+        select(Membership.agent_id)
+        .join(Agent, Agent.id == Membership.agent_id)
+        .where(
+            Membership.brand_id == brand_id,
+            Membership.role == Role.ADMIN,
+            Agent.active.is_(True),
+        )
+        .with_for_update(of=Membership)
+    ).all()
+    if agent.active and set(admins) <= {agent.id}:
+        raise refusal(
+            f"{agent.name} is the last admin of this brand; make someone else an admin first."
+        )

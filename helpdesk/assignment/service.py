@@ -13,21 +13,24 @@ from datetime import datetime
 from sqlalchemy import Select, case, func, or_, select, update
 
 from helpdesk import hooks
+from helpdesk.accounts.actor import Actor
 from helpdesk.accounts.models import Agent, Availability, Membership, Team, TeamMember
-from helpdesk.brands.models import Brand
 from helpdesk.database import rows_matched
 from helpdesk.errors import ValidationError
 from helpdesk.extensions import db
 from helpdesk.notifications.models import NotificationKind
 from helpdesk.notifications.service import notify
 from helpdesk.outgoing.service import emit, ticket_data
+from helpdesk.tickets.assignees import unassign
 from helpdesk.tickets.events import record_event
 from helpdesk.tickets.models import ACTIVE_STATUSES, Ticket
 from helpdesk.types import utcnow
 
+MANUAL = "manual"
 ROUND_ROBIN = "round_robin"
 BALANCED = "balanced"
-MODES = (ROUND_ROBIN, BALANCED)
+MODES = (ROUND_ROBIN, BALANCED)  # the automatic ones; a manual team's tickets wait to be taken
+TEAM_MODES = (MANUAL, ROUND_ROBIN, BALANCED)
 
 
 @dataclass(frozen=True)
@@ -203,13 +206,10 @@ def auto_assign(ticket: Ticket, now: datetime) -> Agent | None:
     """Called after a ticket is created or reopened; None when it stays with the team's queue."""
     if not ticket.active or ticket.team_id is None or ticket.assignee_id is not None:
         return None
-    brand = db.session.get(Brand, ticket.brand_id)
-    if not brand.auto_assign:
-        return None
     team = db.session.get(Team, ticket.team_id)
-    if team is None or team.brand_id != ticket.brand_id:
+    if team is None or team.brand_id != ticket.brand_id or team.assignment not in MODES:
         return None
-    agent, _ = _take(ticket, team, brand.assignment_mode, now, wait=True)
+    agent, _ = _take(ticket, team, team.assignment, now, wait=True)
     return agent
 
 
@@ -225,9 +225,9 @@ def assign_waiting(
     now = now or utcnow()
     query = (
         select(Ticket)
-        .join(Brand, Brand.id == Ticket.brand_id)
+        .join(Team, Team.id == Ticket.team_id)
         .where(
-            Brand.auto_assign.is_(True),
+            Team.assignment.in_(MODES),
             Ticket.status.in_(ACTIVE_STATUSES),
             Ticket.team_id.is_not(None),
             Ticket.assignee_id.is_(None),
@@ -246,8 +246,7 @@ def assign_waiting(
         team = db.session.get(Team, ticket.team_id)
         if team is None or team.brand_id != ticket.brand_id:
             continue
-        brand = db.session.get(Brand, ticket.brand_id)
-        agent, nobody = _take(ticket, team, brand.assignment_mode, now, wait=False)
+        agent, nobody = _take(ticket, team, team.assignment, now, wait=False)
         if agent is not None:
             assigned += 1
         elif nobody:
@@ -282,9 +281,31 @@ def start_shift(agent: Agent, now: datetime | None = None) -> None:
         set_availability(agent, Availability.ONLINE, now=now)
 
 
+def release_tickets(agent: Agent, brand_id: int, actor: Actor, now: datetime | None = None) -> int:
+    """A deactivated agent's open tickets in the brand are unassigned (each with its ticket
+    event, as an unassign by hand), then handed out again like any waiting ticket: to an online
+    member of the team, or left in the team's queue. Returns how many were released."""
+    now = now or utcnow()
+    open_tickets = db.session.scalars(
+        select(Ticket)
+        .where(
+            Ticket.brand_id == brand_id,
+            Ticket.assignee_id == agent.id,
+            Ticket.status.in_(ACTIVE_STATUSES),
+        )
+        .order_by(Ticket.id)
+    ).all()
+    for ticket in open_tickets:
+        unassign(ticket, actor, now)
+    if open_tickets:
+        assign_waiting(brand_id, now=now)
+    return len(open_tickets)
+
+
 def subscribe() -> None:
     """Called by the app factory: tickets and accounts announce, assignment acts (see hooks)."""
     hooks.on(hooks.TICKET_WAITING, auto_assign)
     hooks.on(hooks.TICKET_FINISHED, assign_waiting)
     hooks.on(hooks.AGENT_SIGNED_IN, start_shift)
     hooks.on(hooks.AVAILABILITY_SET, set_availability)
+    hooks.on(hooks.AGENT_DEACTIVATED, release_tickets)

@@ -7,6 +7,8 @@ and a personal reply is invisible (NotFound) to everyone but its owner.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -17,11 +19,12 @@ from sqlalchemy.exc import IntegrityError
 from helpdesk.accounts.actor import Actor, agent_id_of
 from helpdesk.accounts.models import Agent, Role
 from helpdesk.accounts.service import require_role
+from helpdesk.audit import service as audit
 from helpdesk.brands.models import Brand
 from helpdesk.canned.models import CannedReply
 from helpdesk.canned.render import CannedContext, RenderResult, render_canned, validate_canned
 from helpdesk.dm.models import Contact, Conversation
-from helpdesk.errors import AlreadyExists, NotFound, ValidationError
+from helpdesk.errors import AlreadyExists, Forbidden, InvalidField, NotFound, ValidationError
 from helpdesk.extensions import db
 from helpdesk.search.matching import contains, starts_with
 from helpdesk.tickets.models import Ticket
@@ -32,6 +35,7 @@ MAX_ATTACHMENTS = 10
 MAX_URL_CHARS = 2000
 ATTACHMENT_TYPES = ("image", "video", "audio", "file")
 SEARCH_LIMIT = 50
+AUDITED = ("shortcode", "title", "body", "attachments")
 
 
 class _Unset:
@@ -42,6 +46,23 @@ UNSET: Any = _Unset()
 
 
 # Validation ---------------------------------------------------------------------------------------
+
+
+@contextmanager
+def _about(field: str) -> Iterator[None]:
+    """Name the field a refusal is about, so a form shows the message next to it."""
+    try:
+        yield
+    except InvalidField:
+        raise
+    except ValidationError as refused:
+        raise InvalidField(field, refused.message) from None
+
+
+def _in_use(code: str) -> AlreadyExists:
+    refused = AlreadyExists(f"the shortcode /{code} is already in use")
+    refused.fields = {"shortcode": [f"/{code} is already used by another reply"]}  # type: ignore[attr-defined]
+    return refused
 
 
 def normalize_shortcode(shortcode: str) -> str:
@@ -104,7 +125,7 @@ def _flush_unique(reply: CannedReply) -> None:
         with db.session.begin_nested():
             db.session.add(reply)
     except IntegrityError as exc:
-        raise AlreadyExists(f"the shortcode /{reply.shortcode} is already in use") from exc
+        raise _in_use(reply.shortcode) from exc
 
 
 # Access -------------------------------------------------------------------------------------------
@@ -140,19 +161,26 @@ def create(
     require_role(actor, brand.id, Role.MANAGER if shared else Role.AGENT)
     if not shared and actor is None:
         raise ValidationError("a personal canned reply needs an owner")
-    code = normalize_shortcode(shortcode)
-    validate_canned(body)
+    with _about("shortcode"):
+        code = normalize_shortcode(shortcode)
+    with _about("body"):
+        validate_canned(body)
+    with _about("title"):
+        clean_title = _clean_title(title, code)
+    with _about("attachments"):
+        clean_attachments = _clean_attachments(attachments)
     reply = CannedReply(
         brand_id=brand.id,
         owner_id=None if shared else agent_id_of(actor),
         shortcode=code,
-        title=_clean_title(title, code),
+        title=clean_title,
         body=body,
-        attachments=_clean_attachments(attachments),
+        attachments=clean_attachments,
     )
     if _shortcode_taken(brand.id, code):
-        raise AlreadyExists(f"the shortcode /{code} is already in use")
+        raise _in_use(code)
     _flush_unique(reply)
+    _audit(actor, reply, "created", {}, _audited(reply))
     return reply
 
 
@@ -177,6 +205,7 @@ def update(
 ) -> CannedReply:
     """Change the given fields; validating them all first so a refused edit changes nothing."""
     _check_editable(reply, actor)
+    before = _audited(reply)
     changes: dict[str, Any] = {}
     if shared is not UNSET and bool(shared) != (reply.owner_id is None):
         require_role(actor, reply.brand_id, Role.MANAGER)
@@ -185,28 +214,81 @@ def update(
         changes["owner_id"] = None if shared else agent_id_of(actor)
     code = reply.shortcode
     if shortcode is not UNSET:
-        code = normalize_shortcode(shortcode)
+        with _about("shortcode"):
+            code = normalize_shortcode(shortcode)
         if code != reply.shortcode and _shortcode_taken(reply.brand_id, code, reply.id):
-            raise AlreadyExists(f"the shortcode /{code} is already in use")
+            raise _in_use(code)
         changes["shortcode"] = code
     if title is not UNSET:
-        changes["title"] = _clean_title(title, code)
+        with _about("title"):
+            changes["title"] = _clean_title(title, code)
     if body is not UNSET:
-        validate_canned(body)
+        with _about("body"):
+            validate_canned(body)
         changes["body"] = body
     if attachments is not UNSET:
-        changes["attachments"] = _clean_attachments(attachments)
+        with _about("attachments"):
+            changes["attachments"] = _clean_attachments(attachments)
     for name, value in changes.items():
         setattr(reply, name, value)
     _flush_unique(reply)
+    _audit(actor, reply, "updated", before, _audited(reply))
     return reply
 
 
 def delete(reply: CannedReply, actor: Actor | Agent | None) -> None:
     """Remove a reply; the same rules as editing it."""
     _check_editable(reply, actor)
+    _audit(actor, reply, "deleted", _audited(reply), {})
     db.session.delete(reply)
     db.session.flush()
+
+
+def _audited(reply: CannedReply) -> dict[str, Any]:
+    values = audit.snapshot(reply, AUDITED)
+    return {**values, "shared": reply.owner_id is None}
+
+
+def _audit(
+    actor: Actor | Agent | None,
+    reply: CannedReply,
+    verb: str,
+    before: dict[str, Any],
+    after: dict[str, Any],
+) -> None:
+    """Shared replies speak for the brand and are audited; a personal reply is its owner's
+    private note, kept out of a log every admin reads (unless it becomes or stops being shared)."""
+    if not (before.get("shared") or after.get("shared")):
+        return
+    changes = audit.diff(before, after)
+    if changes:
+        audit.record(
+            actor,
+            reply.brand_id,
+            f"canned_reply.{verb}",
+            "canned_reply",
+            reply.id,
+            changes,
+            label=f"/{reply.shortcode}",
+        )
+
+
+def editable(reply: CannedReply, actor: Actor | Agent | None) -> bool:
+    """Whether the actor may change the reply: a page offers the form only then."""
+    try:
+        _check_editable(reply, actor)
+    except Forbidden:
+        return False
+    return True
+
+
+def may_share(brand_id: int, actor: Actor | Agent | None) -> bool:
+    """Whether the actor may save replies for the whole brand (the shared checkbox)."""
+    try:
+        require_role(actor, brand_id, Role.MANAGER)
+    except Forbidden:
+        return False
+    return True
 
 
 # Listing and search -------------------------------------------------------------------------------
@@ -217,6 +299,15 @@ def _visible_to(brand_id: int, actor: Actor | Agent | None) -> Select:
     return select(CannedReply).where(
         CannedReply.brand_id == brand_id, or_(CannedReply.owner_id.is_(None), owned)
     )
+
+
+def visible(brand_id: int, actor: Actor | Agent | None) -> list[CannedReply]:
+    """Every reply the actor can use, for the settings list: shared ones first, by shortcode."""
+    require_role(actor, brand_id, Role.AGENT)
+    statement = _visible_to(brand_id, actor).order_by(
+        case((CannedReply.owner_id.is_(None), 0), else_=1), CannedReply.shortcode
+    )
+    return list(db.session.scalars(statement))
 
 
 def shared_query(brand_id: int, query: str = "") -> Select:
@@ -312,6 +403,30 @@ def render(
     )
     db.session.expire(reply, ["usage_count"])
     return result
+
+
+#: The customer a preview is written to: no real contact's data is shown while editing.
+SAMPLE_CONTACT = {"first_name": "Jane", "username": "jane.doe", "name": "Jane Doe"}
+SAMPLE_TICKET_ID = 1234
+
+
+def preview(body: str, agent: Agent | None, brand: Brand) -> RenderResult:
+    """The body filled for a sample contact and the editing agent, checked as saving checks it;
+    nothing is counted or stored."""
+    with _about("body"):
+        validate_canned(body)
+        return render_canned(
+            body,
+            CannedContext(
+                contact_first_name=SAMPLE_CONTACT["first_name"],
+                contact_username=SAMPLE_CONTACT["username"],
+                contact_name=SAMPLE_CONTACT["name"],
+                agent_first_name=(agent.first_name or None) if agent else None,
+                agent_name=agent.name if agent else None,
+                brand_name=brand.name,
+                ticket_id=SAMPLE_TICKET_ID,
+            ),
+        )
 
 
 def to_dict(reply: CannedReply) -> dict[str, Any]:

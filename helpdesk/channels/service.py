@@ -40,7 +40,7 @@ def connect_channel(
     if access_token is not None:
         channel.access_token = access_token
         channel.needs_new_token = False
-        changes["access_token"] = [HIDDEN, HIDDEN]
+        changes["token"] = [HIDDEN, HIDDEN]  # that it changed, never what it is
     db.session.flush()
     if changes:
         label = f"{kind.value} {name or account_id}"

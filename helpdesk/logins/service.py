@@ -28,6 +28,11 @@ MAX_EMAIL_CHARS = 254
 MAX_PASSWORD_CHARS = 1024
 
 
+DEACTIVATED = (
+    "Your account has been deactivated. Ask an administrator of your helpdesk to reactivate it."
+)
+
+
 class InvalidCredentials(DomainError):
     """Wrong email or password."""
 
@@ -189,11 +194,14 @@ def authenticate(reservation: Reservation, password: str) -> Agent:
     password = (password or "")[:MAX_PASSWORD_CHARS]
     email = reservation.email
     agent = db.session.scalar(select(Agent).where(Agent.email == email)) if email else None
-    if agent is None or not agent.active:
+    if agent is None:
         _burn_time(password)
-        ok = False
+        right = False
     else:
-        ok = check_password(agent, password)
+        right = check_password(agent, password)
+    ok = right and agent is not None and agent.active
+    # Only whoever knows the password learns why: anyone else is told of a wrong password.
+    deactivated = right and agent is not None and agent.deactivated_at is not None
     settled = rows_matched(
         update(LoginAttempt)
         .where(LoginAttempt.id == reservation.attempt_id)
@@ -215,6 +223,6 @@ def authenticate(reservation: Reservation, password: str) -> Agent:
         until = throttled_until(email, reservation.ip, reservation.at, reservation.policy)
         if until is not None:
             raise LoginThrottled(until)
-        raise InvalidCredentials()
+        raise InvalidCredentials(DEACTIVATED if deactivated else None)
     db.session.flush()
     return agent

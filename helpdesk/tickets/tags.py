@@ -13,6 +13,7 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
 from helpdesk import hooks
+from helpdesk.accounts.actor import Actor
 from helpdesk.accounts.models import Agent, Role
 from helpdesk.accounts.service import require_role
 from helpdesk.brands.models import Brand
@@ -115,7 +116,7 @@ def recolour_tag(tag: Tag, actor: Agent | None, colour: str) -> Tag:
     return tag
 
 
-def delete_tag(tag: Tag, actor: Agent | None) -> None:
+def delete_tag(tag: Tag, actor: Actor | Agent | None) -> None:
     """Untag every ticket (the database cascades) and let their SLA policies match again."""
     require_role(actor, tag.brand_id, Role.MANAGER)
     ticket_ids = list(

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from marshmallow import fields
+
 from helpdesk import transaction
-from helpdesk.accounts import invitations, links
+from helpdesk.accounts import invitations, links, management
 from helpdesk.accounts import service as accounts
 from helpdesk.accounts.models import Agent, Role
 from helpdesk.brands.service import get_brand
@@ -27,6 +29,15 @@ from helpdesk.web.api.schemas import (
 bp = api_blueprint("agents", "The brand's agents")
 
 AGENTS = Order("agents", Agent.id, descending=False)
+
+
+class AgentChangeSchema(AgentPatchSchema):
+    active = fields.Boolean(
+        metadata={
+            "description": "false deactivates (signed out, open tickets back to their teams), "
+            "true reactivates; needs an admin token"
+        }
+    )
 
 
 @bp.route("/agents", methods=["GET"])
@@ -60,11 +71,18 @@ def create_agent(data: dict[str, Any]) -> dict[str, Any]:
 
 @bp.route("/agents/<id:agent_id>", methods=["PATCH"])
 @requires(Role.MANAGER)
-@bp.arguments(AgentPatchSchema)
+@bp.arguments(AgentChangeSchema)
 @bp.response(200, AgentSchema)
 def patch_agent(changes: dict[str, Any], agent_id: int) -> dict[str, Any]:
-    """Change availability, capacity, teams or (with an admin token) the role in this brand."""
-    agent = accounts.change_agent(owned(Agent, agent_id), changes, actor())
+    """Change availability, capacity, teams or (with an admin token) the role in this brand, or
+    deactivate or reactivate the agent (admin token; the brand's last admin is refused, 409)."""
+    agent = owned(Agent, agent_id)
+    active = changes.pop("active", None)
+    if active is False and agent.active:
+        management.deactivate(actor(), agent)
+    elif active is True and not agent.active:
+        management.reactivate(actor(), agent)
+    agent = accounts.change_agent(agent, changes, actor())
     transaction.commit()
     return present.agent(agent, brand_id())
 

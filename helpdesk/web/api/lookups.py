@@ -11,13 +11,14 @@ from typing import TypeVar
 from flask import g, request
 
 from helpdesk import lookups
-from helpdesk.accounts.models import Agent
+from helpdesk.accounts.models import Agent, Team
+from helpdesk.accounts.tokens import ApiToken
 from helpdesk.canned.models import CannedReply
 from helpdesk.dm.models import Conversation, Message
 from helpdesk.errors import NotFound
 from helpdesk.outgoing.models import WebhookSubscription
 from helpdesk.sla.models import SlaPolicy
-from helpdesk.tickets.models import Ticket
+from helpdesk.tickets.models import Tag, Ticket
 from helpdesk.web.api.auth import brand_id
 
 Model = TypeVar("Model")
@@ -29,7 +30,10 @@ OWNED: dict[str, type] = {
     "reply_id": CannedReply,
     "policy_id": SlaPolicy,
     "agent_id": Agent,
+    "team_id": Team,
     "subscription_id": WebhookSubscription,
+    "token_id": ApiToken,
+    "tag_id": Tag,
 }
 
 
