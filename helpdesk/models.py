@@ -7,7 +7,13 @@ from helpdesk.accounts.tokens import ApiToken
 from helpdesk.audit.models import AuditEvent
 from helpdesk.brands.models import Brand
 from helpdesk.canned.models import CannedReply
-from helpdesk.channels.models import Channel, ChannelKind
+from helpdesk.channels.models import (
+    Backfill,
+    Channel,
+    ChannelKind,
+    DataDeletionRequest,
+    OAuthState,
+)
 from helpdesk.dm.models import (
     Contact,
     Conversation,
@@ -16,6 +22,7 @@ from helpdesk.dm.models import (
     NotificationSetting,
     Participant,
     Reaction,
+    ReactionRemoval,
 )
 from helpdesk.heartbeat import Heartbeat
 from helpdesk.idempotency.models import IdempotencyKey
@@ -39,6 +46,10 @@ from helpdesk.tickets.models import (
 )
 
 __all__ = [
+    "Backfill",
+    "DataDeletionRequest",
+    "OAuthState",
+    "ReactionRemoval",
     "AuditEvent",
     "Agent",
     "Invitation",

@@ -308,6 +308,19 @@ class Reaction(Model):
     reacted_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
+class ReactionRemoval(Model):
+    """When a person last took their reaction off a message, by the platform's clock: a react
+    delivered late (a retry) that is older than the removal does not bring the reaction back."""
+
+    __tablename__ = "reaction_removals"
+    __table_args__ = (UniqueConstraint("message_id", "reactor"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    message_id: Mapped[int] = mapped_column(ForeignKey("messages.id", ondelete="CASCADE"))
+    reactor: Mapped[str] = mapped_column(String(40))
+    removed_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
 class NotificationSetting(Model):
     __tablename__ = "notification_settings"
     __table_args__ = (UniqueConstraint("agent_id", "conversation_id"),)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import enum
 from datetime import datetime
 
-from sqlalchemy import JSON, ForeignKey, Index, String, Text
+from sqlalchemy import JSON, ForeignKey, Index, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from helpdesk.extensions import Model
@@ -43,13 +43,19 @@ class PendingAction(Model):
     """A reaction, edit, unsend or read that arrived before its message; applied when it lands."""
 
     __tablename__ = "pending_actions"
-    __table_args__ = (Index("ix_pending_actions_channel_mid", "channel_id", "mid"),)
+    __table_args__ = (
+        Index("ix_pending_actions_channel_mid", "channel_id", "mid"),
+        UniqueConstraint("channel_id", "event_key"),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     channel_id: Mapped[int] = mapped_column(ForeignKey("channels.id", ondelete="CASCADE"))
     mid: Mapped[str] = mapped_column(String(255))
     kind: Mapped[str] = mapped_column(String(16))
     payload: Mapped[dict] = mapped_column(JSON, default=dict)
+    # What identifies the event (kind, mid, sender, platform time): a retried delivery of the
+    # same action waits once, not once per retry.
+    event_key: Mapped[str | None] = mapped_column(String(255), default=None)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
