@@ -28,6 +28,12 @@ AGENT_SIGNED_IN = "agent.signed_in"
 AVAILABILITY_SET = "agent.availability_set"
 # An admin deactivated an agent: their open tickets in the brand go back to their teams' queues.
 AGENT_DEACTIVATED = "agent.deactivated"
+# A channel's token works again (reconnected): replies that waited for it may go.
+CHANNEL_RECONNECTED = "channel.reconnected"
+# A channel was connected for the first time: its recent history may be read.
+CHANNEL_CONNECTED = "channel.connected"
+# The platform refused a channel's token: sends stop and admins are told (once per outage).
+CHANNEL_NEEDS_RECONNECT = "channel.needs_reconnect"
 
 Handler = Callable[..., Any]
 _handlers: dict[str, list[Handler]] = {}

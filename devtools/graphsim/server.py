@@ -19,7 +19,7 @@ from typing import Any
 from flask import Flask, current_app, jsonify, request
 from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 
-from devtools.graphsim import control, webhooks
+from devtools.graphsim import control, history, oauth, webhooks
 from devtools.graphsim.state import DEFAULT_APP_ID, PROFILE_FIELDS, EchoConfig, SimState
 
 log = logging.getLogger(__name__)
@@ -325,6 +325,9 @@ def create_simulator(
         "/<path:prefix>/<igsid>", "profile", lambda prefix, igsid: _profile(igsid), methods=["GET"]
     )
     app.add_url_rule("/<igsid>", "profile_bare", _profile, methods=["GET"])
+    # Instagram Login, token life and history come before the catch-all profile rules.
+    oauth.register(app)
+    history.register(app)
     app.register_blueprint(control.bp)
     return app
 

@@ -7,6 +7,7 @@ from helpdesk.web.auth import bp as auth_bp
 from helpdesk.web.console import bp as console_bp
 from helpdesk.web.dashboard import bp as dashboard_bp
 from helpdesk.web.main import bp as main_bp
+from helpdesk.web.oauth import bp as oauth_bp
 from helpdesk.web.settings import bp as settings_bp
 from helpdesk.web.webhooks import bp as webhooks_bp
 
@@ -18,4 +19,5 @@ def register_blueprints(app: Flask) -> None:
     app.register_blueprint(console_bp)
     app.register_blueprint(dashboard_bp)
     app.register_blueprint(settings_bp)
+    app.register_blueprint(oauth_bp)
     init_api(app)

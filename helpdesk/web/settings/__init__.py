@@ -113,6 +113,7 @@ from helpdesk.web.settings import (  # noqa: E402,F401
     business_hours,
     canned_replies,
     channels,
+    instagram,
     privacy,
     sla_policies,
     tags,

@@ -1,0 +1,3 @@
+"""Being built."""
+
+from __future__ import annotations
