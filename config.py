@@ -98,6 +98,11 @@ class Config:
     MAIL_FROM = os.environ.get("MAIL_FROM") or None
     # The address people reach the helpdesk at, for links made without a request (the CLI).
     PUBLIC_BASE_URL = os.environ.get("PUBLIC_BASE_URL") or None
+    # Instagram Login: the app's id (client_id), where the browser authorizes, where codes turn
+    # into tokens. The demo points both bases at the Graph API simulator.
+    INSTAGRAM_APP_ID = os.environ.get("INSTAGRAM_APP_ID", "")
+    INSTAGRAM_AUTH_BASE = os.environ.get("INSTAGRAM_AUTH_BASE", "https://www.instagram.com")
+    INSTAGRAM_TOKEN_BASE = os.environ.get("INSTAGRAM_TOKEN_BASE", "https://api.instagram.com")
     CELERY = _celery_config(REDIS_URL)
 
 
@@ -112,3 +117,5 @@ class TestConfig(Config):
     WTF_CSRF_ENABLED = True
     INSTAGRAM_APP_SECRET = "test-app-secret"
     INSTAGRAM_VERIFY_TOKEN = "test-verify-token"
+    # The simulator's app id; tests point the two bases at the simulator they start.
+    INSTAGRAM_APP_ID = "555000111222333"

@@ -55,6 +55,11 @@ def _demo_environment() -> None:
     os.environ.setdefault("INSTAGRAM_APP_SECRET", DEMO_SECRET)
     os.environ.setdefault("INSTAGRAM_VERIFY_TOKEN", "demo-verify-token")
     os.environ.setdefault("GRAPH_API_BASE", f"http://127.0.0.1:{SIM_PORT}/v25.0")
+    # Instagram Login through the simulator's authorize page and token endpoints.
+    os.environ.setdefault("INSTAGRAM_APP_ID", "555000111222333")
+    os.environ.setdefault("INSTAGRAM_AUTH_BASE", f"http://127.0.0.1:{SIM_PORT}")
+    os.environ.setdefault("INSTAGRAM_TOKEN_BASE", f"http://127.0.0.1:{SIM_PORT}")
+    os.environ.setdefault("PUBLIC_BASE_URL", f"http://{HOST}:{PORT}")
 
 
 def _commands(simulated: bool) -> dict[str, list[str]]:

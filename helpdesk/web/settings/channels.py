@@ -1,5 +1,6 @@
-"""Settings: the brand's connected accounts, what state each is in and when it last heard from
-the platform. Connecting and disconnecting arrive with the Instagram connection work."""
+"""Settings: the brand's connected accounts, what state each is in, when its token expires, how
+far reading its history has come, and when it last heard from the platform. Connecting and
+disconnecting are in `instagram.py`."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from flask.typing import ResponseReturnValue
 from sqlalchemy import func, select
 
 from helpdesk.accounts.models import Role
-from helpdesk.channels.models import Channel, ChannelKind
+from helpdesk.channels.models import Backfill, Channel, ChannelKind, ChannelStatus
 from helpdesk.dm.models import Conversation
 from helpdesk.extensions import db
 from helpdesk.intake.models import WebhookEvent
@@ -29,11 +30,20 @@ class ChannelRow:
     status_class: str
     last_delivery_at: datetime | None
     last_message_at: datetime | None
+    backfill: Backfill | None = None
+
+    @property
+    def reconnectable(self) -> bool:
+        return self.channel.kind is ChannelKind.INSTAGRAM and (
+            self.channel.status is not ChannelStatus.ACTIVE
+        )
 
 
 def _status(channel: Channel) -> tuple[str, str]:
-    if channel.needs_new_token:
-        return "Needs attention: the platform refused its token", "status-bad"
+    if channel.status is ChannelStatus.NEEDS_RECONNECT:
+        return "Needs reconnect", "status-bad"
+    if channel.status is ChannelStatus.DISCONNECTED:
+        return "Disconnected", "status-wait"
     if channel.kind is ChannelKind.INSTAGRAM and channel.access_token_encrypted is None:
         return "Disabled: no token", "status-wait"
     return "Active", "status-ok"
@@ -66,12 +76,19 @@ def channel_rows(brand_id: int) -> list[ChannelRow]:
     )
     instagram = {c.account_id for c in channels if c.kind is ChannelKind.INSTAGRAM}
     deliveries = _last_deliveries(instagram) if instagram else {}
+    backfills = {
+        b.channel_id: b
+        for b in db.session.scalars(
+            select(Backfill).where(Backfill.channel_id.in_([c.id for c in channels]))
+        )
+    }
     return [
         ChannelRow(
             channel,
             *_status(channel),
             deliveries.get(channel.account_id) if channel.kind is ChannelKind.INSTAGRAM else None,
             last_messages.get(channel.id),
+            backfills.get(channel.id),
         )
         for channel in channels
     ]
