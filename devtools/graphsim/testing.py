@@ -64,8 +64,9 @@ class SimulatorHandle:
         self._call("DELETE", "/_sim/requests")
 
     def reset(self) -> None:
-        """Forget requests, echoes, injected errors, closed windows and profiles."""
+        """Forget requests, echoes, injected errors, closed windows, profiles and history."""
         self._call("POST", "/_sim/reset")
+        self._call("DELETE", "/_sim/history")
 
     def fail_next(
         self,
@@ -113,6 +114,35 @@ class SimulatorHandle:
 
     def echoes(self) -> list[dict]:
         return self._call("GET", "/_sim/echoes")["echoes"]
+
+    def seed_history(
+        self,
+        account_id: str,
+        conversations: list[dict],
+        username: str | None = None,
+        token: str | None = None,
+        page_size: int | None = None,
+    ) -> dict:
+        """An account's history for the Conversations API (devtools/graphsim/history.py):
+        `[{customer: {id, username}, messages: [{from: customer|business, text, created_time}]}]`
+        with `created_time` in epoch seconds, ISO-8601, or seconds before now when negative."""
+        history = {"account_id": account_id, "conversations": conversations}
+        history.update(username=username, token=token, page_size=page_size)
+        return self._call("POST", "/_sim/history", json=history)
+
+    def fail_history(
+        self,
+        code: int | None,
+        endpoint: str = "history",
+        times: int | None = 1,
+        delay_ms: int = 0,
+        subcode: int | None = None,
+    ) -> dict:
+        """The next `times` history calls (`conversations`, `conversation`, `history_message`,
+        or `history`: any of them) fail with `code` (None: only answer `delay_ms` late)."""
+        rule = {"code": code, "endpoint": endpoint, "times": times, "delay_ms": delay_ms}
+        rule["subcode"] = subcode
+        return self._call("POST", "/_sim/history/errors", json=rule)["rule"]
 
 
 @contextmanager
