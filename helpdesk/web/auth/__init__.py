@@ -21,7 +21,13 @@ from helpdesk.extensions import csrf, login_manager
 bp = Blueprint("auth", __name__)
 
 # Paths that authenticate otherwise (tokens, signatures): never checked for a CSRF token.
-CSRF_EXEMPT_PREFIXES = ("/api/", "/webhooks/")
+# Meta's deauthorize and data-deletion callbacks come from Meta's servers with a signed_request.
+CSRF_EXEMPT_PREFIXES = (
+    "/api/",
+    "/webhooks/",
+    "/oauth/instagram/deauthorize",
+    "/oauth/instagram/data-deletion",
+)
 SAFE_METHODS = ("GET", "HEAD", "OPTIONS", "TRACE")
 
 
