@@ -9,6 +9,7 @@ import pytest
 from sqlalchemy import func, select
 
 from helpdesk import crypto
+from helpdesk.accounts.models import Agent
 from helpdesk.audit.models import AuditEvent
 from helpdesk.brands.models import Brand
 from helpdesk.channels import signed_request
@@ -23,6 +24,7 @@ from helpdesk.tickets.models import Note, Ticket
 from tests.factories import AgentFactory, member
 from tests.helpers import rows
 from tests.helpers import webhooks as hooks
+from tests.helpers.console import signed_in
 from tests.helpers.webhooks import ACCOUNT, SECRET
 
 PERSON = "6120000000000001"
@@ -298,3 +300,22 @@ def test_data_deletion_for_someone_unknown_is_recorded_done(client):
     assert response.status_code == 200
     request = db.session.scalar(select(DataDeletionRequest))
     assert (request.status, request.contacts_erased) == ("done", 0)
+
+
+def test_the_console_still_shows_the_erased_conversation_without_its_content(client):
+    channel = hooks.connect_example_channel()
+    _plant_everything(channel)
+    agent = db.session.scalar(select(Agent).where(Agent.name == "Ann Agent"))
+    conversation_id = db.session.scalar(
+        select(Message.conversation_id).where(Message.text == EDITED_TEXT)
+    )
+    response = client.post("/oauth/instagram/data-deletion",
+                           data={"signed_request": signed(PERSON)})  # fmt: skip
+    assert response.status_code == 200
+
+    signed_in(client, agent)
+    for path in ("/inbox", f"/conversations/{conversation_id}"):
+        page = client.get(path)
+        assert page.status_code == 200, path
+        html = page.get_data(as_text=True)
+        assert not [s for s in PLANTED if s.lower() in html.lower()], path
