@@ -168,11 +168,14 @@ def test_connecting_end_to_end_stores_the_account_with_its_token_encrypted(
     assert subscribe["method"] == "POST"
     assert subscribe["path"] == f"/v25.0/{BIG_ID}/subscribed_apps"
     assert subscribe["args"]["subscribed_fields"] == FIELDS
+    assert "access_token" not in subscribe["args"]  # the token travels in a header
+    assert subscribe["token_hint"] == "..." + channel.access_token[-4:]
     assert steer(login_sim)["subscriptions"][BIG_ID] == FIELDS.split(",")
     (event,) = db.session.scalars(
         select(AuditEvent).where(AuditEvent.action == "channel.connected")
     ).all()
     assert event.target_id == channel.id and event.actor_id == world.admin.id
+    assert event.changes["status"] == [None, "active"]
     assert channel.access_token not in repr(event.changes)
 
 
@@ -465,3 +468,14 @@ def test_the_channels_api_needs_a_manager_token(client, world):
     response = Client(client, token_for(world.brand, Role.AGENT)).get("/channels")
     assert response.status_code == 403
     assert Client(client, token_for(world.brand, Role.ADMIN)).get("/channels").status_code == 200
+
+
+def test_without_an_app_id_the_connect_button_says_so_and_changes_nothing(
+    app, client, world, monkeypatch
+):
+    monkeypatch.setitem(app.config, "INSTAGRAM_APP_ID", "")
+    signed_in(client, world.admin)
+    before = snapshot()
+    response = client.get("/settings/channels/instagram/connect", follow_redirects=True)
+    assert "Instagram Login is not set up on this server" in text_of(response)
+    assert changed(before, snapshot()) == {}

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import decimal
 import json
+import logging
 import re
 from typing import Any
 
@@ -16,6 +17,10 @@ import httpx
 from flask import current_app
 
 VERSION_SEGMENT = re.compile(r"/v\d+(\.\d+)?/?$")
+
+# httpx logs every request's URL at INFO, and the token endpoints carry the app secret and the
+# token in the query string as Meta requires: those lines must never reach a log.
+logging.getLogger("httpx").setLevel(max(logging.WARNING, logging.getLogger("httpx").level))
 
 
 class GraphError(Exception):
@@ -62,12 +67,17 @@ def call(
     *,
     params: dict[str, str] | None = None,
     form: dict[str, str] | None = None,
+    token: str | None = None,
     what: str = "Instagram",
 ) -> dict:
-    """One call; the answer's JSON object, or a GraphError in words (`what` names the step)."""
+    """One call; the answer's JSON object, or a GraphError in words (`what` names the step).
+    A `token` goes in the Authorization header, out of URLs."""
     timeout = float(current_app.config.get("GRAPH_API_TIMEOUT", 10))
+    headers = {"Authorization": f"Bearer {token}"} if token else None
     try:
-        response = httpx.request(method, url, params=params, data=form, timeout=timeout)
+        response = httpx.request(
+            method, url, params=params, data=form, headers=headers, timeout=timeout
+        )
     except httpx.TimeoutException:
         raise GraphError(f"{what}: Instagram did not answer in time. Try again.") from None
     except (httpx.HTTPError, httpx.InvalidURL) as exc:

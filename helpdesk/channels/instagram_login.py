@@ -20,7 +20,8 @@ from typing import Any
 from urllib.parse import urlencode
 
 from flask import current_app, has_request_context, request
-from sqlalchemy import select
+from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
 
 from helpdesk import transaction
 from helpdesk.accounts.actor import Actor
@@ -127,9 +128,16 @@ def claim(state: str, code: str, session_id: str, agent: Agent) -> OAuthState:
         raise LoginRefused(f"Instagram sent no authorization code back. {TRY_AGAIN}")
     if db.session.scalar(select(OAuthState.id).where(OAuthState.code_hash == _hash(code))):
         raise LoginRefused(f"This authorization code was already used. {TRY_AGAIN}")
-    row.used_at = utcnow()
-    row.code_hash = _hash(code)
-    db.session.flush()
+    # One statement, so two callbacks racing with the same state cannot both pass.
+    spent = db.session.execute(
+        update(OAuthState)
+        .where(OAuthState.id == row.id, OAuthState.used_at.is_(None))
+        .values(used_at=utcnow(), code_hash=_hash(code))
+        .execution_options(synchronize_session=False)
+    )
+    if getattr(spent, "rowcount", 1) != 1:
+        raise LoginRefused(f"This sign-in with Instagram was already used. {TRY_AGAIN}")
+    db.session.refresh(row)
     return row
 
 
@@ -141,9 +149,13 @@ def clean_code(code: str | None) -> str:
 def finish(state: str, code: str, session_id: str, agent: Agent) -> Channel:
     """The callback's work: a connected (or reconnected) channel, or a LoginRefused in words.
     Commits the spent state itself; the caller commits the channel."""
-    row = claim(state, code, session_id, agent)
-    brand_id = row.brand_id
-    transaction.commit()
+    try:
+        row = claim(state, code, session_id, agent)
+        brand_id = row.brand_id
+        transaction.commit()
+    except IntegrityError:  # the same code, presented by two callbacks at once
+        transaction.rollback()
+        raise LoginRefused(f"This authorization code was already used. {TRY_AGAIN}") from None
     try:
         account = fetch_account(clean_code(code))
         holder = _holder(account.user_id)
@@ -192,10 +204,8 @@ def fetch_account(code: str) -> Account:
     me = call(
         "GET",
         f"{graph_base()}/me",
-        params={
-            "fields": "user_id,username,name,profile_picture_url,account_type",
-            "access_token": token,
-        },
+        params={"fields": "user_id,username,name,profile_picture_url,account_type"},
+        token=token,
         what="Reading the account",
     )
     user_id = account_id(me.get("user_id")) or short["user_id"]
@@ -245,7 +255,8 @@ def subscribe(account: Account) -> None:
     answer = call(
         "POST",
         f"{graph_base()}/{account.user_id}/subscribed_apps",
-        params={"subscribed_fields": SUBSCRIBED_FIELDS, "access_token": account.access_token},
+        params={"subscribed_fields": SUBSCRIBED_FIELDS},
+        token=account.access_token,
         what="Subscribing the account to messages",
     )
     if answer.get("success") is not True:
@@ -269,10 +280,9 @@ def _connect(brand_id: int, channel: Channel | None, account: Account, actor: Ac
             account_id=account.user_id,
             name=account.name or account.username,
             username=account.username,
-            status=ChannelStatus.ACTIVE,
         )
+        # Not flushed: mark_connected records it as going from nothing to active.
         db.session.add(channel)
-        db.session.flush()
     return lifecycle.mark_connected(
         channel,
         account.access_token,
@@ -305,7 +315,7 @@ def disconnect(channel: Channel, actor: Actor | Agent) -> Channel:
             call(
                 "DELETE",
                 f"{graph_base()}/{channel.account_id}/subscribed_apps",
-                params={"access_token": token},
+                token=token,
                 what="Unsubscribing the account",
             )
         except GraphError as exc:
