@@ -479,3 +479,35 @@ def test_without_an_app_id_the_connect_button_says_so_and_changes_nothing(
     response = client.get("/settings/channels/instagram/connect", follow_redirects=True)
     assert "Instagram Login is not set up on this server" in text_of(response)
     assert changed(before, snapshot()) == {}
+
+
+def test_the_simulator_refreshes_tokens_and_records_each_call(login_sim):
+    answers = [
+        httpx.get(
+            f"{login_sim.root_url}/refresh_access_token",
+            params={"grant_type": "ig_refresh_token", "access_token": "any-old-token"},
+        ).json()
+        for _ in range(2)
+    ]
+    assert answers[0]["access_token"] != answers[1]["access_token"]
+    assert answers[0]["expires_in"] == 5184000 and answers[0]["token_type"] == "bearer"
+    calls = login_sim.requests("refresh_token")
+    assert len(calls) == 2 and calls[0]["args"]["access_token"] == "<redacted>"
+    httpx.post(
+        f"{login_sim.root_url}/_sim/oauth/errors", json={"endpoint": "refresh_token", "code": 190}
+    )
+    refused = httpx.get(
+        f"{login_sim.root_url}/refresh_access_token",
+        params={"grant_type": "ig_refresh_token", "access_token": "t"},
+    )
+    assert refused.status_code == 401 and refused.json()["error"]["code"] == 190
+
+
+def test_the_simulators_me_answers_user_id_as_a_string(login_sim):
+    me = httpx.get(
+        f"{login_sim.base_url}/me",
+        params={"fields": "user_id,username,account_type"},
+        headers={"Authorization": "Bearer t"},
+    ).json()
+    assert me["user_id"] == BIG_ID and me["username"] == "sim_business"
+    assert me["account_type"] == "BUSINESS" and me["id"] != BIG_ID
