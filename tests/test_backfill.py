@@ -15,7 +15,7 @@ from sqlalchemy import func, select
 from helpdesk.channels import backfill, lifecycle
 from helpdesk.channels.models import Backfill, Channel, ChannelStatus
 from helpdesk.channels.service import connect_channel
-from helpdesk.dm.models import Contact, Conversation, Direction, Message
+from helpdesk.dm.models import Contact, Conversation, Direction, Message, Reaction
 from helpdesk.extensions import db
 from helpdesk.queueing import RESUME_BACKFILLS
 from helpdesk.tickets.models import Ticket, TicketEvent, TicketStatus
@@ -208,6 +208,35 @@ def test_a_message_brought_by_a_webhook_and_the_backfill_is_stored_once(app, cli
     assert the_backfill(channel.id).messages_stored == 2  # the other two were already there
     assert count(Conversation, Conversation.channel_id == channel.id) == 1
     assert count(Contact, Contact.platform_id == ACCOUNT) == 0
+
+
+def test_a_reaction_that_came_before_its_history_message_is_applied_when_it_lands(
+    app, client, sim, fast
+):
+    channel = connect(app)
+    customer = "61200000000005"
+    seeded = sim.seed_history(
+        ACCOUNT,
+        [chat(customer, ("customer", 3 * DAY, "Hi"), ("business", 3 * DAY - 60, "Hello"))],
+        username=USERNAME,
+    )
+    reply = seeded_ids(seeded)[1]
+    event = {
+        "sender": {"id": customer},
+        "recipient": {"id": ACCOUNT},
+        "timestamp": int(utcnow().timestamp() * 1000),
+        "reaction": {"mid": reply, "action": "react", "reaction": "love", "emoji": "❤️"},
+    }
+    body = {"object": "instagram", "entry": [{"id": ACCOUNT, "messaging": [event]}]}
+    assert post(client, json.dumps(body).encode()).status_code == 200
+    process_all()
+
+    backfill.run(the_backfill(channel.id).id)
+
+    message = db.session.scalar(select(Message).where(Message.mid == reply))
+    assert db.session.scalars(
+        select(Reaction.emoji).where(Reaction.message_id == message.id)
+    ).all() == ["❤️"]
 
 
 def test_history_opens_a_ticket_only_for_a_customer_still_waiting(app, sim, fast):

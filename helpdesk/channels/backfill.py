@@ -194,9 +194,13 @@ def run(backfill_id: int) -> str | None:
         db.session.rollback()
         job.fail(str(exc), needs_reconnect=True)
         return FAILED
-    except (HistoryUnavailable, GraphRefusal) as exc:
+    except HistoryUnavailable as exc:
         db.session.rollback()
         job.fail(str(exc))
+        return FAILED
+    except GraphRefusal as exc:
+        db.session.rollback()
+        job.fail(f"Instagram could not give the list of conversations: “{exc.message}”.")
         return FAILED
     return DONE
 

@@ -23,6 +23,7 @@ from helpdesk.errors import DuplicateMessage
 from helpdesk.extensions import db
 from helpdesk.inbox.folders import INBOX_STATES
 from helpdesk.intake import instagram
+from helpdesk.intake import service as intake
 from helpdesk.intake.instagram import MalformedEvent
 from helpdesk.tickets import service as tickets
 
@@ -153,6 +154,9 @@ def _store(channel: Channel, message: HistoryMessage) -> tuple[Message | None, b
             )
     except DuplicateMessage as duplicate:
         return db.session.get(Message, duplicate.existing_id), False
+    # A reaction, edit or read that a webhook brought before its message: applied now, as the
+    # intake does when the message itself arrives.
+    intake._after_new_message(channel, row)
     return row, True
 
 
