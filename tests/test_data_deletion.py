@@ -19,6 +19,7 @@ from helpdesk.extensions import db
 from helpdesk.intake.models import PendingAction, WebhookEvent
 from helpdesk.live.models import LiveEvent
 from helpdesk.outgoing.models import WebhookDelivery, WebhookSubscription
+from helpdesk.privacy import erase
 from helpdesk.tickets import notes
 from helpdesk.tickets.models import Note, Ticket
 from tests.factories import AgentFactory, member
@@ -26,6 +27,7 @@ from tests.helpers import rows
 from tests.helpers import webhooks as hooks
 from tests.helpers.console import signed_in
 from tests.helpers.webhooks import ACCOUNT, SECRET
+from tests.helpers.world import World, receive
 
 PERSON = "6120000000000001"
 OTHER = "6120000000000002"
@@ -319,3 +321,18 @@ def test_the_console_still_shows_the_erased_conversation_without_its_content(cli
         assert page.status_code == 200, path
         html = page.get_data(as_text=True)
         assert not [s for s in PLANTED if s.lower() in html.lower()], path
+
+
+def test_a_one_word_message_does_not_rewrite_what_merely_uses_that_word():
+    world = World()
+    receive(world.channel, world.contact.platform_id, "open")
+    ticket = db.session.get(Ticket, world.conversation.current_ticket_id)
+    note = notes.add_note(ticket, world.agent, "Still open: she wrote 'Where is my order?'")
+    db.session.commit()
+
+    erasure = erase.erase_contact(world.contact)
+    db.session.commit()
+
+    assert erasure.messages == 2 and world.contact.name is None
+    assert db.session.get(Note, note.id).body == "Still open: she wrote '[erased]'"
+    assert db.session.get(Ticket, ticket.id).status.value == "open"

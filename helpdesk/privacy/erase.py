@@ -16,6 +16,7 @@ import json
 import re
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import delete, or_, select
@@ -51,6 +52,8 @@ ERASED = "[erased]"
 MIN_QUOTE = 4
 # The lists of a delivery's entry that hold one event each.
 EVENT_LISTS = ("messaging", "standby", "changes")
+# Keys of attachments and extras whose text is content even when it is one word.
+CONTENT_KEYS = frozenset({"text", "title", "caption", "name", "username", "url", "link"})
 # Ids that name what was erased, wherever a JSON payload mentions them.
 ID_KEYS = {"contact_id": "contacts", "conversation_id": "conversations", "message_id": "messages"}
 
@@ -84,11 +87,23 @@ class _Traces:
     texts: set[str] = field(default_factory=set)
 
     def pattern(self) -> re.Pattern[str] | None:
-        quotes = sorted({t for t in self.texts if len(t.strip()) >= MIN_QUOTE}, key=len)
+        """What finds a quote of the erased content in other text: whole quotes only, longest
+        first. A single plain word ("Thanks", "open", "Zelda") is left alone: it is everyone's
+        word, and hunting it would rewrite notes and history that never quoted this person."""
+        quotes = {t.strip() for t in self.texts}
+        quotes = {q for q in quotes if len(q) >= MIN_QUOTE and not q.isalpha()}
         if not quotes:
             return None
-        alternatives = "|".join(re.escape(q.strip()) for q in reversed(quotes))
-        return re.compile(rf"(?<!\w)(?:{alternatives})(?!\w)", re.IGNORECASE)
+        return re.compile(
+            "|".join(_whole(q) for q in sorted(quotes, key=len, reverse=True)), re.IGNORECASE
+        )
+
+
+def _whole(quote: str) -> str:
+    """A quote as a regular expression that does not match inside a longer word."""
+    before = r"(?<!\w)" if re.match(r"\w", quote[0]) else ""
+    after = r"(?!\w)" if re.match(r"\w", quote[-1]) else ""
+    return before + re.escape(quote) + after
 
 
 def erase_platform_user(
@@ -125,8 +140,8 @@ def erase_contact(
         contact.platform_id, {channel.account_id} if channel else set()
     )
     pattern = traces.pattern()
-    erasure.live_events = _erase_live_events(contact.brand_id, traces, pattern)
-    erasure.outgoing_deliveries = _scrub_outgoing(contact.brand_id, traces, pattern)
+    erasure.live_events = _erase_live_events(contact, traces, pattern)
+    erasure.outgoing_deliveries = _scrub_outgoing(contact, traces, pattern)
     erasure.quotes = _scrub_quotes(contact, traces, pattern)
     contact.name = contact.username = contact.avatar_url = None
     contact.profile_fetched_at = now  # fetched already: nobody fetches the profile back
@@ -168,7 +183,7 @@ def _traces_of(contact: Contact) -> _Traces:
     traces.mids = {m.mid for m in messages if m.mid}
     traces.texts = {v for v in (contact.name, contact.username, contact.avatar_url) if v}
     for message in messages:
-        traces.texts.update(_strings(message.text))
+        traces.texts.update(_strings(message.text, "text"))
         traces.texts.update(_strings(message.attachments))
         traces.texts.update(_strings(message.extra))
     traces.texts.update(
@@ -182,18 +197,18 @@ def _traces_of(contact: Contact) -> _Traces:
     return traces
 
 
-def _strings(value: Any) -> Iterable[str]:
-    """Every text inside a JSON value that could be someone's content (not keys, not short
-    codes such as a kind or a type)."""
+def _strings(value: Any, key: str = "") -> Iterable[str]:
+    """The texts inside a message's attachments and extras that are someone's content: links,
+    titles, captions, words; not codes such as a type, a kind or a postback payload."""
     if isinstance(value, str):
-        if len(value) >= MIN_QUOTE:
+        if "://" in value or " " in value.strip() or key in CONTENT_KEYS:
             yield value
     elif isinstance(value, dict):
-        for item in value.values():
-            yield from _strings(item)
+        for name, item in value.items():
+            yield from _strings(item, str(name))
     elif isinstance(value, list):
         for item in value:
-            yield from _strings(item)
+            yield from _strings(item, key)
 
 
 def _count_edits(message_ids: set[int]) -> int:
@@ -321,17 +336,27 @@ def _scrub_entry(entry: dict, platform_id: str) -> tuple[bool, dict | None]:
     return touched, (None if had and not left else entry)
 
 
-def _erase_live_events(brand_id: int, traces: _Traces, pattern: re.Pattern[str] | None) -> int:
+def _erase_live_events(contact: Contact, traces: _Traces, pattern: re.Pattern[str] | None) -> int:
     """Live events are short-lived notices to open consoles: the ones naming the erased data
     go (the consoles reload what they show through the server anyway)."""
     gone = [
         event
-        for event in db.session.scalars(select(LiveEvent).where(LiveEvent.brand_id == brand_id))
+        for event in db.session.scalars(
+            select(LiveEvent).where(
+                LiveEvent.brand_id == contact.brand_id, LiveEvent.created_at >= _since(contact)
+            )
+        )
         if _mentions(event.data, traces, pattern)
     ]
     for event in gone:
         db.session.delete(event)
     return len(gone)
+
+
+def _since(contact: Contact) -> datetime:
+    """Nothing written before the contact existed can be about them (an hour of margin for the
+    clocks of other processes)."""
+    return contact.created_at - timedelta(hours=1)
 
 
 def _mentions(value: Any, traces: _Traces, pattern: re.Pattern[str] | None) -> bool:
@@ -350,12 +375,15 @@ def _mentions(value: Any, traces: _Traces, pattern: re.Pattern[str] | None) -> b
     )
 
 
-def _scrub_outgoing(brand_id: int, traces: _Traces, pattern: re.Pattern[str] | None) -> int:
+def _scrub_outgoing(contact: Contact, traces: _Traces, pattern: re.Pattern[str] | None) -> int:
     """A delivery log row stays (the receiver has it; the log says when it went), without the
     content of the erased messages."""
     changed = 0
     for delivery in db.session.scalars(
-        select(WebhookDelivery).where(WebhookDelivery.brand_id == brand_id)
+        select(WebhookDelivery).where(
+            WebhookDelivery.brand_id == contact.brand_id,
+            WebhookDelivery.created_at >= _since(contact),
+        )
     ):
         payload = delivery.payload
         if not _mentions(payload, traces, pattern):
@@ -409,7 +437,9 @@ def _scrub_quotes(contact: Contact, traces: _Traces, pattern: re.Pattern[str] | 
         changed += _replace(event, "data", _scrubbed(event.data, pattern))
     for key in db.session.scalars(
         select(IdempotencyKey).where(
-            IdempotencyKey.brand_id == contact.brand_id, IdempotencyKey.body.is_not(None)
+            IdempotencyKey.brand_id == contact.brand_id,
+            IdempotencyKey.body.is_not(None),
+            IdempotencyKey.created_at >= _since(contact),
         )
     ):
         if pattern.search(key.body or ""):
