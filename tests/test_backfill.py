@@ -8,7 +8,9 @@ import os
 import signal
 from datetime import datetime, timedelta
 from itertools import pairwise
+from urllib.parse import parse_qs, urlsplit
 
+import httpx
 import pytest
 from sqlalchemy import func, select
 
@@ -22,7 +24,9 @@ from helpdesk.tickets.models import Ticket, TicketEvent, TicketStatus
 from helpdesk.types import utcnow
 from tests.conftest import drain_broker, fresh, wait_for
 from tests.factories import BrandFactory
+from tests.helpers.console import signed_in
 from tests.helpers.webhooks import ACCOUNT, post, process_all
+from tests.helpers.world import World
 
 USERNAME = "acme_shop"
 HOUR = 3600
@@ -395,3 +399,41 @@ def test_a_killed_worker_is_followed_by_one_that_finishes_the_backfill(app, sim,
     fetched = [r["path"].rsplit("/", 1)[-1] for r in sim.requests("conversation")]
     assert len(fetched) <= len(customers) + 1
     assert done_before >= 2
+
+
+# Connected through the simulated Instagram Login ---------------------------------------------
+
+PUBLIC = "https://desk.example"
+OUTLET_ID = "17841400000000000456"  # the simulator's second account on its authorize page
+
+
+def test_an_account_connected_with_instagram_login_gets_its_own_history(
+    app, client, sim, fast, monkeypatch
+):
+    for key in ("INSTAGRAM_AUTH_BASE", "INSTAGRAM_TOKEN_BASE"):
+        monkeypatch.setitem(app.config, key, sim.root_url)
+    monkeypatch.setitem(app.config, "PUBLIC_BASE_URL", PUBLIC)
+    world = World()
+    sim.seed_demo_history("17841400000000000123", username="sim_business")
+    sim.seed_demo_history(OUTLET_ID, username="sim_outlet")
+    signed_in(client, world.admin)
+
+    authorize = client.get("/settings/channels/instagram/connect").headers["Location"]
+    form = {k: v[0] for k, v in parse_qs(urlsplit(authorize).query).items()}
+    answer = httpx.post(
+        f"{sim.root_url}/oauth/authorize", data={**form, "decision": "allow", "account": OUTLET_ID}
+    )
+    back = urlsplit(answer.headers["Location"])
+    assert client.get(f"{back.path}?{back.query}").status_code == 302
+    channel = db.session.scalar(select(Channel).where(Channel.account_id == OUTLET_ID))
+    drain_broker(app)
+
+    assert backfill.run(the_backfill(channel.id).id) == "done"
+
+    usernames = db.session.scalars(
+        select(Contact.username).where(Contact.channel_id == channel.id)
+    ).all()
+    assert sorted(usernames) == ["lena.k", "maria.sews", "tom_outdoors"]
+    assert the_backfill(channel.id).messages_stored == 8
+    ticket = db.session.scalar(select(Ticket).where(Ticket.channel_id == channel.id))
+    assert ticket is not None and ticket.status is TicketStatus.OPEN  # Lena is still waiting

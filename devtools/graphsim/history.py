@@ -288,6 +288,42 @@ def _message(conversation: SimConversation, message: SimMessage):
 
 # Control --------------------------------------------------------------------------------------
 
+HOUR = 3600
+DAY = 24 * HOUR
+
+
+def demo_conversations(account_id: str) -> list[dict]:
+    """A believable recent history for the demo: answered questions from the past days, and
+    one customer still waiting for an answer (the backfill gives it an open ticket)."""
+    tail = account_id[-4:]
+
+    def chat(n: int, username: str, *turns: tuple[str, int, str]) -> dict:
+        return {
+            "customer": {"id": f"6120{tail}{n:08d}", "username": username},
+            "messages": [{"from": w, "created_time": -ago, "text": t} for w, ago, t in turns],
+        }
+
+    return [
+        chat(1, "maria.sews", ("customer", 5 * DAY, "Do you ship to Portugal?"),
+             ("business", 5 * DAY - 900, "We do! Delivery takes 3 to 5 days."),
+             ("customer", 5 * DAY - 1200, "Perfect, thank you")),
+        chat(2, "tom_outdoors", ("customer", 3 * DAY, "Are the trail boots waterproof?"),
+             ("business", 3 * DAY - 600, "Yes, fully waterproof up to the ankle.")),
+        chat(3, "lena.k", ("customer", 2 * DAY, "Hi! I ordered last week"),
+             ("business", 2 * DAY - 300, "Hi Lena, what is the order number?"),
+             ("customer", 3 * HOUR, "It is 10422, it has not arrived yet")),
+    ]  # fmt: skip
+
+
+def demo_view():
+    """A demo history for an account (e.g. one the simulated Instagram Login signs in)."""
+    data = request.get_json(silent=True) or {}
+    if not data.get("account_id"):
+        return {"error": "account_id is required"}, 400
+    account_id = str(data["account_id"])
+    history = {**data, "conversations": demo_conversations(account_id)}
+    return seed(_history(), history), 201
+
 
 def seed_view():
     data = request.get_json(silent=True) or {}
@@ -332,3 +368,4 @@ def register(app: Flask) -> None:
     app.add_url_rule("/_sim/history", "sim_history_seed", seed_view, methods=["POST"])
     app.add_url_rule("/_sim/history", "sim_history_clear", clear_view, methods=["DELETE"])
     app.add_url_rule("/_sim/history/errors", "sim_history_errors", add_error_view, methods=["POST"])
+    app.add_url_rule("/_sim/history/demo", "sim_history_demo", demo_view, methods=["POST"])

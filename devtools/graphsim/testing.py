@@ -130,6 +130,11 @@ class SimulatorHandle:
         history.update(username=username, token=token, page_size=page_size)
         return self._call("POST", "/_sim/history", json=history)
 
+    def seed_demo_history(self, account_id: str, username: str | None = None) -> dict:
+        """Three conversations from the past days, one customer still waiting for an answer."""
+        demo = {"account_id": account_id, "username": username}
+        return self._call("POST", "/_sim/history/demo", json=demo)
+
     def fail_history(
         self,
         code: int | None,
