@@ -16,25 +16,34 @@ from helpdesk.types import utcnow
 def edit_message(
     message: Message, text: str, num_edit: int | None = None, at: datetime | None = None
 ) -> Message:
-    """Keep the previous text; an edit already applied (same `num_edit`) changes nothing."""
+    """Keep every edit with the text before it; an edit already kept changes nothing.
+
+    The platform's time `at` tells a retried edit from a new one: Meta retries deliveries for
+    hours, and its `num_edit` is sometimes missing or 0. Without `at` (an edit made here) the
+    number does. An edit that arrives after a later one goes into the history in its place."""
     if message.unsent:
         raise InvalidState("an unsent message cannot be edited")
     if message.purged_at is not None:
         raise InvalidState("a vanished message cannot be edited")
-    num_edit = num_edit if num_edit is not None else message.edit_count + 1
-    if num_edit <= message.edit_count:
-        return message
-    db.session.add(
-        MessageEdit(
-            message_id=message.id,
-            num_edit=num_edit,
-            previous_text=message.text,
-            edited_at=at or utcnow(),
-        )
+    edits = list(
+        db.session.scalars(select(MessageEdit).where(MessageEdit.message_id == message.id))
     )
-    message.text = text
-    message.edit_count = num_edit
-    message.edited_at = at or utcnow()
+    if at is None and num_edit is not None and num_edit <= message.edit_count:
+        return message
+    if at is not None and any(edit.edited_at == at for edit in edits):
+        return message
+    at = at or utcnow()
+    numbers = {edit.num_edit for edit in edits}
+    if not num_edit or num_edit in numbers:
+        num_edit = max(numbers | {message.edit_count}) + 1
+    later = sorted((edit for edit in edits if edit.edited_at > at), key=lambda e: e.edited_at)
+    kept = MessageEdit(message_id=message.id, num_edit=num_edit, edited_at=at)
+    if later:  # superseded already: its text is what the next edit replaced
+        kept.previous_text, later[0].previous_text = later[0].previous_text, text
+    else:
+        kept.previous_text, message.text, message.edited_at = message.text, text, at
+    db.session.add(kept)
+    message.edit_count = max(message.edit_count, num_edit)
     db.session.flush()
     refresh_preview(message.conversation_id)
     return message

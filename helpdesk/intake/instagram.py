@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 import re
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -14,6 +16,8 @@ from helpdesk.dm.models import MessageKind
 SECONDS_LIMIT = 10**12  # below this a timestamp is in seconds, above it in milliseconds
 _URL = re.compile(r"https?://\S+", re.IGNORECASE)
 _MAX_TIMESTAMP_MS = 253402300799999  # 9999-12-31
+_COUNT = re.compile(r"[0-9]{1,7}")
+_ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}")  # a date with a time of day
 MAX_MID_CHARS = 255  # the mid columns
 # As for the API's intake. Meta sends at most 1000; far longer would pass PostgreSQL's size limit
 # of the full-text index on message text, and the message could never be stored.
@@ -75,12 +79,15 @@ class Event:
 
 
 def parse_timestamp(value: Any) -> datetime:
-    """Milliseconds, or seconds when below 10^12; anything else is malformed."""
+    """Milliseconds, or seconds when below 10^12, as a number or in a string; some deliveries
+    give ISO-8601 text instead (UTC when it names no zone). Anything else is malformed."""
     if isinstance(value, bool) or not isinstance(value, int | float | str):
         raise MalformedEvent("timestamp is not a number")
     try:
         number = float(value)
-    except (ValueError, OverflowError) as exc:  # OverflowError: an int past a float's range
+    except ValueError as exc:
+        return _iso_timestamp(value, exc)
+    except OverflowError as exc:  # an int past a float's range
         raise MalformedEvent("timestamp is not a number") from exc
     if number != number or number < 0:
         raise MalformedEvent("timestamp out of range")
@@ -88,6 +95,16 @@ def parse_timestamp(value: Any) -> datetime:
     if millis > _MAX_TIMESTAMP_MS:
         raise MalformedEvent("timestamp out of range")
     return datetime.fromtimestamp(millis / 1000, tz=UTC)
+
+
+def _iso_timestamp(value: Any, cause: Exception) -> datetime:
+    if not isinstance(value, str) or not _ISO_DATE.match(value.strip()):
+        raise MalformedEvent("timestamp is not a number or a date") from cause
+    try:
+        moment = datetime.fromisoformat(value.strip())
+    except ValueError as exc:
+        raise MalformedEvent("timestamp is not a number or a date") from exc
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
 def clean(text: str) -> str:
@@ -163,6 +180,16 @@ def raw_events(entry: dict) -> list[dict]:
     return events
 
 
+def _party(raw: dict, key: str, default: str | None) -> str:
+    if default is not None and not isinstance(raw.get(key), dict):
+        return default
+    return _str_id(raw, key)
+
+
+def _moment(value: Any, optional: bool) -> datetime:
+    return datetime.now(UTC) if value is None and optional else parse_timestamp(value)
+
+
 def _str_id(container: Any, key: str) -> str:
     value = container.get(key) if isinstance(container, dict) else None
     value = value.get("id") if isinstance(value, dict) else None
@@ -203,7 +230,8 @@ def _attachments(items: Any) -> list[dict]:
         if not isinstance(item, dict) or not isinstance(item.get("type"), str):
             continue
         payload = item.get("payload") if isinstance(item.get("payload"), dict) else {}
-        url = _text(payload.get("url"))
+        # A story's media comes as `story_media_url` rather than `url` in some deliveries.
+        url = _text(payload.get("url")) or _text(payload.get("story_media_url"))
         if url and not url.lower().startswith(("https://", "http://")):
             url = None
         kind = clean(item["type"])
@@ -214,7 +242,7 @@ def _attachments(items: Any) -> list[dict]:
             seen.add(str(media))
             kind = "share"
         attachment = {"type": kind, "url": url}
-        for key in ("title", "ig_post_media_id", "reel_video_id", "sticker_id", "id"):
+        for key in ("title", "ig_post_media_id", "reel_video_id", "sticker_id", "id", "story_id"):
             if isinstance(payload.get(key), str | int) and not isinstance(payload.get(key), bool):
                 attachment[key] = _plain(payload[key])
         result.append(attachment)
@@ -248,7 +276,7 @@ def _message_event(message: dict, base: dict) -> Event:
     attachments = _attachments(message.get("attachments"))
     reply_to = message.get("reply_to") if isinstance(message.get("reply_to"), dict) else {}
     return Event(
-        type="echo" if message.get("is_echo") else "message",
+        type=_message_type(message, base),
         mid=mid,
         text=text,
         kind=_kind(text, attachments, message),
@@ -257,6 +285,18 @@ def _message_event(message: dict, base: dict) -> Event:
         extra=_message_extra(message, reply_to),
         **base,
     )
+
+
+def _message_type(message: dict, base: dict) -> str:
+    """The brand is never a contact. What it sends to itself (`is_self`, or an echo addressed to
+    its own account) belongs to no conversation: `self`, which the intake ignores. A message from
+    its account id is an echo even without the flag; an echo's customer is its recipient, so one
+    sent under another id of the brand (its app-scoped id) still lands in the customer's thread."""
+    sender, recipient, brand = base["sender_id"], base["recipient_id"], base["account_id"]
+    echo = bool(message.get("is_echo")) or sender == brand
+    if message.get("is_self") or sender == recipient or (echo and recipient == brand):
+        return "self"
+    return "echo" if echo else "message"
 
 
 def _message_extra(message: dict, reply_to: dict) -> dict:
@@ -278,16 +318,23 @@ def _message_extra(message: dict, reply_to: dict) -> dict:
 
 
 def _edit_event(edit: dict, base: dict) -> Event:
-    num_edit = edit.get("num_edit")
-    if not isinstance(num_edit, int) or isinstance(num_edit, bool) or not 0 < num_edit < 10**6:
-        raise MalformedEvent("num_edit out of range")
     return Event(
         type="edit",
         mid=_mid(edit.get("mid")),
         text=_body_text(edit.get("text")) or "",
-        num_edit=num_edit,
+        num_edit=_num_edit(edit.get("num_edit")),
         **base,
     )
+
+
+def _num_edit(value: Any) -> int | None:
+    """Meta's count of edits, a number or a number in a string ("1"). Some deliveries say 0:
+    no usable count (None), and the edit is told from others by its time instead."""
+    if isinstance(value, str) and _COUNT.fullmatch(value.strip()):
+        value = int(value)
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value < 10**6:
+        raise MalformedEvent("num_edit out of range")
+    return value or None
 
 
 def _reaction_event(reaction: dict, base: dict) -> Event:
@@ -312,9 +359,10 @@ def _read_event(read: dict, base: dict) -> Event:
 
 def _postback_event(postback: dict, base: dict) -> Event:
     title = _body_text(postback.get("title")) or _body_text(postback.get("payload"))
+    mid = postback.get("mid")
     return Event(
         type="postback",
-        mid=_mid(postback.get("mid")),
+        mid=_mid(mid) if mid is not None else _postback_mid(postback, base),
         text=title or "postback",
         kind=MessageKind.POSTBACK,
         extra={"payload": _text(postback.get("payload"))},
@@ -322,9 +370,20 @@ def _postback_event(postback: dict, base: dict) -> Event:
     )
 
 
+def _postback_mid(postback: dict, base: dict) -> str:
+    """Ice breakers and "Get started" come without a `mid`: one derived from who tapped what and
+    when, so that Meta's retries of the delivery store the tap once."""
+    tapped = postback.get("payload")
+    tapped = postback.get("title") if tapped is None else tapped
+    parts = [base["sender_id"], base["at"].isoformat(), json.dumps(tapped, sort_keys=True)]
+    return "postback:" + hashlib.sha256("\x1f".join(parts).encode()).hexdigest()
+
+
 def _referral_event(referral: dict, base: dict) -> Event:
     return Event(type="referral", extra={"referral": _plain(referral)}, **base)
 
+
+_CUSTOMERS_ONLY = ("reaction", "unreaction", "read", "postback", "referral")
 
 # Meta names an event's kind by the key that carries it: the first of these whose value is an
 # object decides, in this order.
@@ -339,15 +398,22 @@ _PARSERS: dict[str, Callable[[dict, dict], Event]] = {
 
 
 def parse_event(account_id: str, raw: dict) -> Event:
-    """One messaging event as an Event; raises MalformedEvent for anything Meta would not send."""
+    """One messaging event as an Event; raises MalformedEvent for anything Meta would not send.
+
+    Some deliveries carry a `read` as `{"read": {"mid"}}` alone: it names the brand's message,
+    which is enough to apply it, so its sender, recipient and time may be missing."""
+    only_read = next((k for k in _PARSERS if isinstance(raw.get(k), dict)), None) == "read"
     base = {
         "account_id": account_id,
-        "sender_id": _str_id(raw, "sender"),
-        "recipient_id": _str_id(raw, "recipient"),
-        "at": parse_timestamp(raw.get("timestamp")),
+        "sender_id": _party(raw, "sender", "" if only_read else None),
+        "recipient_id": _party(raw, "recipient", account_id if only_read else None),
+        "at": _moment(raw.get("timestamp"), optional=only_read),
     }
     for key, parse in _PARSERS.items():
         body = raw.get(key)
         if isinstance(body, dict):
-            return parse(body, base)
+            event = parse(body, base)
+            if event.type in _CUSTOMERS_ONLY and event.sender_id == account_id:
+                return replace(event, type="self")  # the brand's own: it is never a contact
+            return event
     raise MalformedEvent("unknown event type")
