@@ -72,7 +72,7 @@ class GraphRefusal(Exception):
 
 def subscribe() -> None:
     """Called by the app factory: a first connection starts a backfill, a reconnection resumes
-    one that stopped on a refused token."""
+    one that stopped."""
     hooks.on(hooks.CHANNEL_CONNECTED, start)
     hooks.on(hooks.CHANNEL_RECONNECTED, resume)
 
@@ -95,7 +95,8 @@ def start(channel: Channel, **_: Any) -> Backfill | None:
 
 
 def resume(channel: Channel, **_: Any) -> Backfill | None:
-    """Reconnected: a backfill that stopped (the token was refused) goes on from its bookmark."""
+    """Reconnected: a backfill that stopped (a refused token, most often) goes on from its
+    bookmark; reconnecting is also how an admin retries one that failed for another reason."""
     backfill = _of_channel(channel.id)
     if backfill is None or backfill.status != FAILED:
         return backfill
@@ -201,6 +202,11 @@ def run(backfill_id: int) -> str | None:
     except GraphRefusal as exc:
         db.session.rollback()
         job.fail(f"Instagram could not give the list of conversations: “{exc.message}”.")
+        return FAILED
+    except Exception as exc:  # a bug or a lost database: stop, rather than loop for ever
+        db.session.rollback()
+        log.exception("backfill %s failed", backfill_id)
+        job.fail(f"An unexpected error stopped it ({type(exc).__name__}); reconnecting retries.")
         return FAILED
     return DONE
 
