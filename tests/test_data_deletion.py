@@ -22,7 +22,7 @@ from helpdesk.outgoing.models import WebhookDelivery, WebhookSubscription
 from helpdesk.privacy import erase
 from helpdesk.tickets import notes
 from helpdesk.tickets.models import Note, Ticket
-from tests.factories import AgentFactory, member
+from tests.factories import AgentFactory, ContactFactory, member
 from tests.helpers import rows
 from tests.helpers import webhooks as hooks
 from tests.helpers.console import signed_in
@@ -287,6 +287,7 @@ def test_a_forged_data_deletion_changes_nothing(client):
 
 def test_data_deletion_of_a_connected_business_account_disconnects_it_and_says_so(client):
     channel = hooks.connect_example_channel()
+    deliver(_event(PERSON, ACCOUNT, 1763800000000, message={"mid": "m-1", "text": FIRST_TEXT}))
     response = client.post("/oauth/instagram/data-deletion",
                            data={"signed_request": signed(ACCOUNT)})  # fmt: skip
     assert response.status_code == 200
@@ -294,6 +295,30 @@ def test_data_deletion_of_a_connected_business_account_disconnects_it_and_says_s
     assert db.session.get(Channel, channel.id).status is ChannelStatus.DISCONNECTED
     page = client.get(f"/data-deletion/{response.get_json()['confirmation_code']}")
     assert "the connected Instagram account was disconnected" in page.get_data(as_text=True)
+    # The account's customers are not the person: their messages and raw deliveries stay.
+    assert {hit.split(":")[0] for hit in scan([FIRST_TEXT])} == {
+        "messages", "webhook_events", "conversations"}  # fmt: skip
+
+
+def test_every_contact_of_the_person_is_erased_and_each_brand_audits_its_own():
+    first, second = World("first"), World("second")
+    twin = ContactFactory(channel=second.channel, platform_id=first.contact.platform_id,
+                          name="Jane Doe")  # fmt: skip
+    receive(second.channel, twin.platform_id, "Where is my order ZQTWIN, second shop?")
+    db.session.commit()
+
+    assert erase.erase_platform_user(first.contact.platform_id) == 2
+    db.session.commit()
+
+    audits = db.session.execute(
+        select(AuditEvent.brand_id, AuditEvent.target_id).where(
+            AuditEvent.action == "contact.erased")).all()  # fmt: skip
+    assert sorted(audits) == sorted([(first.brand.id, first.contact.id),
+                                     (second.brand.id, twin.id)])  # fmt: skip
+    assert scan(["ZQTWIN"]) == []
+    db.session.expire_all()
+    assert first.contact.name is None and twin.name is None
+    assert second.contact.name == "Jane Doe", "another person of the same brand is untouched"
 
 
 def test_data_deletion_for_someone_unknown_is_recorded_done(client):
