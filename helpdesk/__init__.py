@@ -15,6 +15,7 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
     from helpdesk.assignment.service import subscribe as subscribe_assignment
     from helpdesk.cli import register_cli
     from helpdesk.database import configure_sqlite
+    from helpdesk.delivery.outage import subscribe as subscribe_outage
     from helpdesk.extensions import db, migrate
     from helpdesk.intake.writer import DeliveryWriter
     from helpdesk.observability import init_observability
@@ -42,6 +43,7 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
 
     subscribe_sla()  # services that build on tickets hear of its changes (helpdesk.hooks)
     subscribe_assignment()
+    subscribe_outage()  # replies wait while a channel needs a reconnect, and resume after it
     db.init_app(app)
     app.extensions["delivery_writer"] = DeliveryWriter(
         app, gather_seconds=app.config.get("INTAKE_GATHER_MS", 0) / 1000

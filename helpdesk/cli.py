@@ -30,7 +30,7 @@ def register_cli(app: Flask) -> None:
         revoke_token_command,
     )
     from helpdesk.brands.cli import create_brand_command
-    from helpdesk.channels.cli import connect_instagram_command
+    from helpdesk.channels.cli import connect_instagram_command, refresh_instagram_tokens_command
     from helpdesk.metrics.cli import recompute_metrics_command
 
     for command in (
@@ -43,6 +43,7 @@ def register_cli(app: Flask) -> None:
         invite_agent_command,
         reset_password_command,
         connect_instagram_command,
+        refresh_instagram_tokens_command,
         seed_demo_command,
         seed_load_command,
     ):

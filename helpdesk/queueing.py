@@ -30,11 +30,13 @@ DELIVER_MESSAGE = "workers.tasks.delivery.deliver_message"
 DELIVER_REACTION = "workers.tasks.delivery.deliver_reaction"
 PROCESS_PENDING_WEBHOOKS = "workers.tasks.intake.process_pending_webhooks"
 DELIVER_OUTGOING_WEBHOOKS = "workers.tasks.outgoing.deliver_outgoing_webhooks"
+REFRESH_INSTAGRAM_TOKENS = "workers.tasks.channels.refresh_instagram_tokens"
 TASK_NAMES = (
     DELIVER_MESSAGE,
     DELIVER_REACTION,
     PROCESS_PENDING_WEBHOOKS,
     DELIVER_OUTGOING_WEBHOOKS,
+    REFRESH_INSTAGRAM_TOKENS,
 )
 
 breaker = CircuitBreaker(PAUSE_AFTER_FAILURE_SECONDS)

@@ -260,7 +260,6 @@ def test_delivery_gives_up_after_6_attempts(sim, channel):
         (100, "Instagram refused the message as invalid"),
         (551, "This person isn't available right now"),
         (10, "Outside the reply window: Instagram refused the message"),
-        (200, "permissions"),
     ],
 )
 def test_permanent_error_fails_with_a_reason_for_the_agent(sim, channel, code, reason):
@@ -282,19 +281,21 @@ def test_window_closed_on_metas_side_fails_with_code_10(sim, channel):
     assert reload(message_id).error_code == "10"
 
 
-def test_invalid_token_fails_and_flags_the_channel(sim, channel):
+def test_invalid_token_flags_the_channel_and_the_replies_wait(sim, channel):
+    """190, 200-299 and 10 outside the window: tests/test_channel_tokens.py has the rest."""
     conversation = conversation_for(channel)
     first = queue(conversation, "one")
     second = queue(conversation, "two")
     sim.fail_next(190)
 
-    assert service.deliver(first, now=T0 + timedelta(hours=2)) == service.FAILED
+    assert service.deliver(first, now=T0 + timedelta(hours=2)) == service.WAITING
     message = reload(first)
-    assert message.error_code == "190"
-    assert message.error == service.TOKEN_REASON
+    assert message.status is MessageStatus.QUEUED
+    assert message.error == "Instagram is disconnected; an admin must reconnect"
     assert db.session.get(Channel, channel.id).needs_new_token is True
 
-    assert service.deliver(second, now=T0 + timedelta(hours=2)) == service.FAILED
+    assert service.deliver(second, now=T0 + timedelta(hours=2)) == service.SKIPPED
+    assert reload(second).status is MessageStatus.QUEUED
     assert len(sim.sends()) == 1, "no call with a token known to be bad"
 
 

@@ -10,9 +10,13 @@ from celery.signals import setup_logging
 from flask import Flask, has_app_context
 
 from helpdesk.observability import configure_logging
+from helpdesk.queueing import REFRESH_INSTAGRAM_TOKENS
+
+DAY_SECONDS = 24 * 60 * 60
 
 TASK_MODULES = [
     "workers.tasks.assignment",
+    "workers.tasks.channels",
     "workers.tasks.delivery",
     "workers.tasks.heartbeat",
     "workers.tasks.intake",
@@ -36,6 +40,7 @@ def _beat_schedule(app: Flask) -> dict:
         "sweep-deliveries": ("workers.tasks.delivery.sweep_deliveries", 60),
         "sweep-metrics": ("workers.tasks.metrics.sweep_metrics", 60),
         "outgoing-webhooks": ("workers.tasks.outgoing.deliver_outgoing_webhooks", 10),
+        "refresh-instagram-tokens": (REFRESH_INSTAGRAM_TOKENS, DAY_SECONDS),
     }
     return {
         name: {"task": task, "schedule": timedelta(seconds=seconds)}

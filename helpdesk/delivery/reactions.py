@@ -7,7 +7,8 @@ import logging
 
 from flask import current_app
 
-from helpdesk.channels.models import Channel, ChannelKind
+from helpdesk.channels import lifecycle
+from helpdesk.channels.models import Channel, ChannelKind, ChannelStatus
 from helpdesk.delivery.sendapi import (
     DEFAULT_TIMEOUT_SECONDS,
     FAILED,
@@ -39,7 +40,7 @@ def send_reaction(message_id: int, emoji: str | None) -> str:
     channel = db.session.get(Channel, message.channel_id)
     if channel.kind is not ChannelKind.INSTAGRAM:
         return SKIPPED
-    if channel.needs_new_token or channel.access_token_encrypted is None:
+    if channel.status is not ChannelStatus.ACTIVE or channel.access_token_encrypted is None:
         return FAILED
     payload = {"message_id": message.mid}
     if emoji:
@@ -61,8 +62,9 @@ def send_reaction(message_id: int, emoji: str | None) -> str:
     if not isinstance(result, SendError):
         return SENT
     if result.bad_token:
-        db.session.get(Channel, channel.id).needs_new_token = True
+        lifecycle.mark_needs_reconnect(db.session.get(Channel, channel.id), result.reason)
         db.session.commit()
+        return FAILED
     if result.retryable or result.ambiguous:
         return RETRY
     log.warning("reaction on message %s refused: %s", message_id, result.reason)

@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import and_, func, or_, select, update
 
-from helpdesk.channels.models import Channel
+from helpdesk.channels.models import Channel, ChannelStatus
 from helpdesk.database import rows_matched
 from helpdesk.delivery.sendapi import UNCONFIRMED, sent_mids
 from helpdesk.dm.models import Conversation, Direction, Message, MessageStatus
@@ -130,15 +130,17 @@ def requeue_stalled(
     when they were enqueued, or a scheduled message was released), or a retry lost on the way.
 
     Returns their ids for the caller to enqueue after committing; a duplicate task is harmless,
-    since only one claim can win.
+    since only one claim can win. Messages of a channel waiting for a reconnect stay put.
     """
     now = now or utcnow()
+    active = select(Channel.id).where(Channel.status == ChannelStatus.ACTIVE)
     return list(
         db.session.scalars(
             select(Message.id)
             .where(
                 Message.status == MessageStatus.QUEUED,
                 Message.direction == Direction.OUTBOUND,
+                Message.channel_id.in_(active.scalar_subquery()),
                 or_(
                     and_(
                         Message.delivery_attempts == 0,

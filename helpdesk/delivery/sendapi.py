@@ -23,16 +23,18 @@ RETRY = "retry"
 FAILED = "failed"
 SKIPPED = "skipped"
 UNCONFIRMED = "unconfirmed"  # the request may have reached Meta: only an echo can tell
+WAITING = "waiting"  # the channel needs a reconnect: the message stays queued until then
+WAITING_REASON = "Instagram is disconnected; an admin must reconnect"
 
 RETRYABLE_CODES = frozenset({1, 2, 4, 17, 341, 613})
-PERMANENT_CODES = frozenset({10, 100, 190, 200, 551})
+PERMANENT_CODES = frozenset({10, 100, 551})  # 190, 200-299 and 10 off-window: refuses_access
 DEFAULT_TIMEOUT_SECONDS = 10.0
 _clients: dict[int, httpx.Client] = {}
 TOKEN_REASON = "The channel's access token is invalid or expired: reconnect the account"
+ACCESS_REASON = "Instagram no longer lets this account send: an admin must reconnect it"
+WINDOW_SUBCODE = 2018278  # code 10 with this subcode: the reply window closed, not the token
 REASONS = {
     10: "Outside the reply window: Instagram refused the message",
-    190: TOKEN_REASON,
-    200: "Instagram does not allow this account to send it: check the channel's permissions",
     551: "This person isn't available right now",
 }
 
@@ -45,7 +47,7 @@ class SendError:
     reason: str
     retryable: bool = False
     ambiguous: bool = False
-    bad_token: bool = False
+    bad_token: bool = False  # the platform refused the account's access: it needs a reconnect
 
 
 def graph_client() -> httpx.Client:
@@ -101,18 +103,33 @@ def _error_of(response: httpx.Response) -> SendError:
     except (KeyError, TypeError, ValueError):
         code = None
     detail = str(error.get("message") or f"HTTP {status}")
+    if code is not None and refuses_access(code, error.get("error_subcode"), detail):
+        reason = TOKEN_REASON if code == 190 else f"{ACCESS_REASON} (code {code})"
+        return SendError(str(code), reason, bad_token=True)
     if code is None:
         if status >= 500 or status == 429:
             return SendError(f"http_{status}", f"Instagram answered HTTP {status}", retryable=True)
         return SendError(f"http_{status}", f"Instagram refused the message (HTTP {status})")
     if code in PERMANENT_CODES:
         reason = REASONS.get(code) or f"Instagram refused the message as invalid: {detail}"
-        return SendError(str(code), reason, bad_token=code == 190)
+        return SendError(str(code), reason)
     if code in RETRYABLE_CODES or status >= 500:
         return SendError(
             str(code), f"Instagram is busy or limiting sends: {detail}", retryable=True
         )
     return SendError(str(code), f"Instagram refused the message: {detail} (code {code})")
+
+
+def refuses_access(code: int, subcode: object, message: str) -> bool:
+    """Codes that say the token or the app's permission is gone (190 with any subcode, 10, and
+    200 to 299), so nothing sent with it can work until an admin reconnects the account. Code 10
+    also answers a message outside the reply window: that one is about the conversation only."""
+    if code == 10:
+        outside_window = str(subcode) == str(WINDOW_SUBCODE) or "outside of allowed window" in (
+            message or ""
+        ).lower()
+        return not outside_window
+    return code == 190 or 200 <= code <= 299
 
 
 def recipient_of(conversation: Conversation) -> dict:

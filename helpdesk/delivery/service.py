@@ -8,10 +8,13 @@ How an outbound message moves:
 
     queued --claim--> sending --message id--> sent
                               --1, 2, 4, 17, 341, 613, 5xx, not reached--> queued (retried)
-                              --10, 100, 190, 200, 551, anything else--> failed
+                              --190, 10 (not the window), 200-299--> queued, waiting for a
+                                reconnect (the channel is marked needs_reconnect)
+                              --10 (window), 100, 551, anything else--> failed
                               --no answer once the request was out--> sending (left to the echo)
     sending --echo with the same text (reconcile_echo)--> sent
     sending for 10 minutes (sweep_stuck_deliveries) --> failed, never resent automatically
+    queued on a channel that is not active: not claimed; it waits for the reconnect (outage.py)
 """
 
 from __future__ import annotations
@@ -24,7 +27,8 @@ from flask import current_app
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 
-from helpdesk.channels.models import Channel, ChannelKind
+from helpdesk.channels import lifecycle
+from helpdesk.channels.models import Channel, ChannelKind, ChannelStatus
 from helpdesk.database import rows_matched
 from helpdesk.delivery.reactions import send_reaction
 from helpdesk.delivery.reconcile import reconcile_echo, requeue_stalled, sweep_stuck_deliveries
@@ -36,6 +40,8 @@ from helpdesk.delivery.sendapi import (
     SKIPPED,
     TOKEN_REASON,
     UNCONFIRMED,
+    WAITING,
+    WAITING_REASON,
     SendError,
     fail,
     mark_sent,
@@ -59,6 +65,7 @@ __all__ = [
     "SKIPPED",
     "TOKEN_REASON",
     "UNCONFIRMED",
+    "WAITING",
     "backoff_seconds",
     "deliver",
     "reconcile_echo",
@@ -90,7 +97,8 @@ def backoff_seconds(attempt: int) -> int:
 
 
 def deliver(message_id: int, now: datetime | None = None) -> str:
-    """Send a queued outbound message; returns sent, retry, failed, unconfirmed or skipped.
+    """Send a queued outbound message; returns sent, retry, failed, unconfirmed, waiting (the
+    channel needs a reconnect: the message stays queued) or skipped.
 
     Only a `queued` message is claimed (a retry puts it back to `queued`); a redelivered task
     finds `sending` and does nothing, since the first attempt may have reached Meta.
@@ -129,13 +137,16 @@ def deliver(message_id: int, now: datetime | None = None) -> str:
 
 
 def _claim(message_id: int, now: datetime) -> bool:
-    """A conditional update, so two workers given the same message cannot both send it."""
+    """A conditional update, so two workers given the same message cannot both send it; a
+    message of a channel waiting for a reconnect is not claimed (it stays queued)."""
+    active = select(Channel.id).where(Channel.status == ChannelStatus.ACTIVE)
     claimed = rows_matched(
         update(Message)
         .where(
             Message.id == message_id,
             Message.direction == Direction.OUTBOUND,
             Message.status == MessageStatus.QUEUED,
+            Message.channel_id.in_(active.scalar_subquery()),
         )
         .values(
             status=MessageStatus.SENDING,
@@ -178,9 +189,10 @@ def _plan(message_id: int, now: datetime) -> _Plan | str:
         fail(message, closed.code, f"Not sent: {closed.message}")
         return FAILED
     message.human_agent_tag = human and dm.needs_human_agent_tag(conversation, now)
-    if channel.needs_new_token or channel.access_token_encrypted is None:
-        fail(message, "190", TOKEN_REASON)
-        return FAILED
+    if channel.status is not ChannelStatus.ACTIVE or channel.access_token_encrypted is None:
+        lifecycle.mark_needs_reconnect(channel, "the channel has no access token", now=now)
+        _wait(message, attempted=False)
+        return WAITING
     try:
         token = channel.access_token
     except ValueError:
@@ -257,7 +269,11 @@ def _record_error(message_id: int, error: SendError, index: int, total: int) -> 
         log.warning("message %s unconfirmed: %s", message_id, reason)
         return UNCONFIRMED
     if error.bad_token:
-        db.session.get(Channel, message.channel_id).needs_new_token = True
+        channel = db.session.get(Channel, message.channel_id)
+        lifecycle.mark_needs_reconnect(channel, reason)
+        _wait(message, attempted=True)
+        log.info("message %s waits for a reconnect: %s", message_id, reason)
+        return WAITING
     if error.retryable and message.delivery_attempts < MAX_ATTEMPTS:
         message.status = MessageStatus.QUEUED
         message.error_code = error.code
@@ -269,3 +285,13 @@ def _record_error(message_id: int, error: SendError, index: int, total: int) -> 
     fail(message, error.code, reason)
     log.info("message %s failed: %s", message_id, reason)
     return FAILED
+
+
+def _wait(message: Message, attempted: bool) -> None:
+    """Nothing went out: the message goes back to `queued`, and is not claimed again until the
+    channel is reconnected (outage.resume_waiting hands it to a worker then)."""
+    message.status = MessageStatus.QUEUED
+    message.error_code = "needs_reconnect"
+    message.error = WAITING_REASON
+    if not attempted:
+        message.delivery_attempts = max(0, message.delivery_attempts - 1)

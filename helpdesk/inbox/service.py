@@ -10,7 +10,7 @@ from sqlalchemy import select
 from helpdesk.accounts.actor import Actor, agent_id_of
 from helpdesk.accounts.models import Agent, Role
 from helpdesk.accounts.service import require_role
-from helpdesk.channels.models import Channel
+from helpdesk.channels.models import Channel, ChannelStatus
 from helpdesk.dm import service as dm
 from helpdesk.dm import text as texts
 from helpdesk.dm.models import (
@@ -214,11 +214,17 @@ def add_note(conversation: Conversation, author: Agent | None, body: str) -> Not
 
 def release_scheduled(now: datetime | None = None, limit: int = 500) -> list[int]:
     """Scheduled messages whose time has come are queued for delivery (or failed, if the window
-    closed meanwhile); returns the ids to deliver."""
+    closed meanwhile); returns the ids to deliver. A channel waiting for a reconnect keeps its
+    messages scheduled until it is back."""
     now = now or utcnow()
+    active = select(Channel.id).where(Channel.status == ChannelStatus.ACTIVE)
     query = (
         select(Message)
-        .where(Message.status == MessageStatus.SCHEDULED, Message.send_at <= now)
+        .where(
+            Message.status == MessageStatus.SCHEDULED,
+            Message.send_at <= now,
+            Message.channel_id.in_(active.scalar_subquery()),
+        )
         .order_by(Message.send_at)
         .limit(limit)
     )

@@ -8,8 +8,9 @@ import httpx
 from flask import current_app
 
 from helpdesk.brands.models import Brand
-from helpdesk.channels.models import Channel
-from helpdesk.delivery.sendapi import graph_client
+from helpdesk.channels import lifecycle
+from helpdesk.channels.models import Channel, ChannelStatus
+from helpdesk.delivery.sendapi import graph_client, refuses_access
 from helpdesk.dm.models import Contact, Conversation, RequestState
 from helpdesk.dm.service import is_known
 from helpdesk.extensions import db
@@ -29,6 +30,8 @@ def fetch_profile(contact_id: int, timeout: float = 10.0) -> bool:
     channel = db.session.get(Channel, contact.channel_id)
     if channel.kind.value != "instagram" or not channel.access_token_encrypted:
         return False
+    if channel.status is not ChannelStatus.ACTIVE:
+        return False  # fetched again once the channel is reconnected and the contact writes
     url = f"{current_app.config['GRAPH_API_BASE'].rstrip('/')}/{contact.platform_id}"
     try:
         response = graph_client().get(
@@ -41,6 +44,8 @@ def fetch_profile(contact_id: int, timeout: float = 10.0) -> bool:
         profile = response.json()
     except (httpx.HTTPError, ValueError) as exc:
         log.warning("profile of contact %s not fetched: %s", contact.id, type(exc).__name__)
+        if isinstance(exc, httpx.HTTPStatusError):
+            _check_access(channel, exc.response)
         return False
     if not isinstance(profile, dict):
         return False
@@ -60,6 +65,18 @@ def fetch_profile(contact_id: int, timeout: float = 10.0) -> bool:
     _accept_if_now_known(contact)
     db.session.flush()
     return True
+
+
+def _check_access(channel: Channel, response: httpx.Response) -> None:
+    """A refused token (190, 10, 200-299) marks the channel needs_reconnect, as a send does."""
+    try:
+        error = response.json().get("error") or {}
+        code = int(error["code"])
+    except (ValueError, AttributeError, KeyError, TypeError):
+        return
+    message = str(error.get("message") or "")
+    if refuses_access(code, error.get("error_subcode"), message):
+        lifecycle.mark_needs_reconnect(channel, f"profile lookup refused (code {code}): {message}")
 
 
 def _accept_if_now_known(contact: Contact) -> None:

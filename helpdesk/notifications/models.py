@@ -15,6 +15,8 @@ class NotificationKind(enum.StrEnum):
     SLA_BREACH = "sla_breach"
     MENTION = "mention"
     ASSIGNMENT = "assignment"
+    # A channel needs an admin to reconnect it (at most 11 characters: the column's width).
+    RECONNECT = "reconnect"
 
 
 class Notification(Model):

@@ -13,6 +13,7 @@ from werkzeug.exceptions import HTTPException
 from werkzeug.routing import BuildError
 
 from helpdesk import transaction
+from helpdesk.delivery.outage import down_channels
 from helpdesk.errors import DomainError
 from helpdesk.extensions import login_manager
 from helpdesk.live import events as live
@@ -70,6 +71,9 @@ def _header() -> dict:
         "live_cursor": cursor_now(g.brand.id),
         "live_since": utcnow(),
         "live_stream": live.streaming(),
+        # Channels whose replies wait for a reconnect: a banner for admins, a notice on their
+        # conversations for everyone.
+        "down_channels": down_channels(g.brand.id),
     }
 
 

@@ -27,6 +27,7 @@ KIND_LABELS = {
     NotificationKind.MENTION: "Someone mentions me in a note",
     NotificationKind.SLA_WARNING: "A ticket of mine is close to its SLA target",
     NotificationKind.SLA_BREACH: "A ticket of mine missed its SLA target",
+    NotificationKind.RECONNECT: "A channel needs an admin to reconnect it (admins only)",
 }
 AVAILABILITY_LABELS = (("online", "Online: take new tickets at once"), ("away", "Away"))
 
