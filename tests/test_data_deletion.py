@@ -327,6 +327,8 @@ def test_data_deletion_for_someone_unknown_is_recorded_done(client):
     assert response.status_code == 200
     request = db.session.scalar(select(DataDeletionRequest))
     assert (request.status, request.contacts_erased) == ("done", 0)
+    page = client.get(response.get_json()["url"].split("localhost", 1)[-1])
+    assert "no message or profile of this person was held" in page.get_data(as_text=True)
 
 
 def test_the_console_still_shows_the_erased_conversation_without_its_content(client):

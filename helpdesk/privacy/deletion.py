@@ -104,11 +104,12 @@ class Status:
             return f"{received}; the erase failed and will be looked into."
         if self.status != DONE or self.completed_at is None:
             return f"{received}; the erase is in progress."
-        contacts = "contact" if self.contacts_erased == 1 else "contacts"
-        done = (
-            f"{received}, completed on {_day(self.completed_at)}: "
-            f"the data of {self.contacts_erased} {contacts} was erased"
-        )
+        done = f"{received}, completed on {_day(self.completed_at)}: "
+        if self.contacts_erased:
+            contacts = "contact" if self.contacts_erased == 1 else "contacts"
+            done += f"the data of {self.contacts_erased} {contacts} was erased"
+        else:
+            done += "no message or profile of this person was held"
         if self.channels_disconnected:
             done += ", and the connected Instagram account was disconnected"
         return done + "."
