@@ -425,6 +425,7 @@ CONTACT_KEYS = {
 MESSAGE_KEYS = {
     "id", "mid", "direction", "kind", "text", "attachments", "reply_to", "reactions", "sent_at",
     "status", "error", "edited", "unsent", "conversation_id", "contact_id", "send_at",
+    "story", "quick_reply", "referral", "postback",
 }  # fmt: skip
 TICKET_KEYS = {
     "id", "conversation_id", "status", "priority", "assignee_id", "team_id", "tags", "opened_at",

@@ -10,7 +10,7 @@ from sqlalchemy.exc import IntegrityError
 
 from helpdesk.accounts.models import Agent
 from helpdesk.dm.conversations import atomic
-from helpdesk.dm.models import Contact, Message, Reaction
+from helpdesk.dm.models import Contact, Message, Reaction, ReactionRemoval
 from helpdesk.errors import InvalidState, ValidationError
 from helpdesk.extensions import db
 from helpdesk.types import utcnow
@@ -85,3 +85,59 @@ def unreact(message: Message, contact: Contact | None = None) -> bool:
     db.session.delete(reaction)
     db.session.flush()
     return True
+
+
+# The platform's reactions --------------------------------------------------------------------
+# Meta delivers reactions out of order and retries for hours: a react replayed after its unreact
+# must not bring the reaction back. The platform's timestamp orders them, the newest action wins:
+# an unreact leaves its time in reaction_removals, and a react no newer than that is stale.
+
+
+def _removal(message: Message, reactor: str) -> ReactionRemoval | None:
+    return db.session.scalar(
+        select(ReactionRemoval).where(
+            ReactionRemoval.message_id == message.id, ReactionRemoval.reactor == reactor
+        )
+    )
+
+
+def react_from_platform(
+    message: Message, emoji: str, contact: Contact, at: datetime
+) -> Reaction | None:
+    """A person's react, as of the platform's time `at`; None when a later action overrides it
+    (a removal at or after it, or a reaction newer than it)."""
+    reactor = _reactor(contact)
+    removal = _removal(message, reactor)
+    if removal is not None and removal.removed_at >= at:
+        return None
+    current = db.session.scalar(
+        select(Reaction).where(Reaction.message_id == message.id, Reaction.reactor == reactor)
+    )
+    if current is not None and current.reacted_at > at:
+        return None
+    if removal is not None:
+        db.session.delete(removal)
+    return react(message, emoji, contact=contact, at=at)
+
+
+def unreact_from_platform(message: Message, contact: Contact, at: datetime) -> bool:
+    """A person's unreact, as of the platform's time `at`: remembered, so that an older react
+    delivered later stays undone; a reaction newer than it stays."""
+    reactor = _reactor(contact)
+    removal = _removal(message, reactor)
+    if removal is None:
+        try:
+            with atomic():
+                removal = ReactionRemoval(message_id=message.id, reactor=reactor, removed_at=at)
+                db.session.add(removal)
+        except IntegrityError:
+            removal = _removal(message, reactor)
+    if removal is not None and removal.removed_at < at:
+        removal.removed_at = at
+    current = db.session.scalar(
+        select(Reaction).where(Reaction.message_id == message.id, Reaction.reactor == reactor)
+    )
+    if current is None or current.reacted_at > at:
+        db.session.flush()
+        return False
+    return unreact(message, contact=contact)

@@ -52,6 +52,7 @@ _ATTACHMENT_KINDS = {
     "product": MessageKind.PRODUCT,
     "template": MessageKind.PRODUCT,
     "fallback": MessageKind.LINK,
+    "like_heart": MessageKind.STICKER,  # the heart sticker: no image, shown as ❤️
 }
 
 
@@ -274,6 +275,8 @@ def _message_event(message: dict, base: dict) -> Event:
         return Event(type="unsend", mid=mid, **base)
     text = _body_text(message.get("text"))
     attachments = _attachments(message.get("attachments"))
+    if text is None and attachments and attachments[0]["type"] == "like_heart":
+        text = "❤️"
     reply_to = message.get("reply_to") if isinstance(message.get("reply_to"), dict) else {}
     return Event(
         type=_message_type(message, base),
@@ -365,7 +368,7 @@ def _postback_event(postback: dict, base: dict) -> Event:
         mid=_mid(mid) if mid is not None else _postback_mid(postback, base),
         text=title or "postback",
         kind=MessageKind.POSTBACK,
-        extra={"payload": _text(postback.get("payload"))},
+        extra=_postback_extra(title, _text(postback.get("payload"))),
         **base,
     )
 
@@ -377,6 +380,11 @@ def _postback_mid(postback: dict, base: dict) -> str:
     tapped = postback.get("title") if tapped is None else tapped
     parts = [base["sender_id"], base["at"].isoformat(), json.dumps(tapped, sort_keys=True)]
     return "postback:" + hashlib.sha256("\x1f".join(parts).encode()).hexdigest()
+
+
+def _postback_extra(title: str | None, payload: str | None) -> dict:
+    """`payload` as before; `postback` as the console and the API show it (title and payload)."""
+    return {"payload": payload, "postback": {"title": title, "payload": payload}}
 
 
 def _referral_event(referral: dict, base: dict) -> Event:

@@ -3,18 +3,22 @@ worker or the sweep, as often as needed: processing is idempotent by message id.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 from datetime import datetime, timedelta
 
 from flask import current_app
 from sqlalchemy import insert, select
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from helpdesk.channels.models import Channel, ChannelKind
 from helpdesk.delivery.service import reconcile_echo
 from helpdesk.dm import service as dm
-from helpdesk.dm.models import Contact, Conversation, Message, RequestState
+from helpdesk.dm.models import Contact, Conversation, Direction, Message, RequestState
+from helpdesk.dm.reactions import react_from_platform, unreact_from_platform
 from helpdesk.errors import DomainError, DuplicateMessage
 from helpdesk.extensions import db
 from helpdesk.inbox import service as inbox
@@ -66,7 +70,7 @@ def process_event(event_id: int) -> list[int]:
     if row is None or row.status is not EventStatus.PENDING:
         return []
     row.attempts += 1
-    stored: list[int] = []
+    senders: list[int] = []  # contacts who wrote, or came through a referral
     problems: list[str] = []
     unknown = 0
     body = json.loads(row.body)
@@ -84,16 +88,18 @@ def process_event(event_id: int) -> list[int]:
         for raw in instagram.raw_events(entry):
             try:
                 with dm.atomic():
-                    message = apply_event(channel, instagram.parse_event(account_id, raw))
-                if message is not None and message.contact_id is not None:
-                    stored.append(message.id)
+                    contact_id = _contact_of(
+                        apply_event(channel, instagram.parse_event(account_id, raw))
+                    )
+                if contact_id is not None:
+                    senders.append(contact_id)
             except (MalformedEvent, DomainError) as exc:
                 problems.append(f"{type(exc).__name__}: {exc}")
     row.error = "; ".join(problems)[:2000] or None
     row.status = EventStatus.UNKNOWN_ACCOUNT if unknown and not problems else EventStatus.PROCESSED
     row.processed_at = utcnow()
     db.session.flush()
-    return contacts_needing_profile(stored) if stored else []
+    return contacts_needing_profile(senders) if senders else []
 
 
 def request_id_of(event_id: int) -> str | None:
@@ -141,9 +147,16 @@ def pending_event_ids(older_than: timedelta = timedelta(seconds=30), limit: int 
 # Applying events ----------------------------------------------------------------------------------
 
 
-def apply_event(channel: Channel, event: Event) -> Message | None:
+def apply_event(channel: Channel, event: Event) -> Message | Contact | None:
+    """The message stored, or for a referral its contact; None when nothing new arrived."""
     handler = _HANDLERS.get(event.type)
     return handler(channel, event) if handler else None
+
+
+def _contact_of(applied: Message | Contact | None) -> int | None:
+    if isinstance(applied, Contact):
+        return applied.id
+    return applied.contact_id if applied is not None else None
 
 
 def _inbound(channel: Channel, event: Event) -> Message | None:
@@ -198,12 +211,28 @@ def _echo(channel: Channel, event: Event) -> Message | None:
     except DuplicateMessage:
         return None
     conversation = db.session.get(Conversation, message.conversation_id)
-    if was_request or tickets.current_ticket(conversation) is None:
+    if was_request or (tickets.current_ticket(conversation) is None and _customer_wrote(message)):
+        # A thread the brand starts has no ticket until the customer writes: it opens then.
         tickets.on_accept(conversation, event.at)
     tickets.on_human_reply(message, event.at)
     _after_new_message(channel, message)
     live.message_created(message)
     return message
+
+
+def _customer_wrote(message: Message) -> bool:
+    return (
+        db.session.scalar(
+            select(Message.id)
+            .where(
+                Message.conversation_id == message.conversation_id,
+                Message.direction == Direction.INBOUND,
+                Message.suppressed.is_(False),
+            )
+            .limit(1)
+        )
+        is not None
+    )
 
 
 def _reconcile(channel: Channel, event: Event) -> Message | None:
@@ -229,26 +258,54 @@ def _on_message(channel: Channel, event: Event) -> Message | None:
     """Reactions, edits, unsends and reads name a message; if it has not landed yet, wait."""
     message = dm.message_by_mid(channel.id, event.mid)
     if message is None:
-        db.session.add(
-            PendingAction(
-                channel_id=channel.id,
-                mid=event.mid,
-                kind=event.type,
-                payload={
-                    "sender_id": event.sender_id,
-                    "at": event.at.isoformat(),
-                    "text": event.text,
-                    "num_edit": event.num_edit,
-                    "emoji": event.emoji,
-                },
-            )
-        )
+        _wait_for_message(channel, event)
         return None
     shown = live.as_shown(message)
     _apply_to_message(channel, message, event.type, event.sender_id, event.at, event)
     if live.as_shown(message) != shown:  # a repeated event changes nothing, says nothing
         live.message_updated(message)
     return message
+
+
+def pending_event_key(event: Event) -> str:
+    """What identifies an action waiting for its message: Meta retries a delivery for hours, and
+    each retry of the same action must wait once, not once per retry."""
+    parts = [
+        event.type,
+        event.mid or "",
+        event.sender_id,
+        event.at.isoformat(),
+        event.emoji or "",
+        str(event.num_edit or ""),
+        event.text or "",
+    ]
+    digest = hashlib.sha256("\x1f".join(parts).encode()).hexdigest()
+    return f"{event.type}:{digest}"
+
+
+def _wait_for_message(channel: Channel, event: Event) -> None:
+    """One pending row per event: a retried delivery of the same action adds nothing."""
+    values = {
+        "channel_id": channel.id,
+        "mid": event.mid,
+        "kind": event.type,
+        "event_key": pending_event_key(event),
+        "payload": {
+            "sender_id": event.sender_id,
+            "at": event.at.isoformat(),
+            "text": event.text,
+            "num_edit": event.num_edit,
+            "emoji": event.emoji,
+        },
+        "created_at": utcnow(),
+    }
+    dialect = db.session.get_bind().dialect.name
+    dialect_insert = postgresql_insert if dialect == "postgresql" else sqlite_insert
+    db.session.execute(
+        dialect_insert(PendingAction)
+        .values(**values)
+        .on_conflict_do_nothing(index_elements=["channel_id", "event_key"])
+    )
 
 
 def _apply_to_message(
@@ -263,9 +320,9 @@ def _apply_to_message(
     elif kind in ("reaction", "unreaction"):
         contact = dm.get_or_create_contact(channel, sender_id)
         if kind == "reaction" and not message.unsent:
-            dm.react(message, event.emoji or "❤️", contact=contact, at=at)
+            react_from_platform(message, event.emoji or "❤️", contact, at)
         elif kind == "unreaction":
-            dm.unreact(message, contact=contact)
+            unreact_from_platform(message, contact, at)
     elif kind == "read":
         dm.mark_read_by_contact(message, at)
 
@@ -300,10 +357,12 @@ def _after_new_message(channel: Channel, message: Message) -> None:
     db.session.flush()
 
 
-def _referral(channel: Channel, event: Event) -> None:
-    """An ig.me link or an ad opened the thread: logged; routing by referral is not modelled."""
+def _referral(channel: Channel, event: Event) -> Contact:
+    """An ig.me link or an ad opened the thread: logged, and the person's profile is fetched as
+    for a first message; routing by referral is not modelled."""
     contact = dm.get_or_create_contact(channel, event.sender_id)
     log.info("referral for contact %s: %s", contact.id, event.extra.get("referral"))
+    return contact
 
 
 _HANDLERS = {
@@ -319,12 +378,11 @@ _HANDLERS = {
 }
 
 
-def contacts_needing_profile(message_ids: list[int]) -> list[int]:
+def contacts_needing_profile(contact_ids: list[int]) -> list[int]:
     return list(
         db.session.scalars(
             select(Contact.id)
-            .join(Message, Message.contact_id == Contact.id)
-            .where(Message.id.in_(message_ids), Contact.profile_fetched_at.is_(None))
-            .distinct()
+            .where(Contact.id.in_(set(contact_ids)), Contact.profile_fetched_at.is_(None))
+            .order_by(Contact.id)
         )
     )

@@ -6,7 +6,8 @@ compliance, through the due times the SLA service stores on the ticket (a target
 target missed).
 
 - First response: ticket opened -> the ticket's "first_response" event (a person's reply from the
-  console, the API or the Instagram app; automated messages never record one). Reopening keeps it.
+  console, the API or the Instagram app, strictly after the opening; automated messages never
+  record one). Reopening keeps it.
 - Response: every inbound message that starts a wait (the ticket was not already waiting) ->
   the next "response" event; a resolution ends a wait unanswered. The first wait counts too.
 - Resolution: ticket opened -> the last move from an active status to resolved or closed; a
@@ -267,7 +268,11 @@ def _first_response(
     targets: Targets,
 ) -> Measured | None:
     """Measured when the ticket had one; else, with a target, only once it breached."""
-    first = next((e for e in history if e.kind == "first_response"), None)
+    # A reply at or before the opening answers nothing of this ticket (an echo delivered late, a
+    # thread the brand started): events recorded so before the rule are passed over.
+    first = next(
+        (e for e in history if e.kind == "first_response" and e.at > ticket.opened_at), None
+    )
     if first is None:
         return _unmet(ticket, history, FIRST_RESPONSE) if targets.first_response else None
     from_app = _message_id(first) in echo_ids

@@ -192,7 +192,8 @@ def on_accept(conversation: Conversation, now: datetime | None = None) -> Ticket
 
 
 def on_human_reply(message: Message, at: datetime | None = None) -> Ticket | None:
-    """A person answered (console, API or the platform app): first response and response clocks."""
+    """A person answered (console, API or the platform app): first response and response clocks.
+    Only a reply strictly after the ticket's opening counts."""
     at = at or message.sent_at or utcnow()
     if message.is_automated or message.direction is not Direction.OUTBOUND:
         return None
@@ -201,6 +202,10 @@ def on_human_reply(message: Message, at: datetime | None = None) -> Ticket | Non
     if ticket is None or not ticket.active:
         return None
     message.ticket_id = ticket.id
+    if at <= ticket.opened_at:
+        # Sent before the customer's message that opened the ticket (an echo delivered late, or
+        # the brand's own opening of the thread): it answers nothing of this ticket.
+        return ticket
     if ticket.first_response_at is None:
         ticket.first_response_at = at
         record_event(

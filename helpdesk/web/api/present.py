@@ -133,9 +133,25 @@ def messages(rows: list[Message]) -> list[dict[str, Any]]:
             "error": row.error,
             "edited": row.edited,
             "unsent": row.unsent,
+            **carried(row),
         }
         for row in rows
     ]
+
+
+CARRIED = ("story", "quick_reply", "referral", "postback")
+
+
+def carried(row: Message) -> dict[str, dict | None]:
+    """What the platform carried with a message (kept in `extra`): the story a reply answers, a
+    quick reply's payload, the ad or ig.me link it came from, a tapped button."""
+    extra = row.extra if isinstance(row.extra, dict) else {}
+    found: dict[str, dict | None] = {
+        key: extra[key] if isinstance(extra.get(key), dict) else None for key in CARRIED
+    }
+    if found["postback"] is None and row.kind.value == "postback" and "payload" in extra:
+        found["postback"] = {"title": row.text, "payload": extra["payload"]}  # stored before
+    return found
 
 
 def message(row: Message) -> dict[str, Any]:

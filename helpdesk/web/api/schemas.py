@@ -234,6 +234,30 @@ class ReplyToSchema(Schema):
     mid = fields.String(allow_none=True)
 
 
+class StorySchema(Schema):
+    url = fields.String(allow_none=True, metadata={"description": "the story's media (expires)"})
+    id = fields.String(allow_none=True)
+
+
+class QuickReplySchema(Schema):
+    payload = fields.String(allow_none=True)
+
+
+class ReferralSchema(Schema):
+    ref = fields.String(allow_none=True, metadata={"description": "the ig.me link's ref"})
+    source = fields.String(allow_none=True, metadata={"description": "e.g. ADS, SHORTLINK"})
+    type = fields.String(allow_none=True, metadata={"description": "e.g. OPEN_THREAD"})
+    ad_id = fields.String(allow_none=True)
+    ads_context_data = fields.Dict(
+        allow_none=True, metadata={"description": "ad_title, photo_url, video_url, post_id"}
+    )
+
+
+class PostbackSchema(Schema):
+    title = fields.String(allow_none=True)
+    payload = fields.String(allow_none=True)
+
+
 class MessageSchema(Schema):
     id = fields.Integer()
     conversation_id = fields.Integer()
@@ -251,6 +275,19 @@ class MessageSchema(Schema):
     error = fields.String(allow_none=True)
     edited = fields.Boolean()
     unsent = fields.Boolean()
+    # What the platform carried with the message, null when it carried none.
+    story = fields.Nested(
+        StorySchema, allow_none=True, metadata={"description": "the story a story reply answers"}
+    )
+    quick_reply = fields.Nested(
+        QuickReplySchema, allow_none=True, metadata={"description": "a tapped quick reply"}
+    )
+    referral = fields.Nested(
+        ReferralSchema, allow_none=True, metadata={"description": "the ad or ig.me link"}
+    )
+    postback = fields.Nested(
+        PostbackSchema, allow_none=True, metadata={"description": "a tapped button"}
+    )
 
 
 class NoteSchema(Schema):
