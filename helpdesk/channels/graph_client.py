@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import decimal
 import json
-import logging
 import re
 from typing import Any
 
@@ -17,10 +16,6 @@ import httpx
 from flask import current_app
 
 VERSION_SEGMENT = re.compile(r"/v\d+(\.\d+)?/?$")
-
-# httpx logs every request's URL at INFO, and the token endpoints carry the app secret and the
-# token in the query string as Meta requires: those lines must never reach a log.
-logging.getLogger("httpx").setLevel(max(logging.WARNING, logging.getLogger("httpx").level))
 
 
 class GraphError(Exception):
