@@ -60,6 +60,7 @@ WEEKLY = {
     "sat": "10:00-14:00",
     "sun": "",
 }
+ROW = "tbody tr:not(.edit-row)"  # a table row, not the edit forms under it
 PHONE = {"width": 390, "height": 844}
 DESKTOP = {"width": 1400, "height": 900}
 PAGES = {
@@ -193,7 +194,7 @@ def invite_and_join(browser, served: str, admin_email: str, smtp: list[str]) -> 
     expect(box).to_be_visible()
     shown = box.input_value()
     assert LINK.fullmatch(shown), shown
-    expect(admin.locator("tr", has_text=NEW_AGENT)).to_contain_text("invited")
+    expect(admin.locator(ROW, has_text=NEW_AGENT)).to_contain_text("invited")
     watch.check(admin)
     admin.context.close()
 
@@ -263,7 +264,10 @@ def manager_settings(browser, served: str, manager_email: str) -> None:  # noqa:
     page.fill("#pnew-first_response_min", "30")
     page.check("#pnew-business_hours")
     submit(page, "form[action='/settings/sla-policies']")
-    expect(page.locator(".sla-policy", has_text="Standard")).to_contain_text("First response 30")
+    summary = page.locator(".sla-policy", has_text="Standard").locator("p.muted").first
+    expect(summary).to_have_text(
+        re.compile(r"^\s*Every ticket ·\s+First response 30 min\s+· business hours\s*$")
+    )
 
     page.goto("/settings/teams")
     page.fill("#name-new", "Returns")
@@ -271,7 +275,7 @@ def manager_settings(browser, served: str, manager_email: str) -> None:  # noqa:
     new_team = page.locator("form[action='/settings/teams']")
     new_team.locator("label", has_text="Rosa Lind").locator("input").check()
     submit(page, "form[action='/settings/teams']")
-    expect(page.locator("tr", has_text="Returns")).to_contain_text("Rosa Lind")
+    expect(page.locator(ROW, has_text="Returns")).to_contain_text("Rosa Lind")
 
     page.goto("/settings/canned-replies")
     page.fill("#shortcode", "hello")
@@ -283,13 +287,13 @@ def manager_settings(browser, served: str, manager_email: str) -> None:  # noqa:
     expect(page.locator(".canned-preview")).not_to_contain_text("{{")
     page.check("#shared")
     submit(page, "form[action='/settings/canned-replies']", "button[value=save]")
-    expect(page.locator("tr", has_text="/hello")).to_contain_text("Shared")
+    expect(page.locator(ROW, has_text="/hello")).to_contain_text("Shared")
 
     page.goto("/settings/tags")
     page.fill("#new-tag-name", "refund")
     page.fill("#new-tag-keywords", "refund, money back")
     submit(page, "form[action='/settings/tags']")
-    expect(page.locator("tr", has_text="money back")).to_contain_text("refund")
+    expect(page.locator(ROW, has_text="money back")).to_contain_text("refund")
     watch.check(page)
     page.context.close()
 
@@ -411,10 +415,10 @@ def tokens_and_webhooks(browser, served: str, admin_email: str, receiver: Receiv
     page.reload()
     expect(page.locator(".shown-once")).to_have_count(0)  # shown once: gone after a reload
     assert token not in page.content()
-    row = page.locator("tr", has_text="CRM sync")
+    row = page.locator(ROW, has_text="CRM sync")
     expect(row).to_contain_text("Active")
     submit(page, "tr:has-text('CRM sync') form")
-    expect(page.locator("tr", has_text="CRM sync")).to_contain_text("Revoked")
+    expect(page.locator(ROW, has_text="CRM sync")).to_contain_text("Revoked")
     assert api_status(served, token) == 401
 
     page.goto("/settings/webhooks")
@@ -489,7 +493,16 @@ def photograph_every_page(browser, served, admin_email, output_dir) -> None:  # 
             screenshot(page, output_dir / f"settings-{name}-{size}.png")
             watch.check(page)
 
+    # A row's edit form, opened on a phone and on a desktop.
+    for size, viewport in (("phone", PHONE), ("desktop", DESKTOP)):
+        page.set_viewport_size(viewport)
+        for name, row in (("agents", NEW_AGENT), ("teams", "Returns"), ("tags", "money back")):
+            page.goto(PAGES[name])
+            page.locator(ROW, has_text=row).locator("summary").click()
+            screenshot(page, output_dir / f"settings-{name}-edit-{size}.png")
+
     # On a phone the top bar folds into a menu; its Settings link opens the settings.
+    page.set_viewport_size(PHONE)
     page.goto("/inbox")
     page.click(".menu-toggle")
     link = page.locator("#topmenu a", has_text="Settings")
