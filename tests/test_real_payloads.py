@@ -178,6 +178,20 @@ def test_read_without_sender_or_recipient_is_applied_by_mid(client, channel):
     assert contact_ids() == {C3}
 
 
+def test_read_with_nothing_but_its_mid_is_applied(client, channel):
+    deliver(client, "customer_to_app_scoped_id.json", "echo_from_app_scoped_id.json")
+    deliver_events(client, {"read": {"mid": mid(2)}})
+    assert last_error() is None and message(2).status is MessageStatus.SEEN
+
+
+def test_a_message_without_a_sender_is_still_malformed(client, channel):
+    deliver_events(
+        client, {"recipient": {"id": ACCOUNT}, "timestamp": 1763900000000,
+                 "message": {"mid": mid(41), "text": "hi"}},
+    )  # fmt: skip
+    assert message(41) is None and "sender.id is missing" in last_error()
+
+
 def test_read_without_sender_before_its_message_waits_for_it(client, channel):
     deliver(client, "read_without_sender.json", "echo_from_app_scoped_id.json")
     assert message(2).status is MessageStatus.SEEN
