@@ -21,6 +21,7 @@ from helpdesk.extensions import db
 from helpdesk.inbox import service as inbox
 from helpdesk.notifications.models import Notification, NotificationKind
 from helpdesk.types import utcnow
+from tests.conftest import race
 from tests.helpers.console import signed_in
 from tests.helpers.world import World, known_contact, receive
 
@@ -54,9 +55,9 @@ def reload(model, row_id):
 
 
 def queue(conversation: Conversation, text: str, **kwargs) -> int:
-    message = dm.record_outbound(conversation, text=text, **kwargs)
-    db.session.commit()
-    return message.id
+    message_id = dm.record_outbound(conversation, text=text, **kwargs).id
+    db.session.commit()  # read before: a read after the commit would begin (and hold) another
+    return message_id
 
 
 def reconnect_notifications(brand_id: int) -> list[Notification]:
@@ -392,3 +393,15 @@ def test_a_refused_profile_lookup_marks_the_channel(sim, world):
     # While it waits, no lookup is tried with the refused token.
     assert fetch_profile(contact.id) is False
     assert len(sim.requests("profile")) == 1
+
+
+def test_two_workers_refused_at_once_tell_the_admins_once(app, sim, world):
+    messages = iter([queue(world.conversation, "one"), queue(world.conversation, "two")])
+    sim.fail_next(190, times=None, delay_ms=300)  # both calls in flight together
+
+    outcomes = race(app, lambda: service.deliver(next(messages)))
+
+    assert outcomes == [service.WAITING, service.WAITING]
+    assert len(sim.sends()) == 2
+    assert reload(Channel, world.channel.id).status is ChannelStatus.NEEDS_RECONNECT
+    assert [n.agent_id for n in reconnect_notifications(world.brand.id)] == [world.admin.id]
