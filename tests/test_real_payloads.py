@@ -246,6 +246,17 @@ def test_num_edit_zero_keeps_every_edit_and_a_retry_adds_none(client, channel):
     assert message(5).text == "love this!!" and message(5).edit_count == 2
 
 
+def test_an_edit_arriving_after_a_later_one_is_kept_in_its_place(client, channel):
+    deliver(client, "customer_to_app_scoped_id.json")
+    first, second = json.loads((REAL / "edit_num_edit_string.json").read_text())["entry"][0][
+        "messaging"
+    ]
+    deliver_events(client, second)
+    deliver_events(client, first)
+    assert message(1).text == "Is the blue one in stock in M?"
+    assert history(1) == ["Is the blue one still available?", "Is the blue one still in stock?"]
+
+
 @pytest.mark.parametrize("num_edit", ["x", -1, 1.5, True, "10000000"])
 def test_num_edit_that_is_no_count_is_still_malformed(client, channel, num_edit):
     deliver(client, "customer_to_app_scoped_id.json")
