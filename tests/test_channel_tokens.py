@@ -354,10 +354,15 @@ def test_refused_then_reconnected_sends_each_waiting_reply_once(
     assert len(reconnect_notifications(brand.id)) == 2
 
 
-def test_a_disconnected_channel_makes_replies_wait_too(sim, world, monkeypatch):
+def test_a_disconnected_channel_makes_replies_wait_too(sim, world, monkeypatch, client):
     lifecycle.mark_disconnected(world.channel, reason="an admin disconnected it")
     db.session.commit()
     message_id = queue(world.conversation, "Still there?")
+    # The admin chose this: no banner on every page, but the conversation says why replies wait.
+    signed_in(client, world.admin)
+    assert 'id="reconnect-banner"' not in client.get("/inbox").get_data(as_text=True)
+    html = client.get(f"/conversations/{world.conversation.id}").get_data(as_text=True)
+    assert 'id="channel-down-reply"' in html
 
     assert service.deliver(message_id) == service.SKIPPED
     assert reload(Message, message_id).status is MessageStatus.QUEUED
