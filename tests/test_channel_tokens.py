@@ -22,7 +22,7 @@ from helpdesk.inbox import service as inbox
 from helpdesk.notifications.models import Notification, NotificationKind
 from helpdesk.types import utcnow
 from tests.conftest import race
-from tests.helpers.console import signed_in
+from tests.helpers.console import post, signed_in
 from tests.helpers.world import World, known_contact, receive
 
 DISCONNECTED_TEXT = "Instagram is disconnected; an admin must reconnect"
@@ -410,3 +410,18 @@ def test_two_workers_refused_at_once_tell_the_admins_once(app, sim, world):
     assert len(sim.sends()) == 2
     assert reload(Channel, world.channel.id).status is ChannelStatus.NEEDS_RECONNECT
     assert [n.agent_id for n in reconnect_notifications(world.brand.id)] == [world.admin.id]
+
+
+def test_an_agent_can_still_write_a_reply_and_it_waits(sim, world, client, monkeypatch):
+    monkeypatch.setattr("helpdesk.queueing.send_task", lambda *args, **kwargs: True)
+    lifecycle.mark_needs_reconnect(world.channel, "refused")
+    db.session.commit()
+    signed_in(client, world.agent)
+
+    response = post(client, f"/conversations/{world.conversation.id}/reply", {"text": "Soon!"})
+
+    assert response.status_code == 302
+    message_id = db.session.scalar(select(Message.id).where(Message.text == "Soon!"))
+    assert service.deliver(message_id) == service.SKIPPED
+    assert reload(Message, message_id).status is MessageStatus.QUEUED
+    assert sim.sends() == []
