@@ -103,6 +103,14 @@ class Config:
     INSTAGRAM_APP_ID = os.environ.get("INSTAGRAM_APP_ID", "")
     INSTAGRAM_AUTH_BASE = os.environ.get("INSTAGRAM_AUTH_BASE", "https://www.instagram.com")
     INSTAGRAM_TOKEN_BASE = os.environ.get("INSTAGRAM_TOKEN_BASE", "https://api.instagram.com")
+    # Backfill of a newly connected account's history: Instagram allows about 2 calls a second
+    # per account; a rate-limited call waits BACKFILL_RETRY_SECONDS (doubling) up to
+    # BACKFILL_RETRIES times; a worker that stops renewing its claim for BACKFILL_LEASE_SECONDS
+    # is taken for dead and another resumes its backfill.
+    BACKFILL_CALLS_PER_SECOND = float(os.environ.get("BACKFILL_CALLS_PER_SECOND", 2))
+    BACKFILL_RETRY_SECONDS = float(os.environ.get("BACKFILL_RETRY_SECONDS", 30))
+    BACKFILL_RETRIES = int(os.environ.get("BACKFILL_RETRIES", 5))
+    BACKFILL_LEASE_SECONDS = float(os.environ.get("BACKFILL_LEASE_SECONDS", 120))
     CELERY = _celery_config(REDIS_URL)
 
 

@@ -13,6 +13,7 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
     from config import INSTANCE_DIR, Config, ProductionConfig, TestConfig
     from helpdesk import models  # noqa: F401  (every model, for Alembic and relationships)
     from helpdesk.assignment.service import subscribe as subscribe_assignment
+    from helpdesk.channels.backfill import subscribe as subscribe_backfill
     from helpdesk.cli import register_cli
     from helpdesk.database import configure_sqlite
     from helpdesk.delivery.outage import subscribe as subscribe_outage
@@ -43,6 +44,7 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
 
     subscribe_sla()  # services that build on tickets hear of its changes (helpdesk.hooks)
     subscribe_assignment()
+    subscribe_backfill()  # a newly connected account's history is read by a worker
     subscribe_outage()  # replies wait while a channel needs a reconnect, and resume after it
     db.init_app(app)
     app.extensions["delivery_writer"] = DeliveryWriter(

@@ -31,12 +31,16 @@ DELIVER_REACTION = "workers.tasks.delivery.deliver_reaction"
 PROCESS_PENDING_WEBHOOKS = "workers.tasks.intake.process_pending_webhooks"
 DELIVER_OUTGOING_WEBHOOKS = "workers.tasks.outgoing.deliver_outgoing_webhooks"
 REFRESH_INSTAGRAM_TOKENS = "workers.tasks.channels.refresh_instagram_tokens"
+RUN_BACKFILL = "workers.tasks.backfill.run_backfill"
+RESUME_BACKFILLS = "workers.tasks.backfill.resume_backfills"
 TASK_NAMES = (
     DELIVER_MESSAGE,
     DELIVER_REACTION,
     PROCESS_PENDING_WEBHOOKS,
     DELIVER_OUTGOING_WEBHOOKS,
     REFRESH_INSTAGRAM_TOKENS,
+    RUN_BACKFILL,
+    RESUME_BACKFILLS,
 )
 
 breaker = CircuitBreaker(PAUSE_AFTER_FAILURE_SECONDS)

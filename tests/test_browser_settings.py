@@ -25,14 +25,14 @@ from flask import g
 from sqlalchemy import select
 from werkzeug.wrappers import Request, Response
 
-from helpdesk.accounts.models import Agent, Team
+from helpdesk.accounts.models import Agent
 from helpdesk.brands.models import Brand
 from helpdesk.extensions import db
 from helpdesk.outgoing import service as outgoing
 from helpdesk.sla import preview as sla_preview
 from helpdesk.sla.clocks import get_calendar, list_policies
 from helpdesk.sla.models import SlaTarget
-from helpdesk.tickets.models import RoutingRule, Tag, Ticket, TicketTag
+from helpdesk.tickets.models import Tag, Ticket, TicketTag
 from helpdesk.web.console.formatting import local
 from helpdesk.web.settings import webhooks as webhooks_page
 from tests.conftest import fresh, serving
@@ -296,17 +296,15 @@ def manager_settings(browser, served: str, manager_email: str) -> None:  # noqa:
     page.fill("#new-tag-keywords", "refund, money back")
     submit(page, "form[action='/settings/tags']")
     expect(page.locator(ROW, has_text="money back")).to_contain_text("refund")
+
+    # Tickets tagged refund go to Returns (a ticket reaches a team through a routing rule).
+    page.goto("/settings/teams")
+    page.select_option("#routing-team", label="Returns")
+    page.select_option("#routing-tag", label="refund")
+    submit(page, "form[action='/settings/teams/routing']")
+    expect(page.locator(".routing-rules")).to_contain_text("Tagged refund → Returns")
     watch.check(page)
     page.context.close()
-
-
-def route_refunds_to_the_team(brand_id: int) -> None:
-    """No settings page makes routing rules yet: the rule sending tagged tickets to the team is
-    written directly (tickets reach a team only through a rule)."""
-    tag = db.session.scalar(select(Tag).where(Tag.brand_id == brand_id, Tag.name == "refund"))
-    team = db.session.scalar(select(Team).where(Team.brand_id == brand_id, Team.name == "Returns"))
-    db.session.add(RoutingRule(brand_id=brand_id, team_id=team.id, tag_id=tag.id, position=0))
-    db.session.commit()
 
 
 # 3. A new DM --------------------------------------------------------------------------------------
@@ -529,13 +527,12 @@ def photograph_every_page(browser, served, admin_email, output_dir) -> None:  # 
 def test_the_settings_console_in_a_browser(app, served, browser, smtp, receiver, output_dir):  # noqa: F811
     playwright_api.expect.set_options(timeout=TIMEOUT_MS)
     world = World()
-    admin_email, manager_email, brand_id = world.admin.email, world.manager.email, world.brand.id
+    admin_email, manager_email = world.admin.email, world.manager.email
     db.session.commit()
 
     invite_and_join(browser, served, admin_email, smtp)
     set_time_zone(browser, served, admin_email)
     manager_settings(browser, served, manager_email)
-    route_refunds_to_the_team(brand_id)
     ticket_id = new_dm(app, served, world)
     the_ticket_follows_the_settings(app, browser, served, ticket_id, manager_email, output_dir)
     tokens_and_webhooks(browser, served, admin_email, receiver)

@@ -37,7 +37,7 @@ from helpdesk.accounts.service import add_team_member, create_agent, create_team
 from helpdesk.accounts.tokens import create_token
 from helpdesk.brands.models import Brand
 from helpdesk.canned import service as canned
-from helpdesk.channels.models import Channel
+from helpdesk.channels.models import Channel, DataDeletionRequest
 from helpdesk.channels.service import connect_channel
 from helpdesk.dm.models import Conversation, Message, MessageKind
 from helpdesk.errors import ValidationError
@@ -48,7 +48,7 @@ from helpdesk.notifications.models import NotificationKind
 from helpdesk.notifications.service import notify
 from helpdesk.outgoing import service as outgoing
 from helpdesk.sla import service as sla
-from helpdesk.tickets import notes, tags
+from helpdesk.tickets import notes, routing, tags
 from helpdesk.tickets.models import Note, Tag, Ticket
 from tests.conftest import table_counts
 from tests.factories import BrandFactory, ContactFactory
@@ -68,6 +68,9 @@ DASHBOARD = "dashboard"  # signed in, with a brand, manager or above
 API_TOKEN = "api token"  # a bearer token of the brand, with the role given
 SIGNATURE = "signature"  # X-Hub-Signature-256 over the body
 VERIFY_TOKEN = "verify token"  # the subscription handshake's hub.verify_token
+SIGNED_REQUEST = "signed request"  # Meta's callbacks: a signed_request form field (else 400)
+OAUTH_RETURN = "oauth return"  # Instagram Login's return: the admin's session and a live state
+CODE_LINK = "code link"  # public behind an unguessable code in the path (unknown: 404)
 
 A, M, AD = Role.AGENT, Role.MANAGER, Role.ADMIN
 
@@ -89,6 +92,13 @@ ACCESS: dict[str, tuple[str, Role | None]] = {
     "auth.password_reset": (PUBLIC, None),
     "webhooks.receive": (SIGNATURE, None),
     "webhooks.verify_subscription": (VERIFY_TOKEN, None),
+    # Instagram Login comes back here from instagram.com: the callback checks the admin and the
+    # state itself (signed out: its own 401 page); Meta's callbacks are signed; a deletion's
+    # status page is public behind its unguessable code.
+    "oauth.instagram_callback": (OAUTH_RETURN, None),
+    "oauth.deauthorize": (SIGNED_REQUEST, None),
+    "oauth.data_deletion": (SIGNED_REQUEST, None),
+    "oauth.data_deletion_status": (CODE_LINK, None),
     # The console: every member of the brand; unblocking a contact takes a manager.
     "console.inbox": (CONSOLE, A),
     "console.bulk_action": (CONSOLE, A),
@@ -212,6 +222,10 @@ ACCESS: dict[str, tuple[str, Role | None]] = {
     "settings.create_team": (CONSOLE, M),
     "settings.teams": (CONSOLE, M),
     "settings.update_team": (CONSOLE, M),
+    "settings.connect_instagram": (CONSOLE, AD),
+    "settings.disconnect_channel": (CONSOLE, AD),
+    "settings.add_routing_rule": (CONSOLE, M),
+    "settings.delete_routing_rule": (CONSOLE, M),
     "settings.delete_team": (CONSOLE, M),
     "settings.create_webhook": (CONSOLE, AD),
     "settings.webhooks": (CONSOLE, AD),
@@ -234,6 +248,7 @@ ACCESS: dict[str, tuple[str, Role | None]] = {
     "api_tokens.create_token": (API_TOKEN, AD),
     "api_tokens.list_tokens": (API_TOKEN, AD),
     "api_tokens.revoke_token": (API_TOKEN, AD),
+    "api_channels.list_channels": (API_TOKEN, M),
 }
 # Rules finer than a route: (method, path with {ids}, JSON body or form, least role).
 FINER: list[tuple[str, str, dict | None, Role]] = [
@@ -317,6 +332,7 @@ class Site:
         db.session.commit()
         made = {role: create_token(own.brand, f"{role.value} token", role) for role in Role}
         self.tokens = {role: secret for role, (_row, secret) in made.items()}
+        self.rule = routing.add_rule(Actor.system(own.brand.id), own.brand, self.team.id).id
         self.subject = create_agent("subject@own.test", "Subject", own.brand)[0].id
         self.spare_token = create_token(own.brand, "spare token", Role.AGENT)[0].id  # to revoke
         db.session.commit()
@@ -354,6 +370,7 @@ class Site:
                 "agent_id": own.agent.id,
                 "subscription_id": self.subscription.id,
                 "team_id": self.team.id,
+                "rule_id": self.rule,
                 "tag_id": db.session.scalar(
                     select(func.min(Tag.id)).where(Tag.brand_id == own.brand.id)
                 ),
@@ -362,6 +379,7 @@ class Site:
                 "brand_id": own.brand.id,
                 "name": "vip",
                 "filename": "console.css",
+                "code": "unknown-code",
                 "invitation_token": self.invitation,
                 "reset_token": self.reset,
             }
@@ -450,6 +468,12 @@ def _verdict(kind: str, least: Role | None, who: Role | None, method: str, respo
         return None if status == 401 else f"unsigned, yet {status}"
     if kind == VERIFY_TOKEN:
         return None if status == 403 else f"wrong verify token, yet {status}"
+    if kind == SIGNED_REQUEST:
+        return None if status == 400 else f"no signed_request, yet {status}"
+    if kind == OAUTH_RETURN:  # without a state it started, nobody connects anything
+        return None if status in (400, 401) else f"no state, yet {status}"
+    if kind == CODE_LINK:
+        return None if status == 404 else f"an unknown code, yet {status}"
     if who is None:
         if kind in (CONSOLE_JSON, API_TOKEN):
             return None if status == 401 else f"stranger got {status}, not 401"
@@ -960,7 +984,7 @@ def _logged(records) -> str:
 
 def test_secrets_never_reach_the_logs(secret_flows):
     logged = _logged(secret_flows.records)
-    for expected in ("message", "failed", "HTTP Request"):  # the flows did log, httpx included
+    for expected in ("message", "waits for a reconnect", "HTTP Request"):  # httpx's log too
         assert expected in logged, expected
     assert secret_flows.found_in(logged) == []
 
@@ -983,7 +1007,7 @@ def test_api_answers_and_console_pages_never_show_secrets(app, secret_flows):
         "ticket_id": conversation.current_ticket_id or 1, "note_id": 1,
         "notification_id": 1, "reply_id": 1, "policy_id": 1, "agent_id": 1,
         "subscription_id": 1, "name": "vip", "filename": "console.css", "team_id": 1,
-        "tag_id": 1, "token_id": 1, "channel_id": 1,
+        "tag_id": 1, "token_id": 1, "channel_id": 1, "rule_id": 1, "code": "unknown-code",
         "invitation_token": "unknown", "reset_token": "unknown",
     }  # fmt: skip
     pages = 0
@@ -1232,6 +1256,11 @@ def test_every_template_shows_hostile_content_inert(app, site):
         assert page.status_code == 422
         assert_inert(page.get_data(as_text=True), "invitation")
         assert_inert(stranger.get("/invitations/unknown").get_data(as_text=True), "invitation")
+        db.session.add(DataDeletionRequest(confirmation_code="hostile", platform_user_id=HOSTILE))
+        db.session.commit()
+        status = stranger.get("/data-deletion/hostile")
+        assert status.status_code == 200
+        assert_inert(status.get_data(as_text=True), "data deletion status")
     finally:
         template_rendered.disconnect(record, app)
     assert pages > 30

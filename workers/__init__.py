@@ -10,12 +10,13 @@ from celery.signals import setup_logging
 from flask import Flask, has_app_context
 
 from helpdesk.observability import configure_logging
-from helpdesk.queueing import REFRESH_INSTAGRAM_TOKENS
+from helpdesk.queueing import REFRESH_INSTAGRAM_TOKENS, RESUME_BACKFILLS
 
 DAY_SECONDS = 24 * 60 * 60
 
 TASK_MODULES = [
     "workers.tasks.assignment",
+    "workers.tasks.backfill",
     "workers.tasks.channels",
     "workers.tasks.delivery",
     "workers.tasks.heartbeat",
@@ -41,6 +42,7 @@ def _beat_schedule(app: Flask) -> dict:
         "sweep-metrics": ("workers.tasks.metrics.sweep_metrics", 60),
         "outgoing-webhooks": ("workers.tasks.outgoing.deliver_outgoing_webhooks", 10),
         "refresh-instagram-tokens": (REFRESH_INSTAGRAM_TOKENS, DAY_SECONDS),
+        "resume-backfills": (RESUME_BACKFILLS, 60),
     }
     return {
         name: {"task": task, "schedule": timedelta(seconds=seconds)}

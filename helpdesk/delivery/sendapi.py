@@ -125,9 +125,10 @@ def refuses_access(code: int, subcode: object, message: str) -> bool:
     200 to 299), so nothing sent with it can work until an admin reconnects the account. Code 10
     also answers a message outside the reply window: that one is about the conversation only."""
     if code == 10:
-        outside_window = str(subcode) == str(WINDOW_SUBCODE) or "outside of allowed window" in (
-            message or ""
-        ).lower()
+        outside_window = (
+            str(subcode) == str(WINDOW_SUBCODE)
+            or "outside of allowed window" in (message or "").lower()
+        )
         return not outside_window
     return code == 190 or 200 <= code <= 299
 

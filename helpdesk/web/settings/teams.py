@@ -11,6 +11,10 @@ from flask.typing import ResponseReturnValue
 
 from helpdesk.accounts import management
 from helpdesk.accounts.models import Role
+from helpdesk.channels.models import Channel
+from helpdesk.extensions import db
+from helpdesk.tickets import routing, tag_settings
+from helpdesk.web.console.context import parse_id
 from helpdesk.web.settings import bp, page
 from helpdesk.web.settings.forms import attempt, submitted
 
@@ -45,6 +49,15 @@ def _render(errors: dict[str, str], form: dict[str, Any] | None = None, editing:
         errors=errors,
         form=form or {},
         editing=editing,
+        routes=routing.described(g.brand.id),
+        team_choices=[(t.id, t.name) for t in teams],
+        tag_choices=[(t.id, t.name) for t in tag_settings.list_tags(g.brand.id)],
+        channels=[
+            (c.id, routing.channel_label(c))
+            for c in db.session.scalars(
+                db.select(Channel).where(Channel.brand_id == g.brand.id).order_by(Channel.id)
+            )
+        ],
     )
 
 
@@ -93,4 +106,34 @@ def delete_team(team_id: int) -> ResponseReturnValue:
         f"Team {name} is deleted. Its tickets stay, without a team.",
         url_for("settings.teams"),
         lambda errors: _render(errors, editing=team_id),
+    )
+
+
+@bp.post("/settings/teams/routing")
+@page(Role.MANAGER)
+def add_routing_rule() -> ResponseReturnValue:
+    form = submitted()
+    return attempt(
+        lambda: routing.add_rule(
+            g.actor,
+            g.brand,
+            parse_id(request.form.get("team_id"), "team"),
+            parse_id(request.form.get("tag_id"), "tag"),
+            parse_id(request.form.get("channel_id"), "channel"),
+        ),
+        "The routing rule is added.",
+        url_for("settings.teams") + "#routing",
+        lambda errors: _render(errors, {"routing": form}),
+    )
+
+
+@bp.post("/settings/teams/routing/<int:rule_id>/delete")
+@page(Role.MANAGER)
+def delete_routing_rule(rule_id: int) -> ResponseReturnValue:
+    rule = routing.get_rule(g.actor, rule_id)
+    return attempt(
+        lambda: routing.remove_rule(g.actor, rule),
+        "The routing rule is removed.",
+        url_for("settings.teams") + "#routing",
+        lambda errors: _render(errors),
     )
