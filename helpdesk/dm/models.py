@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import enum
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import (
     JSON,
@@ -111,6 +112,9 @@ class Contact(Model):
     blocked: Mapped[bool] = mapped_column(default=False)
     blocked_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
     profile_fetched_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+    # What agents keep about the person: free key/value attributes and a note.
+    attributes: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    notes: Mapped[str | None] = mapped_column(Text, default=None)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
     @property
