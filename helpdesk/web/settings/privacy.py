@@ -1,4 +1,4 @@
-"""Settings: how long the brand keeps conversations."""
+"""Settings: how long the brand keeps conversations, and what the daily purge last removed."""
 
 from __future__ import annotations
 
@@ -9,8 +9,21 @@ from flask.typing import ResponseReturnValue
 
 from helpdesk.accounts.models import Role
 from helpdesk.brands.settings import update_brand
+from helpdesk.privacy.retention import last_purge
 from helpdesk.web.settings import bp, page
 from helpdesk.web.settings.forms import attempt, submitted
+
+
+def _last_purge() -> dict[str, Any] | None:
+    """The latest purge's time and counts, from its audit row (the counts are all it holds)."""
+    event = last_purge(g.brand.id)
+    if event is None:
+        return None
+    counts = (event.changes.get("purged") or [None, {}])[1] or {}
+    return {
+        "at": event.at,
+        "counts": [(name.replace("_", " "), n) for name, n in counts.items() if n],
+    }
 
 
 def _render(errors: dict[str, str], form: dict[str, Any] | None = None) -> str:
@@ -19,6 +32,7 @@ def _render(errors: dict[str, str], form: dict[str, Any] | None = None) -> str:
         "settings/privacy.html",
         errors=errors,
         form={"retention_days": "" if retention is None else retention, **(form or {})},
+        last_purge=_last_purge(),
     )
 
 
