@@ -275,3 +275,5 @@ def test_the_privacy_page_says_what_happens_and_shows_the_last_purge(client):
     assert "Every day, messages older than 30 days lose their text, media links and raw" in html
     assert "tickets and figures stay" in html
     assert "Last purge" in html and "2 messages" in html and "RTPAGE7001" not in html
+    audit = client.get("/settings/audit")
+    assert audit.status_code == 200 and "RTPAGE7001" not in audit.get_data(as_text=True)
