@@ -32,6 +32,7 @@ def register_cli(app: Flask) -> None:
     from helpdesk.brands.cli import create_brand_command
     from helpdesk.channels.cli import connect_instagram_command, refresh_instagram_tokens_command
     from helpdesk.metrics.cli import recompute_metrics_command
+    from helpdesk.privacy.cli import purge_expired_command
 
     for command in (
         graph_sim,
@@ -46,5 +47,6 @@ def register_cli(app: Flask) -> None:
         refresh_instagram_tokens_command,
         seed_demo_command,
         seed_load_command,
+        purge_expired_command,
     ):
         app.cli.add_command(command)

@@ -33,6 +33,7 @@ DELIVER_OUTGOING_WEBHOOKS = "workers.tasks.outgoing.deliver_outgoing_webhooks"
 REFRESH_INSTAGRAM_TOKENS = "workers.tasks.channels.refresh_instagram_tokens"
 RUN_BACKFILL = "workers.tasks.backfill.run_backfill"
 RESUME_BACKFILLS = "workers.tasks.backfill.resume_backfills"
+PURGE_EXPIRED = "workers.tasks.retention.purge_expired_content"
 TASK_NAMES = (
     DELIVER_MESSAGE,
     DELIVER_REACTION,
@@ -41,6 +42,7 @@ TASK_NAMES = (
     REFRESH_INSTAGRAM_TOKENS,
     RUN_BACKFILL,
     RESUME_BACKFILLS,
+    PURGE_EXPIRED,
 )
 
 breaker = CircuitBreaker(PAUSE_AFTER_FAILURE_SECONDS)

@@ -219,10 +219,10 @@ def test_a_new_time_zone_moves_open_sla_clocks(world):
     assert ticket.resolution_due_at != due_before
 
 
-def test_privacy_saves_retention_days_and_says_purging_is_not_active(client, world):
+def test_privacy_saves_retention_days_and_says_what_the_purge_does(client, world):
     signed_in(client, world.admin)
     html = client.get("/settings/privacy").get_data(as_text=True)
-    assert "Not active yet" in html and "does not delete anything" in html
+    assert "Conversations are kept forever" in html and "tickets and figures stay" in html
     assert post(client, "/settings/privacy", {"retention_days": "90"}).status_code == 303
     assert brand_row(world.brand.id)["retention_days"] == 90
     (event,) = audit_rows(world.brand.id)

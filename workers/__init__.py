@@ -10,7 +10,7 @@ from celery.signals import setup_logging
 from flask import Flask, has_app_context
 
 from helpdesk.observability import configure_logging
-from helpdesk.queueing import REFRESH_INSTAGRAM_TOKENS, RESUME_BACKFILLS
+from helpdesk.queueing import PURGE_EXPIRED, REFRESH_INSTAGRAM_TOKENS, RESUME_BACKFILLS
 
 DAY_SECONDS = 24 * 60 * 60
 
@@ -23,6 +23,7 @@ TASK_MODULES = [
     "workers.tasks.intake",
     "workers.tasks.metrics",
     "workers.tasks.outgoing",
+    "workers.tasks.retention",
     "workers.tasks.sla",
     "workers.tasks.tickets",
     "workers.tasks.vanish",
@@ -43,6 +44,7 @@ def _beat_schedule(app: Flask) -> dict:
         "outgoing-webhooks": ("workers.tasks.outgoing.deliver_outgoing_webhooks", 10),
         "refresh-instagram-tokens": (REFRESH_INSTAGRAM_TOKENS, DAY_SECONDS),
         "resume-backfills": (RESUME_BACKFILLS, 60),
+        "purge-expired": (PURGE_EXPIRED, DAY_SECONDS),
     }
     return {
         name: {"task": task, "schedule": timedelta(seconds=seconds)}

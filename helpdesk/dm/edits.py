@@ -89,7 +89,7 @@ def refresh_preview(conversation_id: int) -> None:
         conversation.last_message_preview = None
     elif latest.unsent_at is not None:
         conversation.last_message_preview = "[unsent]"
-    elif latest.purged_at is not None:
-        conversation.last_message_preview = "[vanished]"
+    elif latest.purged_at is not None:  # vanish mode, or the brand's retention period
+        conversation.last_message_preview = "[vanished]" if latest.vanish else "[expired]"
     else:
         conversation.last_message_preview = _preview(latest)
