@@ -13,7 +13,7 @@ from helpdesk.accounts.models import Role
 from helpdesk.audit.models import AuditEvent
 from helpdesk.brands.models import Brand
 from helpdesk.contacts.service import shown
-from helpdesk.dm.models import Contact, Message
+from helpdesk.dm.models import Contact, Message, RequestState
 from helpdesk.extensions import db
 from helpdesk.metrics.summary import summary
 from helpdesk.tickets import notes, tags
@@ -409,3 +409,20 @@ def test_erase_from_the_page_needs_the_confirmation_box(client, planted):
     assert _state(planted.contact.id) == (None, {}, None)
     page = client.get(f"/contacts/{planted.contact.id}")
     assert page.status_code == 200 and "data was erased" in page.get_data(as_text=True)
+
+
+def test_someone_known_only_from_hidden_requests_is_for_admins(app, client):
+    world = World()
+    world.conversation.request_state = RequestState.HIDDEN
+    db.session.commit()
+    agent_api = Client(client, token_for(world.brand, Role.AGENT))
+    assert agent_api.get("/contacts").get_json()["items"] == []
+    assert agent_api.get(f"/contacts/{world.contact.id}").status_code == 404
+    assert agent_api.patch(f"/contacts/{world.contact.id}", json={"notes": "x"}).status_code == 404
+    admin_api = Client(client, token_for(world.brand, Role.ADMIN))
+    assert [c["id"] for c in admin_api.get("/contacts").get_json()["items"]] == [world.contact.id]
+    signed_in(client, world.agent)
+    assert client.get(f"/contacts/{world.contact.id}").status_code == 404
+    admin = app.test_client()
+    signed_in(admin, world.admin)
+    assert admin.get(f"/contacts/{world.contact.id}").status_code == 200

@@ -12,12 +12,13 @@ from collections.abc import Iterable, Mapping
 from dataclasses import asdict
 from typing import Any
 
-from sqlalchemy import Select, or_, select
+from sqlalchemy import ColumnElement, Select, or_, select
 
 from helpdesk.accounts.actor import Actor
 from helpdesk.accounts.models import Role
 from helpdesk.audit.service import HIDDEN, record
-from helpdesk.dm.models import Contact, Conversation, Message, Participant
+from helpdesk.dm.models import Contact, Conversation, Message, Participant, RequestState
+from helpdesk.dm.visibility import sees_hidden_requests
 from helpdesk.errors import InvalidField, NotFound
 from helpdesk.extensions import db
 from helpdesk.privacy.erase import erase_contact
@@ -33,10 +34,12 @@ ERASE_REASON = "erased by an admin"
 UNSET: Any = object()
 
 
-def search(brand_id: int, q: str = "") -> Select:
-    """The brand's contacts, newest first; `q` matches part of a name, a username or a platform
-    id (case aside). The caller pages it (keyset, by id)."""
+def search(brand_id: int, q: str = "", role: Role = Role.ADMIN) -> Select:
+    """The brand's contacts that `role` may see, newest first; `q` matches part of a name, a
+    username or a platform id (case aside). The caller pages it (keyset, by id)."""
     statement = select(Contact).where(Contact.brand_id == brand_id)
+    if not sees_hidden_requests(role):
+        statement = statement.where(_not_only_hidden())
     words = (q or "").strip()[:MAX_QUERY]
     if words:
         pattern = f"%{_escaped(words.lstrip('@'))}%"
@@ -50,6 +53,18 @@ def search(brand_id: int, q: str = "") -> Select:
     return statement
 
 
+def _not_only_hidden() -> ColumnElement[bool]:
+    """Someone known only from hidden requests (the brand's filter words: spam, abuse) is for
+    admins, like those requests: neither listed nor found below that role."""
+    hidden = select(Conversation.id).where(
+        Conversation.contact_id == Contact.id, Conversation.request_state == RequestState.HIDDEN
+    )
+    shown = select(Conversation.id).where(
+        Conversation.contact_id == Contact.id, Conversation.request_state != RequestState.HIDDEN
+    )
+    return or_(~hidden.exists(), shown.exists())
+
+
 def _escaped(text: str) -> str:
     return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
@@ -59,7 +74,11 @@ def get(actor: Actor, contact_id: int) -> Contact:
     contact = db.session.get(Contact, contact_id) if 0 < contact_id <= 2**31 - 1 else None
     if contact is None or contact.brand_id != actor.brand_id:
         raise NotFound("no such contact")
-    actor.require(Role.AGENT, "Seeing a contact", contact.brand_id)
+    role = actor.require(Role.AGENT, "Seeing a contact", contact.brand_id)
+    if role is not None and not sees_hidden_requests(role):
+        visible = select(Contact.id).where(Contact.id == contact.id, _not_only_hidden())
+        if db.session.scalar(visible) is None:
+            raise NotFound("no such contact")
     return contact
 
 

@@ -63,19 +63,25 @@ class ErasedSchema(Schema):
     quotes = fields.Integer()
 
 
+def _contact(contact_id: int) -> Contact:
+    """The brand's contact (checked with the path), that the token's role may see."""
+    return contacts.get(actor(), owned(Contact, contact_id).id)
+
+
 @bp.route("/contacts", methods=["GET"])
 @bp.arguments(ContactQuerySchema, location="query")
 @bp.response(200, page_of(ContactDetailSchema, "ContactPage"))
 def list_contacts(args: dict[str, Any]) -> dict[str, Any]:
     """The brand's contacts, newest first; `q` matches part of a name, username or platform id."""
-    rows, cursor = paginate(contacts.search(brand_id(), args.get("q", "")), CONTACTS, args)
+    query = contacts.search(brand_id(), args.get("q", ""), actor().role or Role.AGENT)
+    rows, cursor = paginate(query, CONTACTS, args)
     return {"items": [contacts.to_dict(row) for row in rows], "next_cursor": cursor}
 
 
 @bp.route("/contacts/<id:contact_id>", methods=["GET"])
 @bp.response(200, ContactDetailSchema)
 def get_contact(contact_id: int) -> dict[str, Any]:
-    return contacts.to_dict(owned(Contact, contact_id))
+    return contacts.to_dict(_contact(contact_id))
 
 
 @bp.route("/contacts/<id:contact_id>", methods=["PATCH"])
@@ -84,7 +90,7 @@ def get_contact(contact_id: int) -> dict[str, Any]:
 def patch_contact(data: dict[str, Any], contact_id: int) -> dict[str, Any]:
     """Change the given fields (agents keep notes, so an agent token may); `attributes` replaces
     the whole set. A refused field changes nothing (422 naming it)."""
-    contact = contacts.update(owned(Contact, contact_id), actor(), **data)
+    contact = contacts.update(_contact(contact_id), actor(), **data)
     transaction.commit()
     return contacts.to_dict(contact)
 
@@ -94,7 +100,7 @@ def patch_contact(data: dict[str, Any], contact_id: int) -> dict[str, Any]:
 @bp.response(200, description="one JSON document, as an attachment")
 def export_contact(contact_id: int) -> Response:
     """Everything held about the contact (see the document's `about`); audited."""
-    document = exports.export(owned(Contact, contact_id), actor())
+    document = exports.export(_contact(contact_id), actor())
     transaction.commit()
     return Response(
         exports.as_json(document),
@@ -108,6 +114,6 @@ def export_contact(contact_id: int) -> Response:
 @bp.response(202, ErasedSchema)
 def erase_contact(contact_id: int) -> dict[str, Any]:
     """Erase everything held about the person; tickets and metric figures stay, anonymous."""
-    counts = contacts.erase(owned(Contact, contact_id), actor())
+    counts = contacts.erase(_contact(contact_id), actor())
     transaction.commit()
     return {"erased": True, **counts}
