@@ -20,6 +20,7 @@ from urllib.request import urlopen
 
 import httpx
 
+from devtools.graphsim.oauth import DEFAULT_ACCOUNTS
 from devtools.seed.demo import NEW_CUSTOMER_IDS, NEW_CUSTOMERS
 
 HOST = os.environ.get("HELPDESK_HOST", "127.0.0.1")
@@ -110,6 +111,18 @@ def introduce_new_customers(sim_url: str) -> None:
         ).raise_for_status()
 
 
+def seed_login_history(sim_url: str) -> None:
+    """Give each account of the simulator's authorize page a recent history, so an admin who
+    connects one (the demo brand holds neither) sees its conversations read into the inbox.
+    Both are seeded: with one account alone the simulator would serve its history to either."""
+    for account in DEFAULT_ACCOUNTS:
+        httpx.post(
+            f"{sim_url.rstrip('/')}/_sim/history/demo",
+            json={"account_id": account["user_id"], "username": account["username"]},
+            timeout=5,
+        ).raise_for_status()
+
+
 def _send_dm_command(customer: str, text: str) -> str:
     return (
         f"    .venv/bin/flask --app wsgi graph-sim send-dm --app http://{HOST}:{PORT} "
@@ -131,6 +144,9 @@ def banner(logins: str, simulated: bool) -> str:
             + _send_dm_command(NEW_CUSTOMER_IDS[0], '"Where is my order?"')
             + "  and as a second customer (another --from):\n"
             + _send_dm_command(NEW_CUSTOMER_IDS[1], '"Can I get my money back for the boots?"')
+            + "  As the admin, connect a second account: Settings > Channels > Connect an\n"
+            + f"  Instagram account, choose @{DEFAULT_ACCOUNTS[1]['username']}, Allow; its recent "
+            "conversations come into the inbox.\n"
         )
     return lines + "  Press Ctrl-C to stop.\n"
 
@@ -173,6 +189,7 @@ def main() -> int:
         if _wait_until_answering(urls, processes):
             if simulated:
                 introduce_new_customers(f"http://127.0.0.1:{SIM_PORT}")
+                seed_login_history(f"http://127.0.0.1:{SIM_PORT}")
             print(banner(logins, simulated), flush=True)
         elif all(process.poll() is None for process in processes.values()):
             print(f"  The demo is not answering at {urls} yet.", file=sys.stderr, flush=True)
