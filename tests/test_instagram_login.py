@@ -134,7 +134,7 @@ def test_connecting_end_to_end_stores_the_account_with_its_token_encrypted(
     signed_in(client, world.admin)
     response = connect(client, login_sim)
     assert response.status_code == 302 and response.headers["Location"].endswith(
-        "/settings/channels"
+        "/settings/channels#channels"
     )
     channel = by_account(BIG_ID)
     assert channel is not None and channel.brand_id == world.brand.id

@@ -55,4 +55,5 @@ def instagram_callback() -> ResponseReturnValue:
     transaction.commit()
     session[BRAND_KEY] = channel.brand_id
     flash(f"Connected @{channel.username}" if channel.username else "Connected", "success")
-    return redirect(url_for("settings.channels"), code=302)
+    # Its own fragment: a browser would otherwise keep Instagram's "#_" on the page address.
+    return redirect(url_for("settings.channels", _anchor="channels"), code=302)
