@@ -426,3 +426,14 @@ def test_someone_known_only_from_hidden_requests_is_for_admins(app, client):
     admin = app.test_client()
     signed_in(admin, world.admin)
     assert admin.get(f"/contacts/{world.contact.id}").status_code == 200
+
+
+def test_a_form_without_the_attribute_rows_leaves_the_attributes_alone(client, planted):
+    signed_in(client, planted.agent)
+    response = post(client, f"/contacts/{planted.contact.id}", {"notes": "Only the notes"})
+    assert response.status_code == 303
+    assert _state(planted.contact.id) == (
+        NAME, {"plan": ATTRIBUTE, "orders": 3}, "Only the notes")  # fmt: skip
+    before = rows.snapshot()
+    assert post(client, f"/contacts/{planted.contact.id}", {"attr_rows": "x"}).status_code == 400
+    assert rows.changed(before, rows.snapshot()) == {}

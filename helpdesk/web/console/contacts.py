@@ -55,45 +55,44 @@ def contact_page(contact_id: int) -> ResponseReturnValue:
     return _page(_contact_or_404(contact_id))
 
 
-def _rows() -> list[tuple[str, str]]:
+def _rows() -> list[tuple[str, str]] | None:
     """The attribute rows posted (`attr_key_N`, `attr_value_N`; a ticked `attr_remove_N` drops
-    the row), in order."""
-    try:
-        count = min(int(request.form.get("attr_rows", "0")), MAX_ROWS)
-    except ValueError:
-        count = 0
-    rows = []
-    for n in range(max(count, 0)):
-        if request.form.get(f"attr_remove_{n}"):
-            continue
-        rows.append(
-            (request.form.get(f"attr_key_{n}", ""), request.form.get(f"attr_value_{n}", ""))
-        )
-    return rows
+    the row), in order; None when the form did not show them (`attr_rows` absent)."""
+    count = request.form.get("attr_rows")
+    if count is None:
+        return None
+    if not (count.isascii() and count.isdigit()) or int(count) > MAX_ROWS:
+        abort(400, description="attr_rows: a number of rows")
+    return [
+        (request.form.get(f"attr_key_{n}", ""), request.form.get(f"attr_value_{n}", ""))
+        for n in range(int(count))
+        if not request.form.get(f"attr_remove_{n}")
+    ]
 
 
 @bp.post("/contacts/<int:contact_id>")
 def contact_save(contact_id: int) -> ResponseReturnValue:
     contact = _contact_or_404(contact_id)
-    form = request.form
+    form, rows = request.form, _rows()
 
     def save() -> Contact:
-        return contacts.update(
-            contact,
-            actor(),
-            name=form.get("name", contact.name),
-            attributes=contacts.attributes_from_rows(_rows(), contact.attributes or {}),
-            notes=form.get("notes", contact.notes),
-        )
+        """Only the fields the form sent change."""
+        values: dict[str, Any] = {name: form[name] for name in ("name", "notes") if name in form}
+        if rows is not None:
+            values["attributes"] = contacts.attributes_from_rows(rows, contact.attributes or {})
+        return contacts.update(contact, actor(), **values)
 
     here = url_for("console.contact_page", contact_id=contact_id)
-    return attempt(save, "Contact saved.", here, lambda errors: _page(contact, errors, _refill()))
+    return attempt(
+        save, "Contact saved.", here, lambda errors: _page(contact, errors, _refill(rows))
+    )
 
 
-def _refill() -> dict[str, Any]:
-    """What the agent typed, to show again after a refusal."""
+def _refill(rows: list[tuple[str, str]] | None) -> dict[str, Any]:
+    """What the agent typed, to show again after a refusal (the rows as they were, if none)."""
     values = submitted()
-    values["rows"] = _rows() + [("", "")] * NEW_ROWS
+    if rows is not None:
+        values["rows"] = rows + [("", "")] * NEW_ROWS
     return values
 
 
@@ -116,7 +115,7 @@ def contact_erase(contact_id: int) -> ResponseReturnValue:
     contact = _contact_or_404(contact_id)
 
     def erase() -> dict[str, int]:
-        if not request.form.get(CONFIRM):
+        if request.form.get(CONFIRM) != "1":  # the checkbox's value, nothing else
             raise InvalidField(CONFIRM, "Tick the box to confirm: erasing cannot be undone")
         return contacts.erase(contact, actor())
 
