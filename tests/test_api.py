@@ -223,6 +223,7 @@ def foreign_ids(other: Desk) -> dict[str, int]:
         "team_id": team.id,
         "tag_id": tag.id,
         "token_id": token.id,
+        "contact_id": other.conversation.contact_id,
     }
 
 

@@ -71,6 +71,7 @@ class Targets:
             "notification_id": notification.id,
             "reply_id": reply.id,
             "note_id": note.id,
+            "contact_id": world.contact.id,
         }
 
     def url(self, rule) -> str:

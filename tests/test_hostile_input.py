@@ -575,6 +575,7 @@ class Desk:
             "notification_id": self.notification.id,
             "reply_id": self.reply.id,
             "note_id": note.id,
+            "contact_id": self.world.contact.id,
             "invitation_token": invitations.invite(
                 Actor.system(self.world.brand.id), self.world.brand, "invited@example.test"
             )[1],
@@ -627,6 +628,12 @@ def _form_cases(desk: Desk) -> dict[str, list[dict[str, str]]]:
         + [{**ids_ok, "bulk_action": v} for v in MALFORMED]
         + [{**ids_ok, "bulk_action": "assign", "assignee_id": v} for v in no_value]
         + [{**ids_ok, "bulk_action": "tag", "tag": v} for v in ("", "   ", LONG, "nul\x00byte")],
+        "console.contact_save": [{"name": v} for v in (LONG, "nul\x00byte")]
+        + [{"notes": v} for v in (LONG, "nul\x00byte")]
+        + [{"attr_rows": v} for v in MALFORMED]
+        + [{"attr_rows": "1", "attr_key_0": v, "attr_value_0": "x"} for v in BLANK_OR_HUGE]
+        + [{"attr_rows": "1", "attr_key_0": "plan", "attr_value_0": v} for v in (LONG, "nul\x00")],
+        "console.contact_erase": [{"confirm": v} for v in MALFORMED],
         "auth.invitation": [{"name": v, "password": GOOD_PASSWORD} for v in BLANK_OR_HUGE]
         + [{"name": "Nina Berg", "password": v} for v in WEAK_PASSWORDS],
         "auth.password_reset": [{"password": v} for v in WEAK_PASSWORDS],

@@ -101,6 +101,10 @@ ACCESS: dict[str, tuple[str, Role | None]] = {
     "oauth.data_deletion_status": (CODE_LINK, None),
     # The console: every member of the brand; unblocking a contact takes a manager.
     "console.inbox": (CONSOLE, A),
+    "console.contact_page": (CONSOLE, A),
+    "console.contact_save": (CONSOLE, A),
+    "console.contact_export": (CONSOLE, AD),
+    "console.contact_erase": (CONSOLE, AD),
     "console.bulk_action": (CONSOLE, A),
     "console.search": (CONSOLE, A),
     "console.notifications_panel": (CONSOLE, A),
@@ -249,6 +253,11 @@ ACCESS: dict[str, tuple[str, Role | None]] = {
     "api_tokens.list_tokens": (API_TOKEN, AD),
     "api_tokens.revoke_token": (API_TOKEN, AD),
     "api_channels.list_channels": (API_TOKEN, M),
+    "api_contacts.list_contacts": (API_TOKEN, A),
+    "api_contacts.get_contact": (API_TOKEN, A),
+    "api_contacts.patch_contact": (API_TOKEN, A),
+    "api_contacts.export_contact": (API_TOKEN, AD),
+    "api_contacts.erase_contact": (API_TOKEN, AD),
 }
 # Rules finer than a route: (method, path with {ids}, JSON body or form, least role).
 FINER: list[tuple[str, str, dict | None, Role]] = [
@@ -357,6 +366,7 @@ class Site:
             self._ids_for = own
             self._ids = {
                 "conversation_id": own.conversation.id,
+                "contact_id": own.conversation.contact_id,
                 "message_id": own.message.id,
                 "ticket_id": own.conversation.current_ticket_id,
                 "note_id": db.session.scalar(
@@ -580,7 +590,7 @@ NOT_IDS = {  # names that look like ids but are cursors or free text
     "weekly.mon", "weekly.tue", "weekly.wed", "weekly.thu", "weekly.fri", "weekly.sat",
     "weekly.sun", "date", "country", "year", "attachments", "body", "shared", "shortcode",
     "title", "retention_days", "first_response_min", "next_response_min", "resolution_min",
-    "colour", "keywords", "assignment", "events", "url",
+    "colour", "keywords", "assignment", "events", "url", "notes", "attr_rows",
 }  # fmt: skip
 
 
@@ -1001,6 +1011,7 @@ def test_api_answers_and_console_pages_never_show_secrets(app, secret_flows):
     )
     values = {
         "conversation_id": conversation.id,
+        "contact_id": conversation.contact_id or 1,
         "message_id": db.session.scalar(
             select(Message.id).where(Message.conversation_id == conversation.id).limit(1)
         ),

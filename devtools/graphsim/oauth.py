@@ -167,7 +167,9 @@ def _token_user(entry: dict) -> tuple[str | None, Any]:
 # --- the authorize page -------------------------------------------------------------------------
 
 PAGE = """<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1"><title>Instagram (simulated)</title></head>
+<html lang="en"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>Instagram (simulated)</title></head>
 <body>
 <h1>Allow DM Helpdesk to manage this account's messages?</h1>
 <p>App {client_id} asks for: {scopes}.</p>

@@ -273,8 +273,4 @@ def erase(contact: Contact, actor: Actor) -> dict[str, int]:
     """Erase everything held about the contact (`erase_contact`, audited there), for admins;
     the counts of what was removed or overwritten."""
     actor.require(Role.ADMIN, "Erasing a person's data", contact.brand_id)
-    erasure = erase_contact(contact, actor, reason=ERASE_REASON)
-    # What agents kept about the person is about the person too (erase_contact predates them).
-    contact.attributes, contact.notes = {}, None
-    db.session.flush()
-    return asdict(erasure)
+    return asdict(erase_contact(contact, actor, reason=ERASE_REASON))

@@ -144,6 +144,7 @@ def erase_contact(
     erasure.outgoing_deliveries = _scrub_outgoing(contact, traces, pattern)
     erasure.quotes = _scrub_quotes(contact, traces, pattern)
     contact.name = contact.username = contact.avatar_url = None
+    contact.attributes, contact.notes = {}, None  # what agents kept about the person
     contact.profile_fetched_at = now  # fetched already: nobody fetches the profile back
     db.session.flush()
     for conversation_id in traces.conversations:

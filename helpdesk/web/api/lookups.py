@@ -14,7 +14,7 @@ from helpdesk import lookups
 from helpdesk.accounts.models import Agent, Team
 from helpdesk.accounts.tokens import ApiToken
 from helpdesk.canned.models import CannedReply
-from helpdesk.dm.models import Conversation, Message
+from helpdesk.dm.models import Contact, Conversation, Message
 from helpdesk.errors import NotFound
 from helpdesk.outgoing.models import WebhookSubscription
 from helpdesk.sla.models import SlaPolicy
@@ -34,6 +34,7 @@ OWNED: dict[str, type] = {
     "subscription_id": WebhookSubscription,
     "token_id": ApiToken,
     "tag_id": Tag,
+    "contact_id": Contact,
 }
 
 

@@ -116,6 +116,7 @@ from helpdesk.web.console import (  # noqa: E402,F401
     account,
     actions,
     canned,
+    contacts,
     conversations,
     inbox,
     live_updates,
