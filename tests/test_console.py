@@ -36,6 +36,7 @@ from helpdesk.tickets import service as tickets
 from helpdesk.tickets import tags
 from helpdesk.tickets.models import Note, Priority, Ticket, TicketStatus
 from helpdesk.types import utcnow
+from helpdesk.web.console.formatting import initials
 from tests.conftest import drain_broker
 from tests.factories import AgentFactory, ContactFactory, member
 from tests.helpers.console import login, post, signed_in
@@ -941,3 +942,11 @@ def test_inbox_reply_via_service_shows_in_thread_with_status(agent_client, world
     db.session.commit()
     page = html(agent_client.get(f"/conversations/{world.conversation.id}"))
     assert "status-failed" in page and "The reply window closed before delivery" in page
+
+
+@pytest.mark.parametrize(
+    ("name", "shown"),
+    [("Jane Doe", "JD"), ("@lena.k", "LK"), ("@tom_outdoors", "TO"), ("maria", "M"), ("", "?")],
+)
+def test_an_avatar_shows_the_initials_of_a_name_or_a_handle(name, shown):
+    assert initials(name) == shown

@@ -123,7 +123,9 @@ def colour(value: object, default: str = "#6b7280") -> str:
 
 
 def initials(name: str | None) -> str:
-    words = [w for w in re.split(r"[\s._-]+", name or "") if w and w[0].isalnum()]
+    """Two letters for an avatar: "Jane Doe" → JD, "@lena.k" → LK (a handle's @ is no letter)."""
+    words = [w.lstrip("@#+") for w in re.split(r"[\s._-]+", name or "")]
+    words = [w for w in words if w and w[0].isalnum()]
     return "".join(w[0] for w in words[:2]).upper() or "?"
 
 
