@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 
 class DomainError(Exception):
     code = "domain_error"
@@ -25,6 +28,17 @@ class InvalidField(ValidationError):
     def __init__(self, field: str, message: str):
         super().__init__(f"{field}: {message}")
         self.fields = {field: [message]}
+
+
+@contextmanager
+def about_field(field: str) -> Iterator[None]:
+    """Name the field a refusal is about, so a form shows the message next to it."""
+    try:
+        yield
+    except InvalidField:
+        raise
+    except ValidationError as refused:
+        raise InvalidField(field, refused.message) from None
 
 
 class NotFound(DomainError):

@@ -7,8 +7,6 @@ and a personal reply is invisible (NotFound) to everyone but its owner.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -24,7 +22,13 @@ from helpdesk.brands.models import Brand
 from helpdesk.canned.models import CannedReply
 from helpdesk.canned.render import CannedContext, RenderResult, render_canned, validate_canned
 from helpdesk.dm.models import Contact, Conversation
-from helpdesk.errors import AlreadyExists, Forbidden, InvalidField, NotFound, ValidationError
+from helpdesk.errors import (
+    AlreadyExists,
+    Forbidden,
+    NotFound,
+    ValidationError,
+    about_field,
+)
 from helpdesk.extensions import db
 from helpdesk.search.matching import contains, starts_with
 from helpdesk.tickets.models import Ticket
@@ -46,17 +50,6 @@ UNSET: Any = _Unset()
 
 
 # Validation ---------------------------------------------------------------------------------------
-
-
-@contextmanager
-def _about(field: str) -> Iterator[None]:
-    """Name the field a refusal is about, so a form shows the message next to it."""
-    try:
-        yield
-    except InvalidField:
-        raise
-    except ValidationError as refused:
-        raise InvalidField(field, refused.message) from None
 
 
 def _in_use(code: str) -> AlreadyExists:
@@ -161,13 +154,13 @@ def create(
     require_role(actor, brand.id, Role.MANAGER if shared else Role.AGENT)
     if not shared and actor is None:
         raise ValidationError("a personal canned reply needs an owner")
-    with _about("shortcode"):
+    with about_field("shortcode"):
         code = normalize_shortcode(shortcode)
-    with _about("body"):
+    with about_field("body"):
         validate_canned(body)
-    with _about("title"):
+    with about_field("title"):
         clean_title = _clean_title(title, code)
-    with _about("attachments"):
+    with about_field("attachments"):
         clean_attachments = _clean_attachments(attachments)
     reply = CannedReply(
         brand_id=brand.id,
@@ -214,20 +207,20 @@ def update(
         changes["owner_id"] = None if shared else agent_id_of(actor)
     code = reply.shortcode
     if shortcode is not UNSET:
-        with _about("shortcode"):
+        with about_field("shortcode"):
             code = normalize_shortcode(shortcode)
         if code != reply.shortcode and _shortcode_taken(reply.brand_id, code, reply.id):
             raise _in_use(code)
         changes["shortcode"] = code
     if title is not UNSET:
-        with _about("title"):
+        with about_field("title"):
             changes["title"] = _clean_title(title, code)
     if body is not UNSET:
-        with _about("body"):
+        with about_field("body"):
             validate_canned(body)
         changes["body"] = body
     if attachments is not UNSET:
-        with _about("attachments"):
+        with about_field("attachments"):
             changes["attachments"] = _clean_attachments(attachments)
     for name, value in changes.items():
         setattr(reply, name, value)
@@ -413,7 +406,7 @@ SAMPLE_TICKET_ID = 1234
 def preview(body: str, agent: Agent | None, brand: Brand) -> RenderResult:
     """The body filled for a sample contact and the editing agent, checked as saving checks it;
     nothing is counted or stored."""
-    with _about("body"):
+    with about_field("body"):
         validate_canned(body)
         return render_canned(
             body,

@@ -8,8 +8,7 @@ in the audit log in the same transaction. Functions flush; the caller commits.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Iterable
 from typing import Any
 
 from sqlalchemy import func, select
@@ -20,7 +19,7 @@ from helpdesk.accounts.models import Agent, Role
 from helpdesk.accounts.service import require_role
 from helpdesk.audit import service as audit
 from helpdesk.brands.models import Brand
-from helpdesk.errors import AlreadyExists, InvalidField, NotFound, ValidationError
+from helpdesk.errors import AlreadyExists, InvalidField, NotFound, about_field
 from helpdesk.extensions import db
 from helpdesk.tickets import tags
 from helpdesk.tickets.models import Tag, TagRule, TicketTag
@@ -30,17 +29,6 @@ KEYWORD_SEPARATORS = re.compile(r"[,\n]")
 MAX_KEYWORDS = 50
 
 ActorLike = Actor | Agent | None
-
-
-@contextmanager
-def _about(field: str) -> Iterator[None]:
-    """Name the field a refusal is about, so a form shows the message next to it."""
-    try:
-        yield
-    except InvalidField:
-        raise
-    except ValidationError as refused:
-        raise InvalidField(field, refused.message) from None
 
 
 def _name_taken(name: str) -> AlreadyExists:
@@ -60,7 +48,7 @@ def clean_keywords(keywords: str | Iterable[str] | None) -> list[str]:
     for keyword in keywords:
         if isinstance(keyword, str) and not keyword.strip():
             continue
-        with _about("keywords"):
+        with about_field("keywords"):
             word = tags._clean_keyword(keyword)
         if word.lower() not in seen:
             seen.add(word.lower())
@@ -169,9 +157,9 @@ def save_tag(
     require_role(actor, brand.id, Role.MANAGER)
     if tag is not None and tag.brand_id != brand.id:
         raise NotFound("no such tag")
-    with _about("name"):
+    with about_field("name"):
         clean_name = tags._clean_name(name)
-    with _about("colour"):
+    with about_field("colour"):
         clean_colour = tags._clean_colour(colour) if colour is not None else None
     clean_words = clean_keywords(keywords) if keywords is not None else None
     existing = tags.find_tag(brand.id, clean_name)
