@@ -5,6 +5,7 @@ from helpdesk.accounts.invitations import Invitation, PasswordReset
 from helpdesk.accounts.models import Agent, Membership, Role, Team, TeamMember
 from helpdesk.accounts.tokens import ApiToken
 from helpdesk.audit.models import AuditEvent
+from helpdesk.automations.models import AutomationRule, AutomationRun
 from helpdesk.brands.models import Brand
 from helpdesk.canned.models import CannedReply
 from helpdesk.channels.models import (
@@ -30,6 +31,7 @@ from helpdesk.inbox.models import ConversationView
 from helpdesk.intake.models import PendingAction, UnknownAccount, WebhookEvent
 from helpdesk.live.models import LiveEvent, Presence
 from helpdesk.logins.models import LoginAttempt
+from helpdesk.media.models import MediaObject
 from helpdesk.notifications.models import Notification
 from helpdesk.outgoing.models import WebhookDelivery, WebhookSubscription
 from helpdesk.search.models import messages_text_fts
@@ -46,6 +48,9 @@ from helpdesk.tickets.models import (
 )
 
 __all__ = [
+    "AutomationRule",
+    "AutomationRun",
+    "MediaObject",
     "Backfill",
     "DataDeletionRequest",
     "OAuthState",

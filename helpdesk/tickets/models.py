@@ -50,6 +50,8 @@ class Ticket(Model):
         Index("ix_tickets_brand_status_assignee", "brand_id", "status", "assignee_id"),
         Index("ix_tickets_snoozed_until", "snoozed_until"),
         Index("ix_tickets_waiting", "brand_id", "team_id", "assignee_id", "status"),
+        # Time rules look for tickets in a status since before a moment.
+        Index("ix_tickets_status_since", "brand_id", "status", "status_changed_at"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -78,6 +80,7 @@ class Ticket(Model):
     paused_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
     assigned_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
     reopen_count: Mapped[int] = mapped_column(default=0)
+    status_changed_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
 
     sla_policy_id: Mapped[int | None] = mapped_column(
         ForeignKey("sla_policies.id", ondelete="SET NULL"), default=None
@@ -92,12 +95,25 @@ class Ticket(Model):
     next_sla_check_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
     breached: Mapped[list[str]] = mapped_column(JSON, default=list)
 
+    # CSAT: the survey is due at csat_due_at, sent at csat_sent_at; the answer is kept here.
+    csat_due_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None, index=True)
+    csat_sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+    csat_score: Mapped[int | None] = mapped_column(default=None)
+    csat_answered_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 
     @property
     def active(self) -> bool:
         return self.status in ACTIVE_STATUSES
+
+    @validates("status")
+    def _note_status_change(self, _key: str, status: TicketStatus) -> TicketStatus:
+        # Time rules measure how long a ticket has been in its status from here.
+        if status != self.status or self.status_changed_at is None:
+            self.status_changed_at = utcnow()
+        return status
 
 
 class TicketPause(Model):

@@ -1,0 +1,1 @@
+"""Automations: rules that act on tickets when something happens, or when nothing does."""

@@ -1,0 +1,1 @@
+"""Customer satisfaction: the survey after a resolved ticket, its answers and figures."""
