@@ -111,6 +111,13 @@ class Config:
     BACKFILL_RETRY_SECONDS = float(os.environ.get("BACKFILL_RETRY_SECONDS", 30))
     BACKFILL_RETRIES = int(os.environ.get("BACKFILL_RETRIES", 5))
     BACKFILL_LEASE_SECONDS = float(os.environ.get("BACKFILL_LEASE_SECONDS", 120))
+    # Where media copies and agents' uploads live: file://<folder> (relative to the project) or
+    # s3://bucket/prefix (credentials and region from the standard AWS variables; an
+    # S3-compatible store through AWS_ENDPOINT_URL).
+    MEDIA_STORAGE = os.environ.get("MEDIA_STORAGE", "file://instance/media")
+    # Media downloads may reach loopback and private addresses (tests and the demo only).
+    MEDIA_FETCH_ALLOW_PRIVATE = os.environ.get("MEDIA_FETCH_ALLOW_PRIVATE", "") == "1"
+    MEDIA_MAX_BYTES = int(os.environ.get("MEDIA_MAX_BYTES", 25 * 1024 * 1024))
     CELERY = _celery_config(REDIS_URL)
 
 

@@ -72,7 +72,13 @@ def _reset_schema(app) -> None:
 
 @pytest.fixture(scope="session")
 def app():
-    app = create_app({"SQLALCHEMY_DATABASE_URI": DATABASE_URL, "INSTANCE_DIR": str(_INSTANCE)})
+    app = create_app(
+        {
+            "SQLALCHEMY_DATABASE_URI": DATABASE_URL,
+            "INSTANCE_DIR": str(_INSTANCE),
+            "MEDIA_STORAGE": f"file://{_INSTANCE / 'media'}",
+        }
+    )
     _reset_schema(app)
     return app
 
