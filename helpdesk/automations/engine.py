@@ -16,21 +16,34 @@ The vocabulary for the rule editor: EVENTS, FIELDS, OPS (FIELD_OPS per field), A
 from __future__ import annotations
 
 import contextvars
+import logging
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
-from sqlalchemy import select
+from flask import current_app
+from sqlalchemy import event as sqla_event
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
+from helpdesk import hooks
+from helpdesk.accounts.actor import Actor, ActorKind
+from helpdesk.accounts.models import Agent
+from helpdesk.automations.actions import HANDLERS, ActionFailed, Context, automation_actor
 from helpdesk.automations.conditions import CHOICES, FIELD_OPS, FIELDS, OPS, Facts, all_hold
 from helpdesk.automations.idle import IDLE_STATUSES, idle_since, idle_tickets
-from helpdesk.automations.models import AutomationRule
+from helpdesk.automations.models import AutomationRule, AutomationRun
 from helpdesk.dm.models import Message
+from helpdesk.errors import DomainError
 from helpdesk.extensions import db
+from helpdesk.tickets.events import record_event
 from helpdesk.tickets.models import ACTIVE_STATUSES, Ticket
 from helpdesk.types import utcnow
+
+log = logging.getLogger(__name__)
 
 __all__ = [
     "ACTIONS",
@@ -72,15 +85,26 @@ ACTION_STATUSES: tuple[str, ...] = ("open", "pending", "resolved", "closed")
 
 
 class RuleLike(Protocol):
-    id: int
-    brand_id: int
-    name: str
-    event: str
-    idle_minutes: int | None
-    idle_status: str | None
-    conditions: list[dict]
-    actions: list[dict]
-    once_per_ticket: bool
+    """An AutomationRule row or its cached copy (RuleSpec): what matching and running read."""
+
+    @property
+    def id(self) -> int: ...
+    @property
+    def brand_id(self) -> int: ...
+    @property
+    def name(self) -> str: ...
+    @property
+    def event(self) -> str: ...
+    @property
+    def idle_minutes(self) -> int | None: ...
+    @property
+    def idle_status(self) -> str | None: ...
+    @property
+    def conditions(self) -> list[dict]: ...
+    @property
+    def actions(self) -> list[dict]: ...
+    @property
+    def once_per_ticket(self) -> bool: ...
 
 
 @dataclass(frozen=True)
@@ -189,3 +213,221 @@ def automation_acting() -> Iterator[None]:
 
 def describe(rule: RuleLike) -> dict[str, Any]:
     return {"rule_id": rule.id, "rule_name": rule.name}
+
+
+# The brand's rules, cached per process -----------------------------------------------------------
+
+DEFAULT_TTL_SECONDS = 2.0
+
+
+@dataclass
+class _BrandRules:
+    checked: float
+    version: tuple
+    by_event: dict[str, list[RuleSpec]]
+
+
+_rules: dict[int, _BrandRules] = {}
+
+
+def invalidate(brand_id: int | None = None) -> None:
+    """Forget the cached rules (of one brand, or all): the next event reads them again. The rule
+    service calls it after a change; other processes notice within the TTL (version check)."""
+    if brand_id is None:
+        _rules.clear()
+    else:
+        _rules.pop(brand_id, None)
+
+
+def _ttl() -> float:
+    """Tests empty the tables between cases and reuse brand ids: they read the rules each time."""
+    default = 0.0 if current_app.testing else DEFAULT_TTL_SECONDS
+    return float(current_app.config.get("AUTOMATION_RULES_TTL", default))
+
+
+def _version(brand_id: int) -> tuple:
+    """Changes whenever a rule of the brand is added, changed (enabled, moved) or deleted."""
+    row = db.session.execute(
+        select(
+            func.count(AutomationRule.id),
+            func.max(AutomationRule.id),
+            func.max(AutomationRule.updated_at),
+        ).where(AutomationRule.brand_id == brand_id)
+    ).one()
+    return tuple(row)
+
+
+def _load(brand_id: int) -> dict[str, list[RuleSpec]]:
+    rows = db.session.scalars(
+        select(AutomationRule)
+        .where(AutomationRule.brand_id == brand_id, AutomationRule.enabled.is_(True))
+        .order_by(AutomationRule.position, AutomationRule.id)
+    )
+    by_event: dict[str, list[RuleSpec]] = {}
+    for row in rows:
+        by_event.setdefault(row.event, []).append(RuleSpec.of(row))
+    return by_event
+
+
+def rules_for(brand_id: int, event: str) -> list[RuleSpec]:
+    """The brand's enabled rules for the event, in position order; read from the database at
+    most every AUTOMATION_RULES_TTL seconds (a cheap version check), else from memory."""
+    now = time.monotonic()
+    cached = _rules.get(brand_id)
+    if cached is not None and now - cached.checked < _ttl():
+        return cached.by_event.get(event, [])
+    version = _version(brand_id)
+    if cached is None or cached.version != version:
+        cached = _BrandRules(now, version, _load(brand_id))
+        _rules[brand_id] = cached
+    cached.checked = now
+    return cached.by_event.get(event, [])
+
+
+@sqla_event.listens_for(AutomationRule, "after_insert")
+@sqla_event.listens_for(AutomationRule, "after_update")
+@sqla_event.listens_for(AutomationRule, "after_delete")
+def _rule_changed(_mapper: Any, _connection: Any, rule: AutomationRule) -> None:
+    # This process sees its own changes at once; the commit's version change tells the others.
+    invalidate(rule.brand_id)
+
+
+# Running ----------------------------------------------------------------------------------------
+
+
+def _claim(rule: RuleLike, ticket: Ticket, periods: list[str | None]) -> AutomationRun | None:
+    """Insert the run rows first, in a savepoint: a period already claimed (someone else ran it,
+    now or before) raises IntegrityError, and the rule does not run again."""
+    runs = [
+        AutomationRun(brand_id=ticket.brand_id, rule_id=rule.id, ticket_id=ticket.id, period=p)
+        for p in periods
+    ]
+    try:
+        with db.session.begin_nested():
+            db.session.add_all(runs)
+            db.session.flush()
+    except IntegrityError:
+        return None
+    return runs[0]
+
+
+def _periods(rule: RuleLike, period: str | None) -> list[str | None]:
+    periods: list[str | None] = [period] if period else []
+    if rule.once_per_ticket:
+        periods.append("once")
+    return periods or [None]
+
+
+def _act(rule: RuleLike, ticket: Ticket, now: datetime) -> tuple[list[str], list[str]]:
+    """Every action in order, each in its own savepoint; a failure is noted and the next runs."""
+    ctx = Context(ticket, automation_actor(ticket.brand_id, rule.name), now, rule.name)
+    done: list[str] = []
+    failures: list[str] = []
+    with automation_acting():
+        for action in rule.actions:
+            kind = str(action.get("type"))
+            handler = HANDLERS.get(kind)
+            try:
+                if handler is None:
+                    raise ActionFailed(f"unknown action {kind!r}")
+                with db.session.begin_nested():
+                    done.append(f"{kind}: {handler(ctx, action.get('value'))}")
+            except DomainError as refused:
+                failures.append(f"{kind}: {refused.message}")
+            except SQLAlchemyError as error:
+                log.warning("automation %s action %s failed: %s", rule.id, kind, error)
+                failures.append(f"{kind}: {type(error).__name__}")
+    return done, failures
+
+
+def apply(
+    rule: RuleLike, ticket: Ticket, now: datetime | None = None, period: str | None = None
+) -> AutomationRun | None:
+    """Run a matched rule's actions on the ticket and record the run (a ticket event naming the
+    rule, and an AutomationRun); None when the rule already ran for this period or ticket."""
+    now = now or utcnow()
+    run = _claim(rule, ticket, _periods(rule, period))
+    if run is None:
+        return None
+    done, failures = _act(rule, ticket, now)
+    run.outcome = "; ".join(failures) or None
+    record_event(
+        ticket,
+        "automation",
+        None,
+        {**describe(rule), "event": rule.event, "actions": done, "failures": failures},
+        now,
+    )
+    db.session.flush()
+    return run
+
+
+def _run_one(rule: RuleSpec, ticket: Ticket, facts: Facts) -> bool:
+    """One rule, in a savepoint: whatever goes wrong stays inside it. True if it ran."""
+    try:
+        with db.session.begin_nested():
+            if not matches(rule, ticket, facts.message, facts.now, facts):
+                return False
+            return apply(rule, ticket, facts.now) is not None
+    except Exception:  # noqa: BLE001 - a rule never fails the operation that triggered it
+        log.exception("automation rule %s failed on ticket %s", rule.id, ticket.id)
+        return False
+
+
+def run_event(
+    event: str, ticket: Ticket, message: Message | None = None, now: datetime | None = None
+) -> int:
+    """Run the brand's rules for `event` on the ticket; returns how many ran. Does nothing while
+    an automation acts (no loops) and costs one cached lookup when the brand has no such rule."""
+    if acting() or ticket is None:
+        return 0
+    rules = rules_for(ticket.brand_id, event)
+    if not rules:
+        return 0
+    facts = Facts(ticket, message, now or utcnow())
+    ran = 0
+    for rule in rules:
+        if _run_one(rule, ticket, facts):
+            ran += 1
+            facts = Facts(ticket, message, facts.now)  # the actions may have changed the ticket
+    return ran
+
+
+# Hooks ------------------------------------------------------------------------------------------
+
+
+def _by_a_person(actor: Any) -> bool:
+    """A change by an agent or through the API (a token), not by the system or a worker."""
+    if isinstance(actor, Actor):
+        return actor.kind in (ActorKind.AGENT, ActorKind.TOKEN)
+    return isinstance(actor, Agent)
+
+
+def on_message_received(
+    ticket: Ticket | None, message: Message, now: datetime | None = None, **_: Any
+) -> None:
+    if ticket is not None:
+        run_event("message_received", ticket, message, now)
+
+
+def on_ticket_created(ticket: Ticket, now: datetime | None = None, **_: Any) -> None:
+    run_event("ticket_created", ticket, None, now)
+
+
+def on_ticket_updated(
+    ticket: Ticket, actor: Any = None, now: datetime | None = None, **_: Any
+) -> None:
+    if _by_a_person(actor):
+        run_event("ticket_updated", ticket, None, now)
+
+
+def on_ticket_resolved(ticket: Ticket, now: datetime | None = None, **_: Any) -> None:
+    run_event("ticket_resolved", ticket, None, now)
+
+
+def subscribe() -> None:
+    """Called by the app factory: the services announce, the rules act (see helpdesk.hooks)."""
+    hooks.on(hooks.MESSAGE_RECEIVED, on_message_received)
+    hooks.on(hooks.TICKET_CREATED, on_ticket_created)
+    hooks.on(hooks.TICKET_UPDATED, on_ticket_updated)
+    hooks.on(hooks.TICKET_RESOLVED, on_ticket_resolved)

@@ -17,6 +17,8 @@ class NotificationKind(enum.StrEnum):
     ASSIGNMENT = "assignment"
     # A channel needs an admin to reconnect it (at most 11 characters: the column's width).
     RECONNECT = "reconnect"
+    # An automation rule's notify action.
+    AUTOMATION = "automation"
 
 
 class Notification(Model):

@@ -7,6 +7,7 @@ from datetime import datetime
 
 from sqlalchemy import update
 
+from helpdesk import hooks
 from helpdesk.accounts.actor import Actor, agent_id_of
 from helpdesk.accounts.models import Agent, Role
 from helpdesk.accounts.service import require_role, role_in
@@ -71,6 +72,7 @@ def take(ticket: Ticket, actor: Actor | Agent, now: datetime | None = None) -> T
             return ticket
         raise AlreadyAssigned()
     _assigned(ticket, taker, taker, now)
+    hooks.publish(hooks.TICKET_UPDATED, ticket=ticket, actor=actor, now=now)
     return ticket
 
 
@@ -100,6 +102,7 @@ def assign(
             return ticket
         raise AlreadyAssigned()
     _assigned(ticket, assignee_id, agent_id_of(actor), now)
+    hooks.publish(hooks.TICKET_UPDATED, ticket=ticket, actor=actor, now=now)
     return ticket
 
 

@@ -175,6 +175,7 @@ def add_tag(ticket: Ticket, name: str, actor: Agent | None) -> Tag:
     if _attach(ticket, tag, actor.id if actor else None):
         _refresh_sla(ticket)
         live.ticket_updated(ticket)  # the inbox row shows its tags
+        hooks.publish(hooks.TICKET_UPDATED, ticket=ticket, actor=actor, now=utcnow())
     return tag
 
 
@@ -198,6 +199,7 @@ def remove_tag(ticket: Ticket, name: str, actor: Agent | None) -> None:
     db.session.flush()
     _refresh_sla(ticket)
     live.ticket_updated(ticket)
+    hooks.publish(hooks.TICKET_UPDATED, ticket=ticket, actor=actor, now=utcnow())
 
 
 def ticket_tag_names(ticket_ids: list[int]) -> dict[int, list[str]]:
