@@ -18,6 +18,7 @@ from helpdesk.accounts.models import Role
 from helpdesk.audit.service import record
 from helpdesk.channels.models import Channel
 from helpdesk.contacts.service import conversations_of, to_dict
+from helpdesk.csat import answers as csat_answers
 from helpdesk.dm.models import (
     Contact,
     Conversation,
@@ -34,7 +35,8 @@ from helpdesk.types import utcnow
 
 EVENT_LISTS = ("messaging", "standby", "changes")
 ABOUT = {
-    "csat_answers": "No satisfaction survey (CSAT) answers are collected yet, so there are none.",
+    "csat_answers": "Their answers to satisfaction surveys (CSAT: a score from 1 to 5, and the "
+    "comment they wrote after it), one per surveyed ticket.",
     "raw_webhook_deliveries": "Only the events of each delivery that concern this person.",
     "messages": "Every message of their direct conversations (also the brand's replies), and "
     "their own messages in group conversations.",
@@ -61,7 +63,7 @@ def export(contact: Contact, actor: Actor) -> dict[str, Any]:
         "conversations": [_conversation(c) for c in conversations],
         "messages": _message_dicts(contact, messages),
         "tickets": _ticket_dicts(tickets),
-        "csat_answers": [],
+        "csat_answers": csat_answers.as_dicts(tickets),
         "raw_webhook_deliveries": _raw_deliveries(contact),
     }
     record(actor, contact.brand_id, "contact.exported", "contact", contact.id, {},

@@ -20,6 +20,7 @@ from sqlalchemy import func, select
 from helpdesk.accounts.models import Agent, Team
 from helpdesk.brands.models import Brand
 from helpdesk.channels.models import Channel
+from helpdesk.csat import figures as csat_figures
 from helpdesk.errors import ValidationError
 from helpdesk.extensions import db
 from helpdesk.metrics.compute import (
@@ -253,9 +254,10 @@ def summary(
         brand.id, start, end, business_hours, group_by, overall, grouped, exact_limit
     )
     groups: list[dict[str, Any]] = []
+    csat, csat_by = csat_figures.csat(brand, start, end, group_by)
     if group_by is not None:
         volume_by = _volume_by(brand.id, start, end, group_by)
-        groups = _groups(brand.id, group_by, grouped, group_stats, volume_by)
+        groups = _groups(brand.id, group_by, grouped, group_stats, volume_by, csat_by)
     return {
         "from": start.isoformat(),
         "to": end.isoformat(),
@@ -264,6 +266,7 @@ def summary(
         "sla": {name: _met_pct(overall[kind]) for kind, name in SLA_KINDS.items()},
         "volume": _volume(brand.id, start, end).get(None, _empty_volume()),
         "backlog": backlog(brand.id),
+        "csat": csat,
         "groups": groups,
         "sample_warning": any(headline[kind]["count"] < SAMPLE_MIN for kind in KINDS),
     }
@@ -336,10 +339,11 @@ def _groups(
     grouped: dict[str, dict[str, _Totals]],
     group_stats: dict[str, dict[str, Any]],
     volume_by: dict[Any, dict[str, int]],
+    csat_by: dict[str, dict[str, Any]],
 ) -> list[dict[str, Any]]:
     """One entry per group key, labelled and in the order the dashboards show them."""
     groups: list[dict[str, Any]] = []
-    keys = set(grouped) | set(volume_by)
+    keys = set(grouped) | set(volume_by) | set(csat_by)
     labels = _labels(brand_id, group_by, keys)
     for key in keys:
         stats = {kind: group_stats[key].get(kind, empty_stats()) for kind in KINDS}
@@ -353,6 +357,8 @@ def _groups(
         }
         if group_by in ("day", "channel"):
             group["volume"] = volume_by.get(key, _empty_volume())
+        if group_by in csat_figures.GROUPS:
+            group["csat"] = csat_by.get(key, csat_figures.empty())
         groups.append(group)
     if group_by == "day":
         groups.sort(key=lambda g: g["key"])

@@ -30,6 +30,8 @@ def as_shown(name: str, line: list[str]) -> list[str]:
             shown.append(human(float(value)) if value else "no data")
         elif column.kind == "percent":
             shown.append(percent(float(value)) if value else "no data")
+        elif column.kind == "score":  # a CSAT average
+            shown.append(f"{float(value):.2f}" if value else "no data")
         else:
             shown.append(value)
     return shown

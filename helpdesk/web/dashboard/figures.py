@@ -28,6 +28,11 @@ def percent(value: float | None) -> str:
     return NO_DATA if value is None else f"{value:.1f} %"
 
 
+def score(value: float | None) -> str:
+    """A CSAT average, out of 5."""
+    return NO_DATA if value is None else f"{value:.2f} / 5"
+
+
 @dataclass(frozen=True)
 class Figure:
     """One headline number with its previous-period comparison."""
@@ -52,6 +57,8 @@ def _delta(now: Any, before: Any, kind: str, lower_is_better: bool) -> tuple[str
         text = f"{sign}{human(change)}"
     elif kind == "percent":
         text = f"{sign}{abs(change):.1f} pts"
+    elif kind == "score":
+        text = f"{sign}{abs(change):.2f}"
     else:
         text = f"{sign}{abs(change)}"
     better = (change < 0) == lower_is_better
@@ -91,6 +98,29 @@ def headline(current: dict[str, Any], previous: dict[str, Any]) -> list[Figure]:
         now, before = current["volume"][key], previous["volume"][key]
         delta, _trend = _delta(now, before, "count", lower_is_better=True)
         figures.append(Figure(key, label, now, str(now), delta, ""))  # volume: not good or bad
+    return figures + csat_headline(current["csat"], previous["csat"])
+
+
+def csat_headline(current: dict[str, Any], previous: dict[str, Any]) -> list[Figure]:
+    """The CSAT card: the average score, the share satisfied (4 or 5), answers of surveys."""
+    average, before = current["average"], previous["average"]
+    delta, trend = _delta(average, before, "score", lower_is_better=False)
+    small = 0 < current["responses"] < SAMPLE_MIN
+    figures = [
+        Figure("csat_average", "CSAT · average", average, score(average), delta, trend, small)
+    ]
+    now, before = current["satisfied_pct"], previous["satisfied_pct"]
+    delta, trend = _delta(now, before, "percent", lower_is_better=False)
+    figures.append(
+        Figure("csat_satisfied_pct", "CSAT · satisfied", now, percent(now), delta, trend)
+    )
+    answered = f"{current['responses']} of {current['sent']}"
+    delta, _trend = _delta(current["responses"], previous["responses"], "count", True)
+    figures.append(
+        Figure(
+            "csat_responses", "CSAT · answers of surveys", current["responses"], answered, delta, ""
+        )
+    )
     return figures
 
 
@@ -123,6 +153,12 @@ COLUMNS = (
     Column("first_response_met_pct", "SLA met first response", "percent"),
     Column("resolution_met_pct", "SLA met resolution", "percent"),
 )
+CSAT_COLUMNS = (
+    Column("csat_average", "CSAT average", "score"),
+    Column("csat_satisfied_pct", "CSAT satisfied", "percent"),
+    Column("csat_responses", "CSAT answers", "count"),
+    Column("csat_sent", "CSAT surveys", "count"),
+)
 VOLUME_COLUMNS = (
     Column("tickets_opened", "Tickets opened", "count"),
     Column("messages_in", "Messages in", "count"),
@@ -131,9 +167,12 @@ VOLUME_COLUMNS = (
 
 
 def columns(table: str) -> tuple[Column, ...]:
-    """Volume is kept per day and per channel only, so only those tables show it."""
+    """Volume is kept per day and per channel only, so only those tables show it; CSAT per
+    agent and team."""
     label = Column("label", "Day" if table == "day" else table.title(), "text")
-    extra = VOLUME_COLUMNS if table in ("day", "channel") else ()
+    extra: tuple[Column, ...] = VOLUME_COLUMNS if table in ("day", "channel") else ()
+    if table in ("agent", "team"):
+        extra = CSAT_COLUMNS
     return (label, *COLUMNS[1:], *extra)
 
 
@@ -148,6 +187,8 @@ def _values(group: dict[str, Any]) -> dict[str, Any]:
         "resolutions": group["resolution"]["count"],
         **group["sla"],
     }
+    if "csat" in group:
+        values |= {f"csat_{name}": value for name, value in group["csat"].items()}
     return values | group.get("volume", {})
 
 
@@ -156,6 +197,8 @@ def cell_text(column: Column, value: Any) -> str:
         return human(value)
     if column.kind == "percent":
         return percent(value)
+    if column.kind == "score":
+        return NO_DATA if value is None else f"{value:.2f}"
     return str(value)
 
 
