@@ -34,6 +34,8 @@ REFRESH_INSTAGRAM_TOKENS = "workers.tasks.channels.refresh_instagram_tokens"
 RUN_BACKFILL = "workers.tasks.backfill.run_backfill"
 RESUME_BACKFILLS = "workers.tasks.backfill.resume_backfills"
 PURGE_EXPIRED = "workers.tasks.retention.purge_expired_content"
+COPY_MEDIA = "workers.tasks.media.copy_media"
+SWEEP_MEDIA = "workers.tasks.media.sweep_media_copies"
 TASK_NAMES = (
     DELIVER_MESSAGE,
     DELIVER_REACTION,
@@ -43,6 +45,8 @@ TASK_NAMES = (
     RUN_BACKFILL,
     RESUME_BACKFILLS,
     PURGE_EXPIRED,
+    COPY_MEDIA,
+    SWEEP_MEDIA,
 )
 
 breaker = CircuitBreaker(PAUSE_AFTER_FAILURE_SECONDS)
@@ -67,6 +71,12 @@ def wake_intake() -> bool:
     """Wake the intake worker unless a wake-up is already waiting: one task processes every
     pending webhook delivery, so a burst costs a handful of broker messages, not one each."""
     return kick(PROCESS_PENDING_WEBHOOKS)
+
+
+def enqueue_media_copy(media_id: int) -> bool:
+    """Copy an inbound medium now, after the commit that stored its row; the media sweep finds
+    it anyway when the broker is down."""
+    return send_task(COPY_MEDIA, [media_id])
 
 
 def wake_outgoing() -> bool:

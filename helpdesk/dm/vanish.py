@@ -12,6 +12,7 @@ from sqlalchemy.orm import aliased
 from helpdesk.dm.edits import _erase_content, refresh_preview
 from helpdesk.dm.models import Conversation, Direction, Message, MessageStatus
 from helpdesk.extensions import db
+from helpdesk.media import copies
 from helpdesk.types import utcnow
 
 
@@ -137,6 +138,7 @@ def purge_vanish_messages(
     for message in due:
         _erase_content(message)
         message.purged_at = now
+    copies.purge_messages(message.id for message in due)  # the stored copies go too
     db.session.flush()
     for conversation_id in {message.conversation_id for message in due}:
         refresh_preview(conversation_id)

@@ -24,6 +24,8 @@ from helpdesk.dm.text import window_closed_reason
 from helpdesk.errors import NotFound
 from helpdesk.extensions import db
 from helpdesk.inbox.models import ConversationView
+from helpdesk.media import copies
+from helpdesk.media.models import MediaObject
 from helpdesk.tickets.models import Note, Ticket
 from helpdesk.tickets.queries import ticket_tags
 from helpdesk.types import utcnow
@@ -41,6 +43,7 @@ class ThreadMessage:
     reply_to: Message | None = None
     reactions: list[tuple[str, str]] = field(default_factory=list)  # (emoji, who)
     edits: list[MessageEdit] = field(default_factory=list)
+    media: dict[int, MediaObject] = field(default_factory=dict)  # by attachment index
     kind: str = "message"
 
 
@@ -116,7 +119,8 @@ def load_thread(
 
 
 def _decorate(items: list[ThreadMessage]) -> None:
-    """Reactions, quoted messages, edits and senders for the whole page: a query each."""
+    """Reactions, quoted messages, edits, senders and media copies for the whole page: a query
+    each."""
     if not items:
         return
     by_id = {item.message.id: item for item in items}
@@ -147,6 +151,7 @@ def _decorate(items: list[ThreadMessage]) -> None:
     contacts = {
         c.id: c for c in db.session.scalars(select(Contact).where(Contact.id.in_(contact_ids)))
     }
+    media = copies.of_messages(ids)
     for message_id, emoji, contact_id in reactions:
         who = contacts[contact_id].display_name if contact_id in contacts else "Brand"
         by_id[message_id].reactions.append((emoji, who))
@@ -154,6 +159,7 @@ def _decorate(items: list[ThreadMessage]) -> None:
         message = item.message
         item.reply_to = quoted.get(message.reply_to_id) if message.reply_to_id else None
         item.edits = edits.get(message.id, [])
+        item.media = media.get(message.id, {})
         if message.direction.value == "inbound":
             item.sender = contacts.get(message.contact_id)
 

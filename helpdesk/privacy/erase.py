@@ -1,13 +1,14 @@
 """Erasing a person: everything the app holds about them is removed or overwritten, while the
 tickets and metric figures of their conversations stay, anonymous.
 
-What goes, for a contact: their name, username and avatar; the text, attachments (media links)
-and platform extras of their messages, and of every message of their direct conversations (the
-brand's replies speak to them and about them); the texts their edits replaced; their reactions;
-actions still waiting for their messages; the raw webhook deliveries' events that concern them;
-live events naming their conversations; the text of outgoing webhook deliveries that carried
-their messages; and wherever an agent quoted them (notes, mention notifications, ticket history,
-cached API answers), the quote itself. The audit row that says so holds counts, never content.
+What goes, for a contact: their name, username and avatar; the text, attachments (media links and
+the stored copies of the media) and platform extras of their messages, and of every message of
+their direct conversations (the brand's replies speak to them and about them); the texts their
+edits replaced; their reactions; actions still waiting for their messages; the raw webhook
+deliveries' events that concern them; live events naming their conversations; the text of outgoing
+webhook deliveries that carried their messages; and wherever an agent quoted them (notes, mention
+notifications, ticket history, cached API answers), the quote itself. The audit row that says so
+holds counts, never content.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ from helpdesk.extensions import db
 from helpdesk.idempotency.models import IdempotencyKey
 from helpdesk.intake.models import PendingAction, WebhookEvent
 from helpdesk.live.models import LiveEvent
+from helpdesk.media import copies
 from helpdesk.notifications.models import Notification
 from helpdesk.outgoing.models import WebhookDelivery
 from helpdesk.tickets.models import Note, Ticket, TicketEvent
@@ -70,6 +72,7 @@ class Erasure:
     live_events: int = 0
     outgoing_deliveries: int = 0
     quotes: int = 0
+    media_files: int = 0
 
     def add(self, other: Erasure) -> None:
         for name, value in asdict(other).items():
@@ -134,6 +137,7 @@ def erase_contact(
         _erase_content(message)
         erasure.messages += 1
     erasure.reactions = _erase_reactions(contact)
+    erasure.media_files = copies.purge_messages(traces.messages)  # stored copies too
     erasure.pending_actions = _erase_pending(contact, traces)
     channel = db.session.get(Channel, contact.channel_id)
     erasure.raw_deliveries = _scrub_raw_deliveries(

@@ -2,15 +2,16 @@
 than that, as an erase would lose it, while its tickets, their history and the metric figures
 stay.
 
-What goes, per brand: the text, attachments (media links) and platform extras of every message
-(inbound and outbound) sent before the cutoff, the texts its edits replaced and the reactions to
-it; the raw webhook deliveries of the brand's accounts received before the cutoff; live events,
-actions still waiting for a message, and cached API answers written before it; the text and
-attachments of outgoing webhook deliveries queued before it; the text of notes and of mention
-notifications written before it (the agents' own words about the customer, often quoting
-them). Conversation previews follow. A purged message keeps its row, marked by `purged_at` (the
-column vanish mode sets for the same meaning: the content was purged then), so a second run
-skips it. The full-text search index is an expression over the message's text: it follows.
+What goes, per brand: the text, attachments (media links and stored copies) and platform extras of
+every message (inbound and outbound) sent before the cutoff, the texts its edits replaced and the
+reactions to it; the copies and uploads no message carries made before the cutoff; the raw webhook
+deliveries of the brand's accounts received before the cutoff; live events, actions still waiting
+for a message, and cached API answers written before it; the text and attachments of outgoing
+webhook deliveries queued before it; the text of notes and of mention notifications written before
+it (the agents' own words about the customer, often quoting them). Conversation previews follow. A
+purged message keeps its row, marked by `purged_at` (the column vanish mode sets for the same
+meaning: the content was purged then), so a second run skips it. The full-text search index is an
+expression over the message's text: it follows.
 
 The work is committed in batches, so a large first purge never holds one long transaction.
 """
@@ -36,6 +37,7 @@ from helpdesk.extensions import db
 from helpdesk.idempotency.models import IdempotencyKey
 from helpdesk.intake.models import PendingAction, WebhookEvent
 from helpdesk.live.models import LiveEvent
+from helpdesk.media import copies
 from helpdesk.notifications.models import Notification, NotificationKind
 from helpdesk.outgoing.models import WebhookDelivery
 from helpdesk.tickets.models import Note
@@ -63,6 +65,7 @@ class Purge:
     notes: int = 0
     notifications: int = 0
     cached_answers: int = 0
+    media_files: int = 0
 
     @property
     def anything(self) -> bool:
@@ -138,6 +141,7 @@ def _purge_brand(brand_id: int, cutoff: datetime, batch_size: int) -> Purge:
         .execution_options(synchronize_session=False)
     )
     purged.outgoing_deliveries = _purge_outgoing(brand_id, cutoff)
+    purged.media_files += copies.purge_unattached(brand_id, cutoff)
     purged.notes, purged.notifications = _purge_notes(brand_id, cutoff)
     return purged
 
@@ -175,6 +179,7 @@ def _purge_message_batch(brand_id: int, cutoff: datetime, limit: int, purged: Pu
         _erase_content(message)
         message.purged_at = now
     purged.messages += len(messages)
+    purged.media_files += copies.purge_messages(ids)
     # The emoji of a reaction is someone's content too, and answers a message that is gone.
     purged.reactions += rows_matched(
         delete(Reaction)

@@ -120,6 +120,7 @@ from helpdesk.web.console import (  # noqa: E402,F401
     conversations,
     inbox,
     live_updates,
+    media,
     notifications,
     search,
     vanish,
