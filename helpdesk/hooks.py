@@ -22,6 +22,8 @@ TICKET_CHANGED = "ticket.changed"
 TICKET_WAITING = "ticket.waiting"
 # A ticket was resolved or closed: its agent may have room for a waiting one.
 TICKET_FINISHED = "ticket.finished"
+# A ticket was resolved (any way: console, API, bulk, automation): its survey may be scheduled.
+TICKET_RESOLVED = "ticket.resolved"
 # An agent signed in (a shift starts).
 AGENT_SIGNED_IN = "agent.signed_in"
 # A manager set an agent's availability (online, away, offline).
@@ -34,6 +36,12 @@ CHANNEL_RECONNECTED = "channel.reconnected"
 CHANNEL_CONNECTED = "channel.connected"
 # The platform refused a channel's token: sends stop and admins are told (once per outage).
 CHANNEL_NEEDS_RECONNECT = "channel.needs_reconnect"
+# Automations (helpdesk.automations.engine) hear these. A customer message landed on a ticket:
+MESSAGE_RECEIVED = "ticket.message_received"
+# A ticket was opened.
+TICKET_CREATED = "ticket.created"
+# An agent or the API changed a ticket's status, priority, team, assignee or tags (`actor`).
+TICKET_UPDATED = "ticket.updated"
 
 Handler = Callable[..., Any]
 _handlers: dict[str, list[Handler]] = {}

@@ -10,17 +10,25 @@ from celery.signals import setup_logging
 from flask import Flask, has_app_context
 
 from helpdesk.observability import configure_logging
-from helpdesk.queueing import PURGE_EXPIRED, REFRESH_INSTAGRAM_TOKENS, RESUME_BACKFILLS
+from helpdesk.queueing import (
+    PURGE_EXPIRED,
+    REFRESH_INSTAGRAM_TOKENS,
+    RESUME_BACKFILLS,
+    SWEEP_MEDIA,
+)
 
 DAY_SECONDS = 24 * 60 * 60
 
 TASK_MODULES = [
     "workers.tasks.assignment",
+    "workers.tasks.automations",
     "workers.tasks.backfill",
     "workers.tasks.channels",
+    "workers.tasks.csat",
     "workers.tasks.delivery",
     "workers.tasks.heartbeat",
     "workers.tasks.intake",
+    "workers.tasks.media",
     "workers.tasks.metrics",
     "workers.tasks.outgoing",
     "workers.tasks.retention",
@@ -45,6 +53,9 @@ def _beat_schedule(app: Flask) -> dict:
         "refresh-instagram-tokens": (REFRESH_INSTAGRAM_TOKENS, DAY_SECONDS),
         "resume-backfills": (RESUME_BACKFILLS, 60),
         "purge-expired": (PURGE_EXPIRED, DAY_SECONDS),
+        "sweep-time-rules": ("workers.tasks.automations.sweep_time_rules", 60),
+        "sweep-media-copies": (SWEEP_MEDIA, 60),
+        "send-csat-surveys": ("workers.tasks.csat.send_due_surveys", 60),
     }
     return {
         name: {"task": task, "schedule": timedelta(seconds=seconds)}

@@ -7,10 +7,12 @@ from datetime import datetime
 
 from sqlalchemy import select
 
+from helpdesk import hooks
 from helpdesk.accounts.actor import Actor, agent_id_of
 from helpdesk.accounts.models import Agent, Role
 from helpdesk.accounts.service import require_role
 from helpdesk.channels.models import Channel, ChannelStatus
+from helpdesk.csat import answers as csat_answers
 from helpdesk.dm import service as dm
 from helpdesk.dm import text as texts
 from helpdesk.dm.models import (
@@ -35,7 +37,9 @@ from helpdesk.types import utcnow
 def receive(channel: Channel, incoming: dm.InboundMessage, now: datetime | None = None) -> Message:
     """Store a customer's message, then open or continue its ticket (keyword tags included)."""
     message = dm.receive_inbound(channel, incoming)
-    tickets.on_inbound(message, now)
+    if not csat_answers.take(message, now):  # a survey's answer leaves its ticket resolved
+        ticket = tickets.on_inbound(message, now)
+        hooks.publish(hooks.MESSAGE_RECEIVED, ticket=ticket, message=message, now=now)
     if not message.suppressed:
         emit(message.brand_id, "message.created", message_data(message))
         live.message_created(message)

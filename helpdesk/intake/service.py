@@ -27,6 +27,7 @@ from helpdesk.intake.instagram import Event, MalformedEvent
 from helpdesk.intake.models import EventStatus, PendingAction, UnknownAccount, WebhookEvent
 from helpdesk.intake.writer import Delivery, DeliveryNotStored
 from helpdesk.live import events as live
+from helpdesk.media import copies
 from helpdesk.tickets import service as tickets
 from helpdesk.types import utcnow
 
@@ -83,12 +84,12 @@ def process_event(event_id: int) -> list[int]:
         )
         if channel is None:
             unknown += 1
-            _note_unknown_account(account_id or "(none)")
+            note_unknown_account(account_id or "(none)")
             continue
         for raw in instagram.raw_events(entry):
             try:
                 with dm.atomic():
-                    contact_id = _contact_of(
+                    contact_id = contact_of(
                         apply_event(channel, instagram.parse_event(account_id, raw))
                     )
                 if contact_id is not None:
@@ -118,7 +119,7 @@ def mark_failed(event_id: int, error: str) -> None:
     db.session.flush()
 
 
-def _note_unknown_account(account_id: str) -> None:
+def note_unknown_account(account_id: str) -> None:
     row = db.session.get(UnknownAccount, account_id)
     if row is None:
         try:
@@ -153,7 +154,7 @@ def apply_event(channel: Channel, event: Event) -> Message | Contact | None:
     return handler(channel, event) if handler else None
 
 
-def _contact_of(applied: Message | Contact | None) -> int | None:
+def contact_of(applied: Message | Contact | None) -> int | None:
     if isinstance(applied, Contact):
         return applied.id
     return applied.contact_id if applied is not None else None
@@ -177,6 +178,7 @@ def _inbound(channel: Channel, event: Event) -> Message | None:
     except DuplicateMessage:
         return None
     _after_new_message(channel, message)
+    copies.note_inbound(message)  # the platform's media URLs expire: copied after the commit
     return message
 
 
@@ -216,6 +218,7 @@ def _echo(channel: Channel, event: Event) -> Message | None:
         tickets.on_accept(conversation, event.at)
     tickets.on_human_reply(message, event.at)
     _after_new_message(channel, message)
+    copies.note_inbound(message)  # sent from the platform's app: its media expires as well
     live.message_created(message)
     return message
 

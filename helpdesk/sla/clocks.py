@@ -11,6 +11,7 @@ from sqlalchemy import Select, select
 
 from helpdesk.brands.models import Brand
 from helpdesk.extensions import db
+from helpdesk.memo import cached
 from helpdesk.sla.calendar import DAYS, BusinessCalendar, deadline_with_pauses
 from helpdesk.sla.models import BusinessHours, ReminderKind, SlaPolicy, SlaReminder, SlaTarget
 from helpdesk.tickets.models import ACTIVE_STATUSES, Priority, Ticket, TicketPause, TicketTag
@@ -61,6 +62,11 @@ class BrandRules:
 
     @classmethod
     def load(cls, brand_id: int) -> BrandRules:
+        """Read once per intake batch (helpdesk.memo), else at every call."""
+        return cached(("sla_rules", brand_id), lambda: cls._read(brand_id))
+
+    @classmethod
+    def _read(cls, brand_id: int) -> BrandRules:
         return cls(list_policies(brand_id), get_calendar(db.session.get(Brand, brand_id)))
 
     @property

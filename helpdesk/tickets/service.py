@@ -113,6 +113,7 @@ def open_ticket(
     after_change(ticket, now)
     emit(ticket.brand_id, "ticket.created", ticket_data(ticket))
     offer_to_assignment(ticket, now)
+    hooks.publish(hooks.TICKET_CREATED, ticket=ticket, now=now)  # automations may act
     return ticket
 
 
@@ -256,6 +257,7 @@ def _change_status(
     if status is TicketStatus.RESOLVED:
         ticket.resolved_at = now
         emit(ticket.brand_id, "ticket.resolved", ticket_data(ticket, actor_id=actor_id))
+        hooks.publish(hooks.TICKET_RESOLVED, ticket=ticket, now=now)  # csat schedules its survey
     if status is TicketStatus.CLOSED:
         ticket.closed_at = now
         ticket.resolved_at = ticket.resolved_at or now
@@ -315,6 +317,7 @@ def set_status(
             raise InvalidState("the conversation already has an open ticket")
         _reopen(ticket, now, now)
         after_change(ticket, now)
+        hooks.publish(hooks.TICKET_UPDATED, ticket=ticket, actor=actor, now=now)
         return ticket
     if status is ticket.status and status is not TicketStatus.SNOOZED:
         return ticket
@@ -322,6 +325,7 @@ def set_status(
     after_change(ticket, now)
     if status in (TicketStatus.RESOLVED, TicketStatus.CLOSED):
         hooks.publish(hooks.TICKET_FINISHED, brand_id=ticket.brand_id, now=now)
+    hooks.publish(hooks.TICKET_UPDATED, ticket=ticket, actor=actor, now=now)
     return ticket
 
 
@@ -379,6 +383,7 @@ def set_priority(
     )
     ticket.priority = priority
     after_change(ticket, now)
+    hooks.publish(hooks.TICKET_UPDATED, ticket=ticket, actor=actor, now=now)
     return ticket
 
 
@@ -404,4 +409,5 @@ def set_team(
     after_change(ticket, now)
     if ticket.active:
         offer_to_assignment(ticket, now)
+    hooks.publish(hooks.TICKET_UPDATED, ticket=ticket, actor=actor, now=now)
     return ticket

@@ -20,6 +20,7 @@ from helpdesk.brands.models import Brand
 from helpdesk.errors import AlreadyExists, NotFound, ValidationError
 from helpdesk.extensions import db
 from helpdesk.live import events as live
+from helpdesk.memo import cached
 from helpdesk.tickets.events import record_event
 from helpdesk.tickets.models import Tag, TagRule, Ticket, TicketTag
 from helpdesk.types import utcnow
@@ -255,6 +256,10 @@ def add_tag_rule(brand: Brand, actor: Agent | None, keyword: str, tag_name: str)
 
 
 def list_tag_rules(brand_id: int) -> list[tuple[TagRule, Tag]]:
+    return cached(("tag_rules", brand_id), lambda: _load_tag_rules(brand_id))
+
+
+def _load_tag_rules(brand_id: int) -> list[tuple[TagRule, Tag]]:
     rows = db.session.execute(
         select(TagRule, Tag)
         .join(Tag, Tag.id == TagRule.tag_id)

@@ -13,6 +13,7 @@ from sqlalchemy import select
 from helpdesk.channels.models import Channel
 from helpdesk.channels.service import connect_channel
 from helpdesk.extensions import db
+from helpdesk.intake import batch
 from helpdesk.intake import service as intake
 from helpdesk.intake.models import EventStatus, WebhookEvent
 from tests.factories import BrandFactory
@@ -46,7 +47,13 @@ def text_delivery(n: int, mid_prefix: str) -> bytes:
 
 
 def process_all() -> None:
-    """What the worker does for each stored delivery."""
+    """What the worker does with stored deliveries: batches until none is pending."""
+    while batch.process_batch() is not None:
+        pass
+
+
+def process_each() -> None:
+    """Each stored delivery alone, as the worker does after a batch failed."""
     for event_id in db.session.scalars(
         select(WebhookEvent.id).where(WebhookEvent.status == EventStatus.PENDING)
     ).all():

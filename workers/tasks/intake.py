@@ -6,6 +6,7 @@ from celery import shared_task
 from flask import current_app
 
 from helpdesk.extensions import db
+from helpdesk.intake import batch
 from helpdesk.intake import service as intake
 from helpdesk.intake.profiles import fetch_profile
 from helpdesk.observability import request_id_var
@@ -58,13 +59,15 @@ def process_pending_webhooks(older_than_seconds: float = 0, budget_seconds: floa
 
 
 def _drain(older_than_seconds: float, deadline: float, done: set[int]) -> None:
+    """Batch after batch until nothing is pending (or the budget is spent)."""
+    older_than = timedelta(seconds=older_than_seconds)
     while time.monotonic() < deadline:
-        ids = [event_id for event_id in _pending(older_than_seconds) if event_id not in done]
-        if not ids:
+        outcome = batch.process_batch(older_than=older_than, skip=done)
+        if outcome is None:
             return
-        for event_id in ids:
-            process_webhook_event(event_id)
-            done.add(event_id)
+        done.update(outcome.delivery_ids, outcome.failed_ids)
+        for contact_id in outcome.contacts_needing_profile:
+            fetch_contact_profile.delay(contact_id)
 
 
 def _pending(older_than_seconds: float) -> list[int]:

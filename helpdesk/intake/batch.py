@@ -1,0 +1,578 @@
+"""Stored deliveries processed in batches: one transaction, set-based statements for the common
+case, the one-event code for everything else.
+
+A worker claims up to a batch of pending deliveries (`FOR UPDATE SKIP LOCKED` on PostgreSQL, so
+several processes or hosts share the work and never take the same row) and applies them together:
+
+- The common case, a customer writing again into a thread whose ticket is open, goes through the
+  *fast lane*: the threads, contacts and tickets of the whole batch are read in three queries, the
+  messages inserted in one statement (`ON CONFLICT (channel_id, mid) DO NOTHING`, so a retried or
+  duplicated delivery adds nothing), and each thread and ticket is brought up to date once for
+  all of its new messages: last activity, waiting time, keyword tags, SLA clocks, live events.
+- Everything else (a first message, a request, a reopened or snoozed ticket, echoes, reactions,
+  edits, unsends, reads, replies to a message, CSAT answers, blocked or vanish-mode threads) goes
+  through `service.apply_event`, event by event, exactly as a delivery alone would.
+
+Order per thread is kept: once an event of a thread needs the one-event code, every later event of
+that thread in the batch does too, and the fast lane (which only holds events that came before
+any such event of their thread) runs first. Threads of different customers do not depend on each
+other.
+
+If anything unexpected fails, the whole batch is rolled back and its deliveries are processed one
+at a time (`service.process_event`): a poisoned delivery then fails alone and is retried alone,
+and never holds back the others.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from sqlalchemy import select, update
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+from helpdesk import hooks
+from helpdesk.channels.models import Channel, ChannelKind
+from helpdesk.dm import service as dm
+from helpdesk.dm.conversations import touch_conversation
+from helpdesk.dm.models import (
+    Contact,
+    Conversation,
+    ConversationKind,
+    Direction,
+    Message,
+    MessageStatus,
+)
+from helpdesk.errors import DomainError
+from helpdesk.extensions import db
+from helpdesk.inbox.folders import INBOX_STATES
+from helpdesk.intake import instagram
+from helpdesk.intake import service as intake
+from helpdesk.intake.instagram import Event, MalformedEvent
+from helpdesk.intake.models import EventStatus, PendingAction, WebhookEvent
+from helpdesk.live import events as live
+from helpdesk.media import copies
+from helpdesk.memo import batch_scope
+from helpdesk.outgoing.models import WebhookSubscription
+from helpdesk.outgoing.service import emit, message_data
+from helpdesk.sla.clocks import BrandRules, refresh_many
+from helpdesk.tickets.events import record_event
+from helpdesk.tickets.models import Ticket, TicketStatus
+from helpdesk.tickets.tags import apply_tag_rules
+from helpdesk.types import utcnow
+
+log = logging.getLogger(__name__)
+
+# A thread whose events alternate between the lanes (a first message, then more; an echo between
+# messages) moves on by at least one event per round; after the last, the rest goes one by one.
+ROUNDS = 4
+# Events for the one-event code per batch (see `_within_savepoint_budget`).
+SLOW_EVENTS = 12
+POSTGRESQL_BATCH = 500
+SQLITE_BATCH = 50  # SQLite has one writer at a time: shorter transactions keep the web waiting less
+
+
+@dataclass
+class Item:
+    """One event of a claimed delivery, with the channel its account belongs to."""
+
+    delivery_id: int
+    channel: Channel
+    event: Event
+
+    @property
+    def thread(self) -> tuple[int, str]:
+        """The customer's thread: the sender, or for the brand's echo the recipient."""
+        person = self.event.recipient_id if self.event.type == "echo" else self.event.sender_id
+        return self.channel.id, person
+
+
+@dataclass
+class Outcome:
+    """What a batch did: the deliveries it processed and the contacts whose profile to fetch."""
+
+    delivery_ids: list[int] = field(default_factory=list)
+    failed_ids: list[int] = field(default_factory=list)  # left for the sweep to retry
+    contacts_needing_profile: list[int] = field(default_factory=list)
+    fast: int = 0
+    slow: int = 0
+
+
+@dataclass
+class _Claimed:
+    problems: dict[int, list[str]] = field(default_factory=lambda: defaultdict(list))
+    unknown: dict[int, list[str]] = field(default_factory=lambda: defaultdict(list))
+    items: list[Item] = field(default_factory=list)
+
+
+def batch_size() -> int:
+    return POSTGRESQL_BATCH if _dialect() == "postgresql" else SQLITE_BATCH
+
+
+def _dialect() -> str:
+    return db.session.get_bind().dialect.name
+
+
+def process_batch(
+    limit: int | None = None,
+    older_than: timedelta = timedelta(0),
+    skip: set[int] | frozenset[int] = frozenset(),
+) -> Outcome | None:
+    """Claim and apply up to `limit` pending deliveries, committed together; None when none was
+    pending. On an unexpected error the batch is undone and its deliveries go one at a time.
+
+    `skip`: deliveries that failed in this run already (the sweep retries them later).
+    """
+    rows = _claim(limit or batch_size(), older_than, skip)
+    if not rows:
+        db.session.rollback()
+        return None
+    ids = [row.id for row in rows]
+    try:
+        with batch_scope():
+            outcome = _apply(rows)
+        db.session.commit()
+    except Exception:
+        db.session.rollback()
+        log.warning("a batch of %d deliveries failed; processing them one at a time", len(ids))
+        return _one_at_a_time(ids)
+    return outcome
+
+
+def _claim(
+    limit: int, older_than: timedelta, skip: set[int] | frozenset[int]
+) -> list[WebhookEvent]:
+    query = (
+        select(WebhookEvent)
+        .where(
+            WebhookEvent.status == EventStatus.PENDING,
+            WebhookEvent.received_at <= utcnow() - older_than,
+        )
+        .order_by(WebhookEvent.id)
+        .limit(limit)
+    )
+    if skip:
+        query = query.where(WebhookEvent.id.not_in(skip))
+    if _dialect() == "postgresql":
+        query = query.with_for_update(skip_locked=True)
+    return list(db.session.scalars(query))
+
+
+def _one_at_a_time(ids: list[int]) -> Outcome:
+    """The fallback: each delivery in its own transaction, a failure recorded against it alone."""
+    outcome = Outcome()
+    for event_id in ids:
+        try:
+            outcome.contacts_needing_profile += intake.process_event(event_id)
+            db.session.commit()
+            outcome.delivery_ids.append(event_id)
+        except Exception as exc:  # noqa: BLE001 (recorded on the delivery, retried by the sweep)
+            db.session.rollback()
+            intake.mark_failed(event_id, f"{type(exc).__name__}: {exc}")
+            db.session.commit()
+            outcome.failed_ids.append(event_id)
+            log.exception("webhook %s failed", event_id)
+    return outcome
+
+
+def _apply(rows: list[WebhookEvent]) -> Outcome:
+    claimed = _parse(rows)
+    rows = _within_savepoint_budget(rows, claimed)
+    outcome = Outcome(delivery_ids=[row.id for row in rows])
+    senders: list[int] = []
+    remaining = claimed.items
+    for round_ in range(ROUNDS):
+        last = round_ == ROUNDS - 1
+        fast, slow, remaining = _split(remaining, everything=last)
+        outcome.fast += len(fast)
+        outcome.slow += len(slow)
+        senders += _fast_lane(fast)
+        for item in slow:
+            contact_id = _apply_one(item, claimed)
+            if contact_id is not None:
+                senders.append(contact_id)
+        if not remaining:
+            break
+    _finish(rows, claimed)
+    if senders:
+        outcome.contacts_needing_profile = intake.contacts_needing_profile(senders)
+    return outcome
+
+
+def _within_savepoint_budget(rows: list[WebhookEvent], claimed: _Claimed) -> list[WebhookEvent]:
+    """The first deliveries of the claim whose events need the one-event code at most
+    SLOW_EVENTS times; the rest are left pending for the next batch (their locks go at commit).
+
+    The one-event code takes a few savepoints per event, and PostgreSQL keeps at most 64
+    subtransactions of a transaction in shared memory: past that, every snapshot of every
+    session looks them up on disk, and the whole database slows down.
+    """
+    ready = _ready_threads([item for item in claimed.items if _plain_message(item.event)])
+    slow_per_delivery: dict[int, int] = defaultdict(int)
+    for item in claimed.items:
+        if not (_plain_message(item.event) and item.thread in ready):
+            slow_per_delivery[item.delivery_id] += 1
+    kept: list[WebhookEvent] = []
+    slow = 0
+    for row in rows:
+        slow += slow_per_delivery.get(row.id, 0)
+        if kept and slow > SLOW_EVENTS:
+            break
+        kept.append(row)
+    if len(kept) < len(rows):
+        ids = {row.id for row in kept}
+        claimed.items = [item for item in claimed.items if item.delivery_id in ids]
+    return kept
+
+
+def _parse(rows: list[WebhookEvent]) -> _Claimed:
+    claimed = _Claimed()
+    bodies = {row.id: json.loads(row.body) for row in rows}
+    channels = _channels(
+        {
+            str(entry.get("id", ""))[:64]
+            for body in bodies.values()
+            for entry in instagram.entries(body)
+        }
+    )
+    for row in rows:
+        for entry in instagram.entries(bodies[row.id]):
+            account_id = str(entry.get("id", ""))[:64]
+            channel = channels.get(account_id)
+            if channel is None:
+                claimed.unknown[row.id].append(account_id or "(none)")
+                continue
+            for raw in instagram.raw_events(entry):
+                try:
+                    event = instagram.parse_event(account_id, raw)
+                except MalformedEvent as exc:
+                    claimed.problems[row.id].append(f"MalformedEvent: {exc}")
+                    continue
+                claimed.items.append(Item(row.id, channel, event))
+    return claimed
+
+
+def _channels(account_ids: set[str]) -> dict[str, Channel]:
+    found = db.session.scalars(
+        select(Channel).where(
+            Channel.kind == ChannelKind.INSTAGRAM, Channel.account_id.in_(account_ids)
+        )
+    )
+    return {channel.account_id: channel for channel in found}
+
+
+def _apply_one(item: Item, claimed: _Claimed) -> int | None:
+    try:
+        with dm.atomic():
+            return intake.contact_of(intake.apply_event(item.channel, item.event))
+    except (MalformedEvent, DomainError) as exc:
+        claimed.problems[item.delivery_id].append(f"{type(exc).__name__}: {exc}")
+        return None
+
+
+def _finish(rows: list[WebhookEvent], claimed: _Claimed) -> None:
+    """Every claimed delivery is processed now: one statement for the clean ones."""
+    now = utcnow()
+    clean = {
+        row.id for row in rows if row.id not in claimed.problems and row.id not in claimed.unknown
+    }
+    if clean:
+        db.session.execute(
+            update(WebhookEvent)
+            .where(WebhookEvent.id.in_(clean))
+            .values(
+                status=EventStatus.PROCESSED,
+                attempts=WebhookEvent.attempts + 1,
+                processed_at=now,
+                error=None,
+            )
+            .execution_options(synchronize_session=False)
+        )
+    for row in rows:
+        if row.id in clean:
+            continue
+        for account_id in claimed.unknown.get(row.id, []):
+            intake.note_unknown_account(account_id)
+        problems = claimed.problems.get(row.id, [])
+        row.attempts += 1
+        row.error = "; ".join(problems)[:2000] or None
+        only_unknown = claimed.unknown.get(row.id) and not problems
+        row.status = EventStatus.UNKNOWN_ACCOUNT if only_unknown else EventStatus.PROCESSED
+        row.processed_at = now
+    db.session.flush()
+
+
+# Which events take the fast lane ------------------------------------------------------------------
+
+
+@dataclass
+class _Thread:
+    contact: Contact
+    conversation: Conversation
+    ticket: Ticket
+
+
+def _split(
+    items: list[Item], everything: bool = False
+) -> tuple[list[Item], list[Item], list[Item]]:
+    """One round: the fast lane's events, then per thread the first event that needs the
+    one-event code; what follows that event in its thread waits for the next round (a first
+    message opens the ticket, and the thread's next messages can then take the fast lane).
+    With `everything`, all that is left goes to the one-event code, in delivery order."""
+    candidates = [item for item in items if _plain_message(item.event)]
+    ready = _ready_threads(candidates)
+    waiting_actions = _mids_with_waiting_actions(candidates)
+    fast: list[Item] = []
+    slow: list[Item] = []
+    later: list[Item] = []
+    slowed: set[tuple[int, str]] = set()
+    seen_mids: set[tuple[int, str]] = set()
+    for item in items:
+        thread = item.thread
+        mid = (item.channel.id, item.event.mid or "")
+        fits = (
+            _plain_message(item.event)
+            and thread in ready
+            and thread not in slowed
+            and mid not in waiting_actions
+        )
+        if fits and mid in seen_mids:
+            continue  # the same message twice in one batch: stored once
+        if fits:
+            seen_mids.add(mid)
+            fast.append(item)
+        elif thread in slowed and not everything:
+            later.append(item)
+        else:
+            slowed.add(thread)
+            slow.append(item)
+    return fast, slow, later
+
+
+def _plain_message(event: Event) -> bool:
+    """A customer's new message that needs nothing but its thread: no quoted message, no quick
+    reply (a CSAT answer, a button), no referral."""
+    return (
+        event.type == "message"
+        and event.mid is not None
+        and event.reply_to_mid is None
+        and "quick_reply" not in event.extra
+        and "referral" not in event.extra
+    )
+
+
+def _ready_threads(candidates: list[Item]) -> dict[tuple[int, str], _Thread]:
+    """The candidates' threads that exist and whose ticket is open, read in three queries."""
+    if not candidates:
+        return {}
+    keys = {(item.channel.id, f"direct:{item.event.sender_id}") for item in candidates}
+    conversations = db.session.scalars(
+        select(Conversation).where(
+            Conversation.channel_id.in_({channel_id for channel_id, _ in keys}),
+            Conversation.thread_key.in_({thread_key for _, thread_key in keys}),
+            Conversation.kind == ConversationKind.DIRECT,
+            Conversation.current_ticket_id.is_not(None),
+        )
+    ).all()
+    conversations = [c for c in conversations if (c.channel_id, c.thread_key) in keys]
+    if not conversations:
+        return {}
+    contacts = {
+        contact.id: contact
+        for contact in db.session.scalars(
+            select(Contact).where(Contact.id.in_({c.contact_id for c in conversations}))
+        )
+    }
+    tickets = {
+        ticket.id: ticket
+        for ticket in db.session.scalars(
+            select(Ticket).where(Ticket.id.in_({c.current_ticket_id for c in conversations}))
+        )
+    }
+    ready: dict[tuple[int, str], _Thread] = {}
+    for conversation in conversations:
+        contact = contacts.get(conversation.contact_id or 0)
+        ticket = tickets.get(conversation.current_ticket_id or 0)
+        if _fits_fast_lane(conversation, contact, ticket):
+            assert contact is not None and ticket is not None
+            ready[(conversation.channel_id, contact.platform_id)] = _Thread(
+                contact, conversation, ticket
+            )
+    return ready
+
+
+def _fits_fast_lane(
+    conversation: Conversation, contact: Contact | None, ticket: Ticket | None
+) -> bool:
+    return (
+        contact is not None
+        and ticket is not None
+        and not contact.blocked
+        and not conversation.vanish_mode
+        and conversation.request_state in INBOX_STATES
+        and ticket.status is TicketStatus.OPEN
+        and ticket.csat_sent_at is None  # an answer to a survey is the CSAT code's to take
+    )
+
+
+def _mids_with_waiting_actions(candidates: list[Item]) -> set[tuple[int, str]]:
+    """Messages whose reaction, edit or unsend arrived first: the one-event code applies those."""
+    if not candidates:
+        return set()
+    rows = db.session.execute(
+        select(PendingAction.channel_id, PendingAction.mid).where(
+            PendingAction.channel_id.in_({item.channel.id for item in candidates}),
+            PendingAction.mid.in_({item.event.mid for item in candidates}),
+        )
+    )
+    return {(channel_id, mid) for channel_id, mid in rows}
+
+
+# The fast lane ------------------------------------------------------------------------------------
+
+
+def _fast_lane(items: list[Item]) -> list[int]:
+    """Insert the messages in one statement, then bring each thread and ticket up to date once.
+    Returns the contacts who wrote."""
+    if not items:
+        return []
+    ready = _ready_threads(items)  # the same rows, from the session's identity map
+    stored = _insert_messages(items, ready)
+    if not stored:
+        return []
+    messages = list(
+        db.session.scalars(select(Message).where(Message.id.in_(stored)).order_by(Message.id))
+    )
+    _link_waiting_replies(messages)
+    by_thread: dict[tuple[int, str], list[Message]] = defaultdict(list)
+    platform_ids = {thread.contact.id: key for key, thread in ready.items()}
+    for message in messages:
+        by_thread[platform_ids[message.contact_id or 0]].append(message)
+    now = utcnow()
+    for key, new in by_thread.items():
+        _update_thread(ready[key], new)
+    _refresh_clocks([ready[key].ticket for key in by_thread], now)
+    for key, new in by_thread.items():
+        for message in new:
+            hooks.publish(
+                hooks.MESSAGE_RECEIVED, ticket=ready[key].ticket, message=message, now=now
+            )
+            copies.note_inbound(message)
+    _announce(messages)
+    return [message.contact_id for message in messages if message.contact_id]
+
+
+def _insert_messages(items: list[Item], ready: dict[tuple[int, str], _Thread]) -> list[int]:
+    now = utcnow()
+    rows = []
+    for item in items:
+        thread = ready[item.thread]
+        event = item.event
+        rows.append(
+            {
+                "brand_id": item.channel.brand_id,
+                "channel_id": item.channel.id,
+                "conversation_id": thread.conversation.id,
+                "contact_id": thread.contact.id,
+                "ticket_id": thread.ticket.id,
+                "direction": Direction.INBOUND,
+                "mid": event.mid,
+                "kind": event.kind,
+                "text": event.text,
+                "attachments": list(event.attachments),
+                "extra": dict(event.extra),
+                "status": MessageStatus.RECEIVED,
+                "sent_at": event.at,
+                "created_at": now,
+            }
+        )
+    dialect_insert = postgresql_insert if _dialect() == "postgresql" else sqlite_insert
+    statement = (
+        dialect_insert(Message)
+        .on_conflict_do_nothing(index_elements=["channel_id", "mid"])
+        .returning(Message.id)
+    )
+    return list(db.session.scalars(statement, rows))
+
+
+def _link_waiting_replies(messages: list[Message]) -> None:
+    """Replies stored before the message they quote are linked to it now (rare: one query to
+    find out, one update per quoted message)."""
+    by_mid = {(m.channel_id, m.mid): m.id for m in messages}
+    quoting = db.session.execute(
+        select(Message.channel_id, Message.reply_to_mid).where(
+            Message.channel_id.in_({channel_id for channel_id, _ in by_mid}),
+            Message.reply_to_mid.in_({mid for _, mid in by_mid}),
+            Message.reply_to_id.is_(None),
+        )
+    ).all()
+    for channel_id, mid in set(quoting):
+        target = by_mid.get((channel_id, mid))
+        if target is None:
+            continue
+        db.session.execute(
+            update(Message)
+            .where(
+                Message.channel_id == channel_id,
+                Message.reply_to_mid == mid,
+                Message.reply_to_id.is_(None),
+                Message.id != target,
+            )
+            .values(reply_to_id=target)
+            .execution_options(synchronize_session=False)
+        )
+
+
+def _update_thread(thread: _Thread, new: list[Message]) -> None:
+    """What `dm.receive_inbound` and `tickets.on_inbound` do per message, done once for all of a
+    thread's new messages (its ticket is open: no status change, no reopening)."""
+    conversation, ticket = thread.conversation, thread.ticket
+    latest = max(new, key=lambda message: (message.sent_at, message.id))
+    if conversation.last_inbound_at is None or latest.sent_at > conversation.last_inbound_at:
+        conversation.last_inbound_at = latest.sent_at
+    touch_conversation(conversation, latest)
+    first_at = min(message.sent_at for message in new if message.sent_at)
+    if ticket.awaiting_since is None:
+        ticket.awaiting_since = first_at
+    for message in new:
+        record_event(ticket, "inbound", data={"message_id": message.id}, at=message.sent_at)
+    texts = [message.text for message in new if message.text and message.text.strip()]
+    if texts:
+        apply_tag_rules(ticket, "\n".join(texts))
+
+
+def _refresh_clocks(tickets: list[Ticket], now: datetime) -> None:
+    """What `tickets.events.after_change` does for each ticket (its subscriber, the SLA
+    service, recomputes the clocks), with each brand's tickets' pauses and reminders read at once.
+    The tickets stay open, so the conversations' mirror of the status does not move."""
+    db.session.flush()
+    by_brand: dict[int, list[Ticket]] = defaultdict(list)
+    for ticket in tickets:
+        by_brand[ticket.brand_id].append(ticket)
+    for brand_id, brand_tickets in by_brand.items():
+        refresh_many(brand_tickets, BrandRules.load(brand_id))
+    db.session.flush()
+    for ticket in tickets:
+        live.ticket_updated(ticket)
+
+
+def _announce(messages: list[Message]) -> None:
+    """Outgoing webhooks (only for brands with a subscriber) and live events, per message."""
+    brands = {message.brand_id for message in messages}
+    subscribed = {
+        brand_id
+        for brand_id, events in db.session.execute(
+            select(WebhookSubscription.brand_id, WebhookSubscription.events).where(
+                WebhookSubscription.brand_id.in_(brands), WebhookSubscription.active.is_(True)
+            )
+        )
+        if "message.created" in events
+    }
+    for message in messages:
+        if message.brand_id in subscribed:
+            emit(message.brand_id, "message.created", message_data(message))
+        live.message_created(message)

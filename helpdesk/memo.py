@@ -1,0 +1,35 @@
+"""Reading a brand's configuration once per batch instead of once per message.
+
+While the intake applies a batch of deliveries, the same brand's keyword rules, SLA policies and
+business hours would be read again for every ticket. Inside `batch_scope()` such reads go through
+`cached(key, load)` and are made once; outside a scope (a request, a sweep) `cached` just loads.
+Nothing the intake does changes configuration, so a batch never reads a stale copy of its own.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Hashable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from typing import TypeVar
+
+T = TypeVar("T")
+_scope: ContextVar[dict[Hashable, object] | None] = ContextVar("memo_scope", default=None)
+
+
+@contextmanager
+def batch_scope() -> Iterator[None]:
+    token = _scope.set({})
+    try:
+        yield
+    finally:
+        _scope.reset(token)
+
+
+def cached(key: Hashable, load: Callable[[], T]) -> T:
+    scope = _scope.get()
+    if scope is None:
+        return load()
+    if key not in scope:
+        scope[key] = load()
+    return scope[key]  # type: ignore[return-value]
