@@ -15,6 +15,7 @@ from helpdesk.brands.models import Brand
 from helpdesk.contacts.service import shown
 from helpdesk.dm.models import Contact, Message, RequestState
 from helpdesk.extensions import db
+from helpdesk.media.store import media_store
 from helpdesk.metrics.summary import summary
 from helpdesk.tickets import notes, tags
 from helpdesk.tickets.models import Ticket
@@ -24,6 +25,7 @@ from tests.helpers import rows
 from tests.helpers import webhooks as hooks
 from tests.helpers.api import Client, token_for
 from tests.helpers.console import post, signed_in
+from tests.helpers.media import empty, scan_store, store_copies
 from tests.helpers.webhooks import ACCOUNT
 from tests.helpers.world import World
 from tests.test_data_deletion import (
@@ -275,8 +277,11 @@ def _figures(brand: Brand) -> dict:
 def test_erase_through_the_api_leaves_nothing_of_the_person_and_keeps_tickets_and_figures(
     client, planted
 ):
+    empty(media_store())
+    keys = store_copies("ZQATTACH5521")  # the photo, copied into the media store
+    assert keys and scan_store(media_store(), PERSONAL)
     assert {hit.split(": ")[0] for hit in scan(PERSONAL)} >= {
-        "contacts", "messages", "message_edits", "webhook_events"}  # fmt: skip
+        "contacts", "messages", "message_edits", "webhook_events", "media_objects"}  # fmt: skip
     tickets = [(t.id, t.status, t.opened_at) for t in db.session.scalars(
         select(Ticket).order_by(Ticket.id))]  # fmt: skip
     figures = _figures(planted.brand)
@@ -287,6 +292,7 @@ def test_erase_through_the_api_leaves_nothing_of_the_person_and_keeps_tickets_an
     body = response.get_json()
     assert body["erased"] is True and body["messages"] == 3 and body["raw_deliveries"] == 2
     assert scan(PERSONAL) == []
+    assert scan_store(media_store(), PERSONAL, keys) == [], "no copy, thumbnail or key left"
     assert scan([KEPT]), "the other customer's data stays"
     assert [(t.id, t.status, t.opened_at) for t in db.session.scalars(
         select(Ticket).order_by(Ticket.id))] == tickets  # fmt: skip

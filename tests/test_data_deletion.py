@@ -18,6 +18,7 @@ from helpdesk.dm.models import Contact, Message, MessageEdit, Reaction
 from helpdesk.extensions import db
 from helpdesk.intake.models import PendingAction, WebhookEvent
 from helpdesk.live.models import LiveEvent
+from helpdesk.media.store import media_store
 from helpdesk.outgoing.models import WebhookDelivery, WebhookSubscription
 from helpdesk.privacy import erase
 from helpdesk.tickets import notes
@@ -26,6 +27,7 @@ from tests.factories import AgentFactory, ContactFactory, member
 from tests.helpers import rows
 from tests.helpers import webhooks as hooks
 from tests.helpers.console import signed_in
+from tests.helpers.media import empty, scan_store, store_copies
 from tests.helpers.webhooks import ACCOUNT, SECRET
 from tests.helpers.world import World, receive
 
@@ -226,10 +228,13 @@ def test_data_deletion_erases_everything_of_the_person_and_keeps_tickets(client,
     monkeypatch.setitem(app.config, "PUBLIC_BASE_URL", BASE)
     channel = hooks.connect_example_channel()
     _plant_everything(channel)
+    empty(media_store())
+    keys = store_copies("ZQATTACH5521")  # the photo, copied into the media store
+    assert keys and scan_store(media_store(), PLANTED)
     # Every place the brief names holds the content before the erase.
     planted = set(s for hit in scan(PLANTED) for s in [hit.split(": ", 1)[0]])
     assert {"contacts", "conversations", "messages", "message_edits", "webhook_events", "notes",
-            "notifications", "webhook_deliveries"} <= planted  # fmt: skip
+            "notifications", "webhook_deliveries", "media_objects"} <= planted  # fmt: skip
     conversations = set(db.session.scalars(
         select(Message.conversation_id).join(Contact, Contact.id == Message.contact_id)
         .where(Contact.platform_id == PERSON)))  # fmt: skip
@@ -245,6 +250,7 @@ def test_data_deletion_erases_everything_of_the_person_and_keeps_tickets(client,
     code = answer["confirmation_code"]
     assert len(code) >= 32 and answer["url"] == f"{BASE}/data-deletion/{code}"
     assert scan(PLANTED) == []
+    assert scan_store(media_store(), PLANTED, keys) == [], "no copy, thumbnail or key left"
     assert scan([KEPT]), "the other customer's data stays"
     assert db.session.scalars(select(Ticket.id).order_by(Ticket.id)).all() == tickets
     assert db.session.scalar(select(func.count()).select_from(Reaction)) == 0

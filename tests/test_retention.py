@@ -17,6 +17,7 @@ from helpdesk.extensions import db
 from helpdesk.idempotency.models import IdempotencyKey
 from helpdesk.intake.models import PendingAction, WebhookEvent
 from helpdesk.live.models import LiveEvent
+from helpdesk.media.store import media_store
 from helpdesk.metrics.summary import summary
 from helpdesk.notifications.models import Notification
 from helpdesk.outgoing.models import WebhookDelivery, WebhookSubscription
@@ -27,6 +28,7 @@ from helpdesk.types import utcnow
 from tests.factories import AgentFactory, member
 from tests.helpers import webhooks as hooks
 from tests.helpers.console import post, signed_in
+from tests.helpers.media import empty, scan_store, store_copies
 from tests.helpers.webhooks import ACCOUNT
 from tests.helpers.world import World, receive
 from tests.test_data_deletion import _event, deliver, scan
@@ -130,9 +132,13 @@ def _figures(brand_id: int) -> dict:
 
 def test_retention_purges_old_content_everywhere_and_keeps_fresh_content_tickets_and_figures():
     brand = _plant(retention_days=30)
+    empty(media_store())
+    keys = store_copies("RTPHOTO5521")  # the old photo, copied into the media store
+    assert keys and scan_store(media_store(), OLD)
     planted = {hit.split(": ", 1)[0] for hit in scan(OLD)}
     assert {"messages", "message_edits", "webhook_events", "notes", "notifications",
-            "webhook_deliveries", "live_events", "idempotency_keys"} <= planted  # fmt: skip
+            "webhook_deliveries", "live_events", "idempotency_keys",
+            "media_objects"} <= planted  # fmt: skip
     assert db.session.scalar(select(func.count()).select_from(Reaction)) == 1
     assert db.session.scalar(select(func.count()).select_from(PendingAction)) == 1
     tickets, figures = _tickets(), _figures(brand.id)
@@ -141,6 +147,7 @@ def test_retention_purges_old_content_everywhere_and_keeps_fresh_content_tickets
     (outcome,) = retention.purge_expired()
 
     assert scan(OLD) == []
+    assert scan_store(media_store(), OLD, keys) == [], "no copy, thumbnail or key left"
     assert {s for s in FRESH if scan([s])} == set(FRESH), "fresh content stays"
     assert _tickets() == tickets
     assert _figures(brand.id) == figures
@@ -151,6 +158,7 @@ def test_retention_purges_old_content_everywhere_and_keeps_fresh_content_tickets
     purged = outcome.purged
     assert (purged.messages, purged.edits, purged.reactions, purged.notes) == (3, 1, 1, 1)
     assert (purged.raw_deliveries, purged.pending_actions, purged.cached_answers) == (1, 1, 1)
+    assert purged.media_files == 1
     assert purged.live_events >= 1 and purged.outgoing_deliveries >= 1
     old = db.session.scalar(select(Message).where(Message.mid == "old-mid-1"))
     assert old.purged_at is not None and old.text is None and old.attachments == []

@@ -12,7 +12,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from PIL import Image, PngImagePlugin
 
+from helpdesk.media import copies, fetch
+from helpdesk.media.models import MediaObject
 from helpdesk.media.store import MediaStore
+from helpdesk.types import utcnow
 
 
 def png(width: int = 800, height: int = 600, comment: str | None = None) -> bytes:
@@ -91,3 +94,17 @@ def empty(store: MediaStore) -> None:
     """The store is the run's, not the test's: a test that scans it starts from nothing."""
     for key in store.keys():
         store.delete(key)
+
+
+def store_copies(comment: str) -> list[str]:
+    """Record every pending copy as the worker does once it has downloaded the bytes: here a PNG
+    carrying `comment`, since the platform URLs these tests plant are served nowhere. Returns
+    the keys stored (originals and thumbnails)."""
+    keys: list[str] = []
+    for media_id in copies.due_ids():
+        media = copies._claim(media_id, utcnow())
+        assert media is not None
+        copies._keep(media, media.attempts, fetch.Fetched(png(comment=comment), "image/png"))
+        stored = copies.db.session.get(MediaObject, media_id)
+        keys.extend(key for key in (stored.storage_key, stored.thumbnail_key) if key)
+    return keys
