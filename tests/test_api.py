@@ -18,6 +18,7 @@ from werkzeug.routing import IntegerConverter
 from helpdesk.accounts.models import Agent, Availability, Role, TeamMember
 from helpdesk.accounts.service import create_team
 from helpdesk.accounts.tokens import ApiToken, create_token, revoke_token
+from helpdesk.automations.models import AutomationRule
 from helpdesk.canned import service as canned
 from helpdesk.dm import service as dm
 from helpdesk.dm.models import Conversation, Message, MessageStatus, Reaction
@@ -211,8 +212,11 @@ def foreign_ids(other: Desk) -> dict[str, int]:
     team = create_team(other.brand, "Their team")
     tag = tags.create_tag(other.brand, None, "theirs")
     token, _secret = create_token(other.brand, "theirs", Role.ADMIN)
+    automation = AutomationRule(brand_id=other.brand.id, name="theirs", event="ticket_created")
+    db.session.add(automation)
     db.session.commit()
     return {
+        "automation_id": automation.id,
         "conversation_id": other.conversation.id,
         "message_id": other.message.id,
         "ticket_id": other.ticket.id,

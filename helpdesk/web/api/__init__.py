@@ -35,6 +35,7 @@ from helpdesk import extensions
 from helpdesk.web.api import (
     agents,
     audit,
+    automations,
     brand,
     canned,
     channels,
@@ -76,7 +77,7 @@ def init_api(app: Flask) -> RestApi:
     # Exempting on the extension object works whether or not it is bound to the app yet.
     csrf = getattr(extensions, "csrf", None) or app.extensions.get("csrf")
     modules = (conversations, inbound, tickets, canned, settings, agents, teams, tags, brand)
-    for module in (*modules, tokens, webhooks, audit, channels, metrics, contacts):
+    for module in (*modules, tokens, webhooks, audit, channels, metrics, contacts, automations):
         api.register_blueprint(module.bp)
         if csrf is not None:  # tokens, not cookies: there is no session to forge
             csrf.exempt(module.bp)

@@ -13,6 +13,7 @@ from flask import g, request
 from helpdesk import lookups
 from helpdesk.accounts.models import Agent, Team
 from helpdesk.accounts.tokens import ApiToken
+from helpdesk.automations.models import AutomationRule
 from helpdesk.canned.models import CannedReply
 from helpdesk.dm.models import Contact, Conversation, Message
 from helpdesk.errors import NotFound
@@ -35,6 +36,7 @@ OWNED: dict[str, type] = {
     "token_id": ApiToken,
     "tag_id": Tag,
     "contact_id": Contact,
+    "automation_id": AutomationRule,
 }
 
 
