@@ -370,3 +370,25 @@ def test_a_copy_that_finishes_after_the_erase_keeps_nothing(desk, server):
 
     assert set(media_store().keys()) == keys
     assert media_of(message)[0].status is MediaStatus.PURGED
+
+
+def test_the_export_links_each_copy_or_says_why_there_is_none(desk, server):
+    from helpdesk.accounts.actor import Actor
+    from helpdesk.contacts import export
+
+    message = desk.receive(("image", server.url("/photo.png")), ("image", server.url("/gone.png")))
+    db.session.commit()
+    for media in media_of(message):
+        copies.copy(media.id)
+    stored, failed = media_of(message)
+    contact = db.session.scalar(select(Contact).where(Contact.platform_id == PERSON))
+
+    document = export.export(contact, Actor.for_agent(desk.admin, desk.brand.id, Role.ADMIN))
+
+    [shown] = [m for m in document["messages"] if m["id"] == message.id]
+    assert [(c["attachment_index"], c["status"], c["link"]) for c in shown["media_copies"]] == [
+        (0, "stored", f"/media/{stored.id}"),
+        (1, "failed", None),
+    ]
+    assert shown["media_copies"][0]["sha256"] == stored.sha256
+    assert "expired" in shown["media_copies"][1]["reason"]

@@ -29,6 +29,8 @@ from helpdesk.dm.models import (
 )
 from helpdesk.extensions import db
 from helpdesk.intake.models import WebhookEvent
+from helpdesk.media import copies
+from helpdesk.media.models import MediaObject
 from helpdesk.tickets.models import Note, Ticket, TicketEvent
 from helpdesk.tickets.tags import ticket_tag_names
 from helpdesk.types import utcnow
@@ -135,7 +137,11 @@ def _message_dicts(contact: Contact, messages: list[Message]) -> list[dict[str, 
                 "reacted_at": _time(reaction.reacted_at),
             }  # fmt: skip
         )
-    result = [_message(m, edits[m.id], reactions.pop(m.id, [])) for m in messages]
+    media = copies.of_messages(ids)
+    result = [
+        {**_message(m, edits[m.id], reactions.pop(m.id, [])), "media_copies": _copies(media, m.id)}
+        for m in messages
+    ]
     # Their reactions to messages not listed (a group thread's others' messages): the emoji only.
     for rest in reactions.values():
         result.extend({"reaction_only": True, **r} for r in rest)
@@ -162,6 +168,25 @@ def _message(
         "edit_history": edits,
         "reactions": reactions,
     }
+
+
+def _copies(media: dict[int, dict[int, MediaObject]], message_id: int) -> list[dict[str, Any]]:
+    """The app's own copies of a message's media: where an admin signed in downloads each one
+    (`/media/<id>`), or why there is none."""
+    return [
+        {
+            "attachment_index": index,
+            "kind": copy.kind,
+            "status": copy.status.value,
+            "link": f"/media/{copy.id}" if copy.status.value == "stored" else None,
+            "content_type": copy.content_type,
+            "size": copy.size,
+            "sha256": copy.sha256,
+            "stored_at": _time(copy.stored_at),
+            "reason": copy.reason,
+        }
+        for index, copy in sorted(media.get(message_id, {}).items())
+    ]
 
 
 def _tickets(conversations: list[Conversation], messages: list[Message]) -> list[Ticket]:
