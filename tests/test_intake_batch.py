@@ -1,0 +1,386 @@
+"""Stored deliveries processed in batches (helpdesk.intake.batch) end exactly as processed one at a
+time: the same messages, threads, tickets, clocks and history, whatever the mix."""
+
+from __future__ import annotations
+
+import json
+import threading
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import func, insert, select
+
+from helpdesk.brands.models import Brand
+from helpdesk.dm.models import Contact, Conversation, Message, Reaction
+from helpdesk.extensions import db
+from helpdesk.intake import batch
+from helpdesk.intake.models import EventStatus, PendingAction, WebhookEvent
+from helpdesk.tickets.models import Tag, TagRule, Ticket, TicketEvent, TicketTag
+from helpdesk.types import utcnow
+from tests.conftest import _empty_tables
+from tests.helpers.webhooks import ACCOUNT, connect_example_channel, process_each
+
+BASE_MS = 1763800000000
+
+
+def _customer(n: int) -> str:
+    return f"6150000{n:08d}"
+
+
+def _delivery(*events: dict) -> str:
+    return json.dumps(
+        {"object": "instagram", "entry": [{"id": ACCOUNT, "messaging": list(events)}]}
+    )
+
+
+def message(n: int, mid: str, text: str, at: int) -> dict:
+    return {
+        "sender": {"id": _customer(n)},
+        "recipient": {"id": ACCOUNT},
+        "timestamp": BASE_MS + at * 1000,
+        "message": {"mid": mid, "text": text},
+    }
+
+
+def echo(n: int, mid: str, text: str, at: int) -> dict:
+    return {
+        "sender": {"id": ACCOUNT},
+        "recipient": {"id": _customer(n)},
+        "timestamp": BASE_MS + at * 1000,
+        "message": {"mid": mid, "text": text, "is_echo": True},
+    }
+
+
+def reaction(n: int, mid: str, emoji: str, at: int) -> dict:
+    return {
+        "sender": {"id": _customer(n)},
+        "recipient": {"id": ACCOUNT},
+        "timestamp": BASE_MS + at * 1000,
+        "reaction": {"mid": mid, "action": "react", "reaction": "love", "emoji": emoji},
+    }
+
+
+def edit(n: int, mid: str, text: str, at: int) -> dict:
+    return {
+        "sender": {"id": _customer(n)},
+        "recipient": {"id": ACCOUNT},
+        "timestamp": BASE_MS + at * 1000,
+        "message_edit": {"mid": mid, "text": text, "num_edit": 1},
+    }
+
+
+def unsend(n: int, mid: str, at: int) -> dict:
+    return {
+        "sender": {"id": _customer(n)},
+        "recipient": {"id": ACCOUNT},
+        "timestamp": BASE_MS + at * 1000,
+        "message": {"mid": mid, "is_deleted": True},
+    }
+
+
+def store(bodies: list[str]) -> list[int]:
+    now = utcnow()
+    rows = [
+        {
+            "source": "instagram",
+            "body": body,
+            "status": EventStatus.PENDING,
+            "attempts": 0,
+            "account_ids": [ACCOUNT],
+            "request_id": None,
+            "received_at": now,
+        }
+        for body in bodies
+    ]
+    db.session.execute(insert(WebhookEvent), rows)
+    db.session.commit()
+    return list(db.session.scalars(select(WebhookEvent.id).order_by(WebhookEvent.id)))
+
+
+def mixed_deliveries() -> list[str]:
+    """Several customers; first messages and follow-ups; the same delivery twice (in one batch and
+    again much later); a reaction and an edit before the message they name; echoes (the brand
+    answering from the Instagram app) between a customer's messages; an unsend; a keyword tag."""
+    bodies = []
+    for n in range(6):  # six customers write a first message
+        bodies.append(_delivery(message(n, f"m{n}-1", f"hello from {n}", at=n)))
+    bodies.append(_delivery(reaction(0, "m0-2", "🔥", at=10)))  # before m0-2 arrives
+    bodies.append(_delivery(edit(1, "m1-2", "edited before it landed", at=11)))
+    for n in range(6):  # they write again, in open tickets: the fast lane
+        bodies.append(_delivery(message(n, f"m{n}-2", f"second from {n}, refund please", 20 + n)))
+    bodies.append(bodies[-1])  # a retried delivery, in the same batch
+    bodies.append(_delivery(echo(2, "e2-1", "We are on it", at=30)))  # the brand answers 2
+    bodies.append(_delivery(message(2, "m2-3", "thanks!", at=31)))  # 2 writes after the answer
+    bodies.append(_delivery(message(3, "m3-3", "one", at=32), message(3, "m3-4", "two", at=33)))
+    bodies.append(_delivery(unsend(4, "m4-2", at=34)))
+    bodies.append(_delivery(reaction(5, "m5-1", "❤️", at=35)))
+    bodies.append(bodies[0])  # the first delivery again, long after
+    bodies.append(_delivery(message(7, "m7-1", "a new customer", at=40)))
+    bodies.append(_delivery(message(7, "m7-2", "and again", at=41)))
+    return bodies
+
+
+def snapshot() -> dict:
+    """Everything the processing decides, without row ids (two runs number rows differently)."""
+    db.session.expire_all()
+    mids = dict(db.session.execute(select(Message.id, Message.mid)).all())
+    threads = dict(db.session.execute(select(Conversation.id, Conversation.thread_key)).all())
+    messages = sorted(
+        (
+            m.mid,
+            m.direction.value,
+            m.text,
+            m.edit_count,
+            m.unsent_at is not None,
+            threads[m.conversation_id],
+            m.ticket_id is not None,
+            m.sent_at,
+        )
+        for m in db.session.scalars(select(Message))
+    )
+    conversations = sorted(
+        (
+            c.thread_key,
+            c.folder.value,
+            c.request_state.value,
+            c.status.value,
+            c.last_message_preview,
+            c.last_message_at,
+            c.last_inbound_at,
+        )
+        for c in db.session.scalars(select(Conversation))
+    )
+    tickets = sorted(
+        (
+            threads[t.conversation_id],
+            t.status.value,
+            t.opened_at,
+            t.awaiting_since,
+            t.first_response_at,
+            t.last_response_at,
+            t.first_response_due_at,
+            t.next_response_due_at,
+            t.next_sla_check_at,
+        )
+        for t in db.session.scalars(select(Ticket))
+    )
+    ticket_threads = dict(db.session.execute(select(Ticket.id, Ticket.conversation_id)).all())
+    events = sorted(
+        (
+            threads[ticket_threads[e.ticket_id]],
+            e.kind,
+            _event_time(e),
+            mids.get(e.data.get("message_id")),
+        )
+        for e in db.session.scalars(select(TicketEvent))
+    )
+    tags = sorted(
+        (threads[ticket_threads[ticket_id]], tag_id)
+        for ticket_id, tag_id in db.session.execute(select(TicketTag.ticket_id, TicketTag.tag_id))
+    )
+    reactions = sorted((mids[r.message_id], r.emoji) for r in db.session.scalars(select(Reaction)))
+    return {
+        "messages": messages,
+        "conversations": conversations,
+        "tickets": tickets,
+        "events": events,
+        "tags": tags,
+        "reactions": reactions,
+        "contacts": db.session.scalar(select(func.count()).select_from(Contact)),
+        "waiting_actions": db.session.scalar(select(func.count()).select_from(PendingAction)),
+        "deliveries": sorted(
+            (status.value, attempts, error or "")
+            for status, attempts, error in db.session.execute(
+                select(WebhookEvent.status, WebhookEvent.attempts, WebhookEvent.error)
+            )
+        ),
+    }
+
+
+def _event_time(event: TicketEvent):
+    """A message's time is compared; the wall clock of the run (a tag added "now") is not."""
+    return event.at if event.at.timestamp() * 1000 < BASE_MS + 86_400_000 else "now"
+
+
+def _prepare() -> None:
+    channel = connect_example_channel()
+    brand = db.session.get(Brand, channel.brand_id)
+    brand.accept_all_requests = True
+    tag = Tag(brand_id=brand.id, name="refund")
+    db.session.add(tag)
+    db.session.flush()
+    db.session.add(TagRule(brand_id=brand.id, tag_id=tag.id, keyword="refund"))
+    db.session.commit()
+
+
+def _run(bodies: list[str], process, limit: int | None = None) -> tuple[dict, list]:
+    _prepare()
+    store(bodies)
+    outcomes = process(limit)
+    return snapshot(), outcomes
+
+
+def _in_batches(limit: int | None) -> list[batch.Outcome]:
+    """As the worker's loop does: a delivery that failed in this run is left to the sweep."""
+    outcomes: list[batch.Outcome] = []
+    failed: set[int] = set()
+    while (outcome := batch.process_batch(limit, skip=failed)) is not None:
+        outcomes.append(outcome)
+        failed.update(outcome.failed_ids)
+    return outcomes
+
+
+def _one_at_a_time(_limit: int | None) -> list:
+    process_each()
+    return []
+
+
+@pytest.mark.parametrize("limit", [None, 7, 3])
+def test_a_mixed_batch_ends_as_processing_each_delivery_alone(limit):
+    bodies = mixed_deliveries()
+    alone, _ = _run(bodies, _one_at_a_time)
+    db.session.remove()
+    _empty_tables()
+    together, outcomes = _run(bodies, _in_batches, limit)
+
+    assert together == alone
+    assert sum(outcome.fast for outcome in outcomes) >= 6  # the fast lane did take part
+    assert sum(outcome.slow for outcome in outcomes) >= 6
+    mids = [m for m, *_ in together["messages"]]
+    assert len(mids) == len(set(mids)) == 18  # duplicates stored once
+    assert ("m0-2", "🔥") in together["reactions"]  # the early reaction found its message
+    assert together["waiting_actions"] == 0
+    assert all(status == "processed" for status, _, _ in together["deliveries"])
+
+
+def test_a_thread_answered_between_two_messages_waits_again_from_the_second():
+    _prepare()
+    store(
+        [
+            _delivery(message(1, "a1", "first", at=0)),
+        ]
+    )
+    _in_batches(None)
+    store(
+        [
+            _delivery(message(1, "a2", "second", at=10)),
+            _delivery(echo(1, "e1", "answer", at=20)),
+            _delivery(message(1, "a3", "third", at=30)),
+        ]
+    )
+    outcomes = _in_batches(None)
+    ticket = db.session.scalar(select(Ticket))
+    assert ticket.awaiting_since.timestamp() == (BASE_MS + 30_000) / 1000
+    assert ticket.first_response_at.timestamp() == (BASE_MS + 20_000) / 1000
+    # a2 takes the fast lane; the echo needs the one-event code; a3 follows it, in a next round
+    assert (outcomes[0].fast, outcomes[0].slow) == (2, 1)
+
+
+def test_a_poisoned_delivery_fails_alone_and_the_others_are_processed():
+    _prepare()
+    ids = store(
+        [
+            _delivery(message(1, "p1", "before", at=0)),
+            "{not json",
+            _delivery(message(2, "p2", "after", at=1)),
+        ]
+    )
+    outcomes = _in_batches(None)
+
+    assert sorted(db.session.scalars(select(Message.mid))) == ["p1", "p2"]
+    poisoned = db.session.get(WebhookEvent, ids[1])
+    assert poisoned.status is EventStatus.PENDING  # left for the sweep to retry, alone
+    assert poisoned.attempts == 1 and "JSONDecodeError" in poisoned.error
+    assert outcomes[-1].failed_ids == [ids[1]]
+    for event_id in (ids[0], ids[2]):
+        assert db.session.get(WebhookEvent, event_id).status is EventStatus.PROCESSED
+
+    # the next run skips nothing it was not told to: the retry fails alone again
+    outcome = batch.process_batch()
+    assert outcome is not None and outcome.failed_ids == [ids[1]]
+    assert db.session.get(WebhookEvent, ids[1]).attempts == 2
+
+
+def test_an_unknown_account_is_noted_once_per_delivery():
+    _prepare()
+    body = json.dumps(
+        {"object": "instagram", "entry": [{"id": "999", "messaging": [message(1, "u1", "x", 0)]}]}
+    )
+    (event_id,) = store([body])
+    _in_batches(None)
+    row = db.session.get(WebhookEvent, event_id)
+    assert row.status is EventStatus.UNKNOWN_ACCOUNT and row.attempts == 1
+    assert db.session.scalar(select(func.count()).select_from(Message)) == 0
+
+
+def test_many_first_messages_are_split_into_batches_with_few_savepoints():
+    _prepare()
+    store([_delivery(message(n, f"s{n}", "hi", at=n)) for n in range(batch.SLOW_EVENTS * 3)])
+    outcomes = _in_batches(None)
+    assert all(outcome.slow <= batch.SLOW_EVENTS for outcome in outcomes)
+    assert len(outcomes) == 3
+    assert db.session.scalar(select(func.count()).select_from(Ticket)) == batch.SLOW_EVENTS * 3
+
+
+def test_a_follow_up_in_the_same_batch_as_the_first_message_takes_the_fast_lane():
+    _prepare()
+    store(
+        [
+            _delivery(message(1, "f1", "first", at=0)),
+            _delivery(message(1, "f2", "second", at=1)),
+            _delivery(message(1, "f3", "third", at=2)),
+        ]
+    )
+    (outcome,) = _in_batches(None)
+    assert (outcome.slow, outcome.fast) == (1, 2)
+    ticket = db.session.scalar(select(Ticket))
+    events = db.session.scalars(select(TicketEvent.kind).where(TicketEvent.ticket_id == ticket.id))
+    assert list(events).count("inbound") == 2  # the opening message is the ticket's "opened"
+
+
+def test_requests_and_blocked_threads_are_not_fast_and_open_no_ticket():
+    _prepare()
+    brand = db.session.scalar(select(Brand))
+    brand.accept_all_requests = False
+    db.session.commit()
+    store([_delivery(message(1, "r1", "hi", 0)), _delivery(message(1, "r2", "again", 1))])
+    outcomes = _in_batches(None)
+    assert sum(o.fast for o in outcomes) == 0
+    assert db.session.scalar(select(func.count()).select_from(Ticket)) == 0
+    assert db.session.scalar(select(func.count()).select_from(Message)) == 2
+
+
+def test_two_workers_share_the_pending_deliveries_without_doing_any_twice(app, is_postgres):
+    if not is_postgres:
+        pytest.skip("needs two concurrent writers: runs when DATABASE_URL names PostgreSQL")
+    _prepare()
+    store([_delivery(message(n % 40, f"w{n}", f"text {n}", at=n)) for n in range(400)])
+    errors: list[BaseException] = []
+
+    def work() -> None:
+        with app.app_context():
+            try:
+                while batch.process_batch(60) is not None:
+                    pass
+            except BaseException as exc:  # noqa: BLE001 (reported by the test)
+                errors.append(exc)
+            finally:
+                db.session.remove()
+
+    threads = [threading.Thread(target=work) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(120)
+    assert not errors
+    assert db.session.scalar(select(func.count()).select_from(Message)) == 400
+    attempts = db.session.scalars(select(WebhookEvent.attempts)).all()
+    assert attempts == [1] * 400  # each delivery processed by exactly one worker, once
+    assert db.session.scalar(select(func.count()).select_from(Ticket)) == 40
+
+
+def test_deliveries_younger_than_asked_wait(app):
+    _prepare()
+    store([_delivery(message(1, "y1", "hi", 0))])
+    assert batch.process_batch(older_than=timedelta(minutes=5)) is None
+    assert batch.process_batch() is not None
