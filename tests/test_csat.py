@@ -13,6 +13,7 @@ import pytest
 from sqlalchemy import func, select
 
 from devtools.graphsim import webhooks as sim_webhooks
+from helpdesk.accounts.models import Role
 from helpdesk.contacts.export import export
 from helpdesk.csat import answers, survey
 from helpdesk.delivery import service as delivery
@@ -24,6 +25,7 @@ from helpdesk.tickets.models import Note, Ticket, TicketEvent, TicketStatus
 from helpdesk.types import utcnow
 from tests.conftest import race
 from tests.factories import AgentFactory, member
+from tests.helpers.api import Client, token_for
 from tests.helpers.console import signed_in
 from tests.helpers.webhooks import post, process_all
 from tests.helpers.world import World, known_contact, receive
@@ -312,3 +314,26 @@ def test_scores_people_write(world):
         None,
         None,
     ]
+
+
+def test_the_api_shows_the_answer_on_the_ticket(world, client):
+    ticket = resolve(ticket_of(world), world.agent)
+    api = Client(client, token_for(world.brand, Role.AGENT))
+    assert api.get(f"/tickets/{ticket.id}").get_json()["csat"] is None
+    sweep()
+    receive(world.channel, world.contact.platform_id, "5")
+    db.session.commit()
+    shown = api.get(f"/tickets/{ticket.id}").get_json()
+    assert shown["status"] == "resolved" and shown["csat"]["score"] == 5
+    assert shown["csat"]["answered_at"].startswith(ticket.csat_answered_at.isoformat()[:19])
+
+
+def test_the_contact_page_shows_their_scores(world, client):
+    ticket = resolve(ticket_of(world), world.agent)
+    sweep()
+    receive(world.channel, world.contact.platform_id, "4")
+    db.session.commit()
+    html = (
+        signed_in(client, world.agent).get(f"/contacts/{world.contact.id}").get_data(as_text=True)
+    )
+    assert f'data-csat="{ticket.id}"' in html and "4 / 5" in html

@@ -18,7 +18,7 @@ from typing import Any
 from sqlalchemy import select, update
 
 from helpdesk.database import rows_matched
-from helpdesk.dm.models import Conversation, Direction, Message
+from helpdesk.dm.models import Contact, Conversation, Direction, Message
 from helpdesk.extensions import db
 from helpdesk.live import events as live
 from helpdesk.tickets.events import record_event
@@ -165,4 +165,25 @@ def as_dicts(tickets: list[Ticket]) -> list[dict[str, Any]]:
             "comment": said.get(t.id),
         }
         for t in answered
+    ]
+
+
+def recent(brand_id: int, limit: int = 20) -> list[dict[str, Any]]:
+    """The brand's latest answers, newest first, with the customer's name for the settings page."""
+    rows = db.session.execute(
+        select(Ticket, Contact.name, Contact.username)
+        .join(Conversation, Conversation.id == Ticket.conversation_id)
+        .outerjoin(Contact, Contact.id == Conversation.contact_id)
+        .where(Ticket.brand_id == brand_id, Ticket.csat_score.is_not(None))
+        .order_by(Ticket.csat_answered_at.desc(), Ticket.id.desc())
+        .limit(limit)
+    ).all()
+    said = comments([ticket.id for ticket, _name, _username in rows])
+    return [
+        {
+            "ticket": ticket,
+            "customer": name or (f"@{username}" if username else "Someone"),
+            "comment": said.get(ticket.id),
+        }
+        for ticket, name, username in rows
     ]

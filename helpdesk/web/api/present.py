@@ -56,6 +56,11 @@ def tickets(rows: list[Ticket]) -> list[dict[str, Any]]:
                 "resolution_due_at": row.resolution_due_at,
                 "breached": list(row.breached or []),
             },
+            "csat": (
+                {"score": row.csat_score, "answered_at": row.csat_answered_at}
+                if row.csat_score is not None
+                else None
+            ),
         }
         for row in rows
     ]

@@ -185,6 +185,11 @@ class TicketSlaSchema(Schema):
     breached = fields.List(fields.String())
 
 
+class TicketCsatSchema(Schema):
+    score = fields.Integer(metadata={"description": "1 to 5"})
+    answered_at = fields.DateTime()
+
+
 class TicketSchema(Schema):
     id = fields.Integer()
     conversation_id = fields.Integer()
@@ -198,6 +203,9 @@ class TicketSchema(Schema):
     resolved_at = fields.DateTime(allow_none=True)
     snoozed_until = fields.DateTime(allow_none=True)
     sla = fields.Nested(TicketSlaSchema)
+    csat = fields.Nested(
+        TicketCsatSchema, allow_none=True, metadata={"description": "the survey's answer"}
+    )
 
 
 class ConversationSchema(Schema):
