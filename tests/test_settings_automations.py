@@ -13,7 +13,7 @@ from sqlalchemy import select
 
 from helpdesk.accounts.service import add_team_member, create_team
 from helpdesk.audit.models import AuditEvent
-from helpdesk.automations import rules
+from helpdesk.automations import engine, rules
 from helpdesk.automations.models import AutomationRule
 from helpdesk.canned import service as canned
 from helpdesk.extensions import db
@@ -269,3 +269,29 @@ def test_another_brands_rule_is_not_found_and_an_agent_is_refused(client, world,
     assert agent.get(PAGE).status_code == 403
     assert post(agent, f"{PAGE}/{mine.id}/delete").status_code == 403
     assert rule_rows() == before
+
+
+# The ticket's history -----------------------------------------------------------------------------
+
+
+def test_the_conversation_page_shows_each_rule_run_with_its_failures(client, world, reply):
+    ticket = db.session.get(Ticket, world.conversation.current_ticket_id)
+    rule = make_rule(
+        world,
+        reply,
+        name="Tag <b>VIPs</b>",
+        actions=[
+            {"type": "set_priority", "value": "urgent"},
+            {"type": "send_canned_reply", "value": reply.id},
+        ],
+    )
+    db.session.delete(reply)  # the action's canned reply is gone by the time the rule runs
+    db.session.flush()
+    assert engine.apply(rule, ticket) is not None
+    db.session.commit()
+    signed_in(client, world.agent)
+    page = client.get(f"/conversations/{world.conversation.id}").get_data(as_text=True)
+    history = page[page.index('id="automation-history"') :][:2000]
+    assert "Rule “Tag &lt;b&gt;VIPs&lt;/b&gt;” ran" in history
+    assert "set_priority" in history
+    assert "Failed: send_canned_reply" in history, history
