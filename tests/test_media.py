@@ -27,12 +27,11 @@ from helpdesk.privacy import erase
 from helpdesk.queueing import COPY_MEDIA, SWEEP_MEDIA
 from helpdesk.types import utcnow
 from tests.conftest import drain_broker, table_counts
-from tests.factories import AgentFactory, member
+from tests.factories import AgentFactory, BrandFactory, member
 from tests.helpers import webhooks as hooks
 from tests.helpers.console import signed_in
 from tests.helpers.media import Route, empty, media_server, png, scan_store
 from tests.helpers.webhooks import ACCOUNT
-from tests.helpers.world import World
 from workers.tasks.media import copy_media, sweep_media_copies
 
 PERSON = "6120000000000071"
@@ -313,9 +312,12 @@ def test_only_agents_of_the_brand_who_may_read_the_message_get_the_copy(app, cli
     db.session.rollback()
 
     assert client.get(f"/media/{media.id}").status_code == 302  # strangers sign in first
-    stranger = World("elsewhere")
+    # Another brand's admin (no channel: a factory channel's account id could be ACCOUNT's).
+    stranger = AgentFactory()
+    member(stranger, BrandFactory(), Role.ADMIN)
+    db.session.commit()
     outsider = app.test_client()
-    signed_in(outsider, stranger.admin)
+    signed_in(outsider, stranger)
     before = table_counts()
     assert outsider.get(f"/media/{media.id}").status_code == 404
     assert outsider.get(f"/media/{media.id}/thumbnail").status_code == 404
