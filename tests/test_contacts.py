@@ -326,7 +326,7 @@ def test_the_contact_page_shows_profile_attributes_notes_conversations_and_ticke
     html = page.get_data(as_text=True)
     for text in (NAME, f"@{USERNAME}", ATTRIBUTE, CONTACT_NOTES, f"Ticket #{planted.ticket.id}",
                  f"/conversations/{planted.ticket.conversation_id}", "Does not follow you",
-                 "not collected yet"):  # fmt: skip
+                 "No answers to a satisfaction survey"):  # fmt: skip
         assert text in html, text
     assert "Download everything we hold" not in html and "Erase this person" not in html
     conversation = client.get(f"/conversations/{planted.ticket.conversation_id}")
