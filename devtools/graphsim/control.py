@@ -181,6 +181,23 @@ def list_echoes():
         return {"echoes": list(state.echoes)}
 
 
+@bp.post("/fetch")
+def set_fetching():
+    """Fetch sent attachments' URLs as Meta does (`{"enabled": true}`), or stop."""
+    state = _state()
+    data = request.get_json(silent=True) or {}
+    state.fetch_attachments = bool(data.get("enabled", True))
+    return {"fetch_attachments": state.fetch_attachments}
+
+
+@bp.get("/fetches")
+def list_fetches():
+    """What each fetch of an attachment got: url, status, length, content_type, sha256, ok."""
+    state = _state()
+    with state.lock:
+        return {"fetches": [dict(item) for item in state.fetches]}
+
+
 @bp.post("/reset")
 def reset():
     _state().reset()

@@ -55,6 +55,9 @@ class SimState:
     rules: list[ErrorRule] = field(default_factory=list)
     closed_windows: set[str] = field(default_factory=set)
     profiles: dict[str, dict] = field(default_factory=dict)
+    # Fetch sent attachments' URLs as Meta does (fetch.py), and what those fetches got.
+    fetch_attachments: bool = False
+    fetches: list[dict] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
     _sequence: int = 0
 
@@ -83,3 +86,4 @@ class SimState:
             self.rules.clear()
             self.closed_windows.clear()
             self.profiles.clear()
+            self.fetches.clear()

@@ -115,6 +115,14 @@ class SimulatorHandle:
     def echoes(self) -> list[dict]:
         return self._call("GET", "/_sim/echoes")["echoes"]
 
+    def fetch_attachments(self, enabled: bool = True) -> None:
+        """Fetch sent attachments' URLs as Meta does, refusing a send whose fetch fails."""
+        self._call("POST", "/_sim/fetch", json={"enabled": enabled})
+
+    def fetches(self) -> list[dict]:
+        """Each attachment fetched: url, status, length, content_type, sha256, ok, error."""
+        return self._call("GET", "/_sim/fetches")["fetches"]
+
     def seed_history(
         self,
         account_id: str,

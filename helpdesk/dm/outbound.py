@@ -40,6 +40,7 @@ from helpdesk.errors import (
     ValidationError,
 )
 from helpdesk.extensions import db
+from helpdesk.media import uploads
 from helpdesk.types import utcnow
 
 STANDARD_WINDOW = timedelta(hours=24)
@@ -79,6 +80,8 @@ def _validate_outbound(text: str | None, attachments: list[dict]) -> None:
         url = str(attachment.get("url", ""))
         if attachment.get("type") not in ("image", "video", "audio", "file"):
             raise ValidationError("an attachment type is image, video, audio or file")
+        if "media_id" in attachment:
+            continue  # an agent's upload: sent at its signed link
         if not url.startswith(("https://", "http://")):
             raise ValidationError("an attachment URL must be http(s)")
 
@@ -95,7 +98,7 @@ def record_outbound(
 ) -> Message:
     """Queue a reply (delivery is a worker's job). A brand reply accepts a pending request."""
     now = now or utcnow()
-    attachments = [dict(a) for a in attachments or []]
+    attachments = uploads.attach(conversation.brand_id, [dict(a) for a in attachments or []])
     _validate_outbound(text, attachments)
     if conversation.request_state in (RequestState.BLOCKED, RequestState.DECLINED):
         raise ContactBlocked(f"this conversation is {conversation.request_state.value}")
@@ -133,6 +136,7 @@ def record_outbound(
     if send_at is None:
         touch_conversation(conversation, message)
     db.session.flush()
+    uploads.link_to_message(message.id, attachments)
     return message
 
 

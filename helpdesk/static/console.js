@@ -664,7 +664,11 @@
     };
     const sendable = () => {
       const value = normalised();
-      const attached = $$("input[name=attachment_url]", form).some((input) => input.value.trim());
+      if ($$(".upload-chip[data-state=uploading]", form).length) {
+        return refuse("A file is still uploading: send once it shows as attached.");
+      }
+      const attached = $$("input[name=attachment_url]", form).some((input) => input.value.trim()) ||
+        $$("input[name=upload_id]", form).length > 0;
       if (!value && !attached) return refuse("Write a message first.");
       if (/^\/[\w-]*$/.test(value)) {
         return refuse("“" + value + "” alone would reach the customer as it is: pick a canned reply from the list, or write a message.");
@@ -698,6 +702,7 @@
     });
 
     setMode(mode);
+    setupUploads(form, () => mode);
 
     /* Pickers: "/" (reply mode) lists canned replies, "@" (note mode) lists agents. */
 
@@ -814,5 +819,144 @@
         lookup();
       },
     };
+  }
+
+  /* --------------------------------------------------------- Files to send */
+  /* The reply box takes files by its button, dropped on it, or pasted (images): each is uploaded
+     at once (the server reads its type from the bytes and holds Meta's limits), then shown with
+     its name, a preview for images and a remove button; the form sends their ids (upload_id). */
+  function setupUploads(form, currentMode) {
+    const box = $("#uploads", form);
+    if (!box) return;
+    const input = $("#upload-input", box);
+    const list = $("#upload-list", box);
+    const error = $("#upload-error", box);
+    const MB = 1000000;
+    const ICONS = { image: "🖼", video: "🎬", audio: "🎵" };
+    const showError = (message) => { error.textContent = message; error.hidden = !message; };
+    const sizeText = (bytes) => (bytes >= MB ? (bytes / MB).toFixed(1) + " MB" : Math.max(1, Math.round(bytes / 1000)) + " KB");
+    const wire = (chip) => {
+      $(".upload-remove", chip).addEventListener("click", () => {
+        chip.remove();
+        showError("");
+        $("#composer-text", form).focus();
+      });
+    };
+    $$(".upload-chip", list).forEach(wire);
+
+    function chipFor(file, name) {
+      const chip = document.createElement("li");
+      chip.className = "upload-chip";
+      chip.dataset.state = "uploading";
+      let visual;
+      if (/^image\/(png|jpeg|gif)$/.test(file.type)) {
+        visual = document.createElement("img");
+        visual.className = "upload-thumb";
+        visual.alt = "";
+        const reader = new FileReader();  // a data: URL, which the page's CSP allows for images
+        reader.addEventListener("load", () => { visual.src = reader.result; });
+        reader.readAsDataURL(file);
+      } else {
+        visual = document.createElement("span");
+        visual.className = "upload-icon";
+        visual.setAttribute("aria-hidden", "true");
+        visual.textContent = ICONS[(file.type || "").split("/")[0]] || "📄";
+      }
+      const label = document.createElement("span");
+      label.className = "upload-name";
+      label.textContent = name;
+      label.title = name;
+      const size = document.createElement("span");
+      size.className = "upload-size muted";
+      size.textContent = sizeText(file.size);
+      const remove = document.createElement("button");
+      remove.type = "button";
+      remove.className = "upload-remove";
+      remove.title = "Remove";
+      remove.setAttribute("aria-label", "Remove " + name);
+      remove.textContent = "×";
+      chip.append(visual, label, size, remove);
+      wire(chip);
+      return chip;
+    }
+
+    const refusal = (data, status) => {
+      const problem = data && data.error;
+      const fields = problem && problem.fields;
+      if (fields) {
+        const first = Object.values(fields)[0];
+        return Array.isArray(first) ? first[0] : String(first);
+      }
+      if (problem && problem.message) return problem.message;
+      return status === 413 ? "the file is too large for Instagram" : "the upload failed (HTTP " + status + ")";
+    };
+
+    async function upload(file) {
+      const name = file.name || "pasted image";
+      const image = /^image\//.test(file.type);
+      if (file.size > 25 * MB || (image && file.size > 8 * MB)) {
+        showError("“" + name + "” is " + sizeText(file.size) + ": Instagram takes images up to 8 MB, and video, audio and PDF files up to 25 MB.");
+        return;
+      }
+      if (list.children.length >= 10) {
+        showError("A reply takes at most 10 files.");
+        return;
+      }
+      const chip = chipFor(file, name);
+      list.append(chip);
+      showError("");
+      const body = new FormData();
+      body.append("csrf_token", csrfToken());
+      body.append("file", file, file.name || "pasted-image." + ((file.type.split("/")[1] || "png").replace("jpeg", "jpg")));
+      try {
+        const response = await fetch(box.dataset.uploadUrl, {
+          method: "POST", body, credentials: "same-origin", headers: { Accept: "application/json" },
+        });
+        const data = await response.json().catch(() => null);
+        if (!response.ok || !data || !data.id) throw new Error(refusal(data, response.status));
+        if (!chip.isConnected) return;  // removed while it was uploading
+        const hidden = document.createElement("input");
+        hidden.type = "hidden";
+        hidden.name = "upload_id";
+        hidden.value = String(data.id);
+        chip.prepend(hidden);
+        chip.dataset.state = "done";
+        chip.dataset.type = data.type;
+      } catch (e) {
+        chip.remove();
+        showError("“" + name + "” was not attached: " + e.message);
+      }
+    }
+    const take = (files) => {
+      if (currentMode() !== "reply") {
+        toast("Files go with replies: switch to Reply to attach them.");
+        return;
+      }
+      Array.from(files).forEach(upload);
+    };
+
+    $("#upload-pick", box).addEventListener("click", () => input.click());
+    input.addEventListener("change", () => { take(input.files); input.value = ""; });
+    const carriesFiles = (event) => event.dataTransfer && Array.from(event.dataTransfer.types || []).includes("Files");
+    form.addEventListener("dragover", (event) => {
+      if (!carriesFiles(event)) return;
+      event.preventDefault();
+      form.classList.add("dropping");
+    });
+    form.addEventListener("dragleave", (event) => {
+      if (!form.contains(event.relatedTarget)) form.classList.remove("dropping");
+    });
+    form.addEventListener("drop", (event) => {
+      form.classList.remove("dropping");
+      if (!carriesFiles(event)) return;
+      event.preventDefault();
+      take(event.dataTransfer.files);
+    });
+    $("#composer-text", form).addEventListener("paste", (event) => {
+      const files = Array.from((event.clipboardData && event.clipboardData.files) || []);
+      if (!files.length) return;  // text is pasted as text
+      event.preventDefault();
+      take(files);
+    });
   }
 })();

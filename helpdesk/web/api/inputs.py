@@ -13,6 +13,7 @@ from helpdesk.outgoing.models import EVENTS
 from helpdesk.tickets.models import Priority, TicketStatus
 from helpdesk.web.api.schemas import (
     INBOUND_ATTACHMENTS,
+    OUTBOUND_ATTACHMENTS,
     Assignee,
     AttachmentSchema,
     Id,
@@ -49,10 +50,23 @@ class CannedQuerySchema(PageQuerySchema):
     q = Text(validate=validate.Length(1, 200), metadata={"description": "shortcode or words"})
 
 
+class ReplyAttachmentSchema(Schema):
+    """By URL, or an agent's file: `{type, upload_id}` with an id from POST /uploads."""
+
+    type = OneOf(OUTBOUND_ATTACHMENTS, required=True)
+    url = Url(metadata={"description": "a public http(s) link, or give upload_id"})
+    upload_id = Id(metadata={"description": "an id answered by POST /uploads, or give url"})
+
+    @validates_schema
+    def _url_or_upload(self, data: dict, **_kwargs: Any) -> None:
+        if ("url" in data) == ("upload_id" in data):
+            raise ValidationError("give url or upload_id (one of them)", "url")
+
+
 class ReplyInSchema(Schema):
     text = Text(allow_none=True, validate=validate.Length(max=4000))
     attachments = fields.List(
-        fields.Nested(AttachmentSchema), load_default=list, validate=validate.Length(max=10)
+        fields.Nested(ReplyAttachmentSchema), load_default=list, validate=validate.Length(max=10)
     )
     reply_to = Id(allow_none=True, metadata={"description": "id of a message quoted"})
     send_at = When(allow_none=True, metadata={"description": "schedule for this time"})
