@@ -434,7 +434,7 @@ MESSAGE_KEYS = {
 }  # fmt: skip
 TICKET_KEYS = {
     "id", "conversation_id", "status", "priority", "assignee_id", "team_id", "tags", "opened_at",
-    "first_response_at", "resolved_at", "snoozed_until", "sla",
+    "first_response_at", "resolved_at", "snoozed_until", "sla", "csat",
 }  # fmt: skip
 SLA_KEYS = {
     "policy_id", "first_response_due_at", "next_response_due_at", "resolution_due_at", "breached"
