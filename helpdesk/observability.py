@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import time
-import uuid
 from contextvars import ContextVar
 
 from amqp.exceptions import ChannelError
@@ -170,6 +170,45 @@ class QueueCollector:
             return 0.0
 
 
+def new_request_id() -> str:
+    """32 hex digits, as uuid4().hex gave, from the same randomness without building a UUID."""
+    return os.urandom(16).hex()
+
+
+def _start() -> None:
+    """Every request has an id (the caller's X-Request-Id if it gave one) that its log lines and
+    the work it hands on carry. Read from the environ: no header object is built for it."""
+    request_id = request.environ.get("HTTP_X_REQUEST_ID", "")[:64] or new_request_id()
+    state = g._get_current_object()  # one proxy lookup, not one per attribute
+    state.request_id = request_id
+    state.started = time.perf_counter()
+    request_id_var.set(request_id)
+
+
+# The labelled children of the request metrics, by their labels: prometheus_client's labels()
+# validates and converts the values and takes a lock on every call, for the same few children.
+_request_children: dict[tuple[str, str, int], Counter] = {}
+_latency_children: dict[str, Histogram] = {}
+
+
+def _finish(response: Response) -> Response:
+    state = g._get_current_object()
+    rule = request.url_rule
+    endpoint = rule.endpoint if rule is not None else "unmatched"
+    key = (request.method, endpoint, response.status_code)
+    counter = _request_children.get(key)
+    if counter is None:
+        counter = _request_children.setdefault(key, REQUESTS.labels(*key))
+    counter.inc()
+    latency = _latency_children.get(endpoint)
+    if latency is None:
+        latency = _latency_children.setdefault(endpoint, LATENCY.labels(endpoint))
+    started = getattr(state, "started", None)
+    latency.observe(time.perf_counter() - started if started is not None else 0.0)
+    response.headers["X-Request-Id"] = getattr(state, "request_id", "")
+    return response
+
+
 def init_observability(app: Flask) -> None:
     configure_logging(json_logs=app.config.get("JSON_LOGS", False))
     collector = QueueCollector(app)
@@ -178,21 +217,8 @@ def init_observability(app: Flask) -> None:
     except ValueError:
         pass  # another app of this process (tests) registered its collector already
 
-    @app.before_request
-    def _start() -> None:
-        g.request_id = request.headers.get("X-Request-Id", "")[:64] or uuid.uuid4().hex
-        g.started = time.perf_counter()
-        request_id_var.set(g.request_id)
-
-    @app.after_request
-    def _finish(response: Response) -> Response:
-        endpoint = request.endpoint or "unmatched"
-        REQUESTS.labels(request.method, endpoint, response.status_code).inc()
-        LATENCY.labels(endpoint).observe(
-            time.perf_counter() - g.get("started", time.perf_counter())
-        )
-        response.headers["X-Request-Id"] = g.get("request_id", "")
-        return response
+    app.before_request(_start)
+    app.after_request(_finish)
 
     @app.get("/metrics")
     def metrics() -> Response:

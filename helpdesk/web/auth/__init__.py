@@ -17,6 +17,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 from helpdesk.accounts.models import Agent
 from helpdesk.accounts.service import get_agent
 from helpdesk.extensions import csrf, login_manager
+from helpdesk.web.request_path import is_sessionless
 
 bp = Blueprint("auth", __name__)
 
@@ -29,6 +30,8 @@ CSRF_EXEMPT_PREFIXES = (
     "/oauth/instagram/data-deletion",
 )
 SAFE_METHODS = ("GET", "HEAD", "OPTIONS", "TRACE")
+# The bodies Werkzeug parses into request.form; any other leaves it empty.
+FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
 
 
 class ConsoleUser(UserMixin):
@@ -100,9 +103,16 @@ REQUEST_STATE = ("_login_user", "csrf_token", "csrf_valid", "agent", "brand", "r
 
 def _fresh_request_state() -> None:
     """Read the user and the CSRF token from this request's session, never from an enclosing
-    app context that several requests share (tests, scripts driving a test client)."""
-    for name in (*REQUEST_STATE, current_app.config.get("WTF_CSRF_FIELD_NAME", "csrf_token")):
-        g.pop(name, None)
+    app context that several requests share (tests, scripts driving a test client).
+
+    A request to a session-less path (the webhook, /ping: helpdesk.web.request_path) is
+    anonymous from the start: Flask-Login never reads a session or asks its user loader."""
+    state = vars(g._get_current_object())  # one proxy lookup; usually a fresh, empty `g`
+    if state:
+        for name in (*REQUEST_STATE, current_app.config.get("WTF_CSRF_FIELD_NAME", "csrf_token")):
+            state.pop(name, None)
+    if is_sessionless(request.path):
+        state["_login_user"] = login_manager.anonymous_user()
 
 
 def _check_csrf() -> None:
@@ -120,7 +130,12 @@ def _refuse_nul() -> None:
     nor compare it, so it is refused before any view (the API's schemas refuse it themselves)."""
     if request.path.startswith(CSRF_EXEMPT_PREFIXES):
         return
-    for source in (request.args, request.form):
+    sources = []
+    if request.query_string:  # else there are no arguments: do not parse them
+        sources.append(request.args)
+    if request.mimetype in FORM_TYPES:  # the only bodies Werkzeug parses into request.form
+        sources.append(request.form)
+    for source in sources:
         if any("\x00" in value for _key, values in source.lists() for value in values):
             abort(400, description="A value contains a NUL character.")
 
