@@ -68,10 +68,14 @@ def _recreate_database(url: str, name: str) -> None:
 
 
 def _flask(env: dict, *args: str) -> None:
-    subprocess.run(
+    """A command of the app; its output (Alembic's log of every migration) only if it fails."""
+    done = subprocess.run(
         [sys.executable, "-m", "flask", "--app", "wsgi", *args],
-        cwd=ROOT, env=env, check=True, stdout=subprocess.DEVNULL,
+        cwd=ROOT, env=env, capture_output=True, text=True,
     )  # fmt: skip
+    if done.returncode:
+        sys.stderr.write(done.stdout + done.stderr)
+        done.check_returncode()
 
 
 def _body(n: int, run: str) -> bytes:

@@ -5,8 +5,9 @@ Each request hands its delivery to the process's writer thread and blocks until 
 committed, so a 200 still means stored. While one batch is being written the next requests
 queue up and go together in the next one: under load a commit (an fsync on the database
 server) is shared by many deliveries instead of paid by each. While deliveries keep arriving
-together the writer also waits a moment (INTAKE_GATHER_MS) before each commit, as PostgreSQL's
-commit_delay does, so that more share it; after a quiet moment a delivery is written at once.
+together the writer also waits up to a moment (INTAKE_GATHER_MS), as PostgreSQL's commit_delay
+does, for as many as the last batch held, so that more share the commit; after a quiet moment
+a delivery is written at once.
 """
 
 from __future__ import annotations
@@ -128,35 +129,55 @@ class DeliveryWriter:
         with self.app.app_context():
             engine = db.engine
         connection: _Raw | None = None
-        busy = False  # the last batch held several deliveries and more were already waiting
+        last = 0  # deliveries in the last batch, while they keep arriving together
         try:
-            while True:
-                try:
-                    batch = [incoming.get_nowait()]
-                except queue.Empty:
-                    busy = False
-                    try:
-                        batch = [incoming.get(timeout=IDLE_SECONDS)]
-                    except queue.Empty:
-                        with self._lock:
-                            if incoming.empty():
-                                self._owner_pid = None
-                                return
-                        continue
-                if busy and self.gather_seconds:
-                    # Deliveries keep arriving together: a moment's wait lets more of them share
-                    # this commit. After a quiet moment a delivery is written at once.
-                    time.sleep(self.gather_seconds)
-                while len(batch) < MAX_BATCH:
-                    try:
-                        batch.append(incoming.get_nowait())
-                    except queue.Empty:
-                        break
+            while (batch := self._next_batch(incoming, last)) is not None:
                 connection = self._write(engine, connection, batch)
-                busy = len(batch) > 1
+                last = len(batch)
         finally:
             if connection is not None:
                 _release(connection)
+
+    def _next_batch(
+        self, incoming: queue.SimpleQueue[_Pending], last: int
+    ) -> list[_Pending] | None:
+        """Every delivery waiting, at least one; None once idle for IDLE_SECONDS.
+
+        While deliveries keep arriving together (some were already waiting when the last batch
+        was done) and fewer are waiting than the last batch held, the writer waits up to
+        INTAKE_GATHER_MS for as many more, so that they share this commit; it writes as soon as
+        they are there rather than always waiting the whole moment, which under a steady load
+        only added to every request's time. After a quiet moment a delivery is written at once.
+        """
+        try:
+            batch = [incoming.get_nowait()]
+        except queue.Empty:
+            first = self._wait_for_delivery(incoming)
+            if first is None:
+                return None
+            batch, last = [first], 0
+        _take_waiting(incoming, batch)
+        if self.gather_seconds and len(batch) < last:
+            deadline = time.monotonic() + self.gather_seconds
+            while len(batch) < last and (left := deadline - time.monotonic()) > 0:
+                try:
+                    batch.append(incoming.get(timeout=left))
+                except queue.Empty:
+                    break
+            _take_waiting(incoming, batch)
+        return batch
+
+    def _wait_for_delivery(self, incoming: queue.SimpleQueue[_Pending]) -> _Pending | None:
+        """The next delivery, or None after IDLE_SECONDS without one: the thread then ends
+        (under the lock, so that a delivery queued meanwhile starts another)."""
+        while True:
+            try:
+                return incoming.get(timeout=IDLE_SECONDS)
+            except queue.Empty:
+                with self._lock:
+                    if incoming.empty():
+                        self._owner_pid = None
+                        return None
 
     def _write(self, engine: Engine, connection: _Raw | None, batch: list[_Pending]):
         """Insert and commit the batch on the writer's connection; returns the connection for the
@@ -191,6 +212,15 @@ class DeliveryWriter:
             for pending in batch:
                 pending.finish()
         return connection
+
+
+def _take_waiting(incoming: queue.SimpleQueue[_Pending], batch: list[_Pending]) -> None:
+    """Add what is already queued to the batch, up to MAX_BATCH, without waiting."""
+    while len(batch) < MAX_BATCH:
+        try:
+            batch.append(incoming.get_nowait())
+        except queue.Empty:
+            return
 
 
 def _checkout(engine: Engine) -> _Raw:
