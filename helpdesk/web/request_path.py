@@ -63,9 +63,8 @@ class LeanSessionInterface(SecureCookieSessionInterface):
 
 
 class HelpdeskFlask(Flask):
-    """Flask with the lean session interface and a cached coroutine check for hooks and views."""
-
-    session_interface = LeanSessionInterface()
+    """Flask with a cached coroutine check for hooks and views (`init_auth` installs the lean
+    session interface, on any Flask app)."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)

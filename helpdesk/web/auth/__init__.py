@@ -17,7 +17,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 from helpdesk.accounts.models import Agent
 from helpdesk.accounts.service import get_agent
 from helpdesk.extensions import csrf, login_manager
-from helpdesk.web.request_path import is_sessionless
+from helpdesk.web.request_path import LeanSessionInterface, is_sessionless
 
 bp = Blueprint("auth", __name__)
 
@@ -144,6 +144,7 @@ def init_auth(app: Flask) -> None:
     app.config.setdefault("WTF_CSRF_TIME_LIMIT", None)  # the token lives as long as the session
     app.config["WTF_CSRF_CHECK_DEFAULT"] = False  # `_check_csrf` decides, by path
     csrf.init_app(app)
+    app.session_interface = LeanSessionInterface()  # none at all for the webhook and /ping
     app.before_request(_fresh_request_state)
     app.before_request(_check_csrf)
     app.before_request(_refuse_nul)
