@@ -13,8 +13,10 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
     from config import INSTANCE_DIR, Config, ProductionConfig, TestConfig
     from helpdesk import models  # noqa: F401  (every model, for Alembic and relationships)
     from helpdesk.assignment.service import subscribe as subscribe_assignment
+    from helpdesk.automations.engine import subscribe as subscribe_automations
     from helpdesk.channels.backfill import subscribe as subscribe_backfill
     from helpdesk.cli import register_cli
+    from helpdesk.csat.survey import subscribe as subscribe_csat
     from helpdesk.database import configure_sqlite
     from helpdesk.delivery.outage import subscribe as subscribe_outage
     from helpdesk.extensions import db, migrate
@@ -23,10 +25,11 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
     from helpdesk.sla.service import subscribe as subscribe_sla
     from helpdesk.web import register_blueprints
     from helpdesk.web.auth import init_auth
+    from helpdesk.web.request_path import HelpdeskFlask
     from helpdesk.web.security_headers import init_security_headers
     from workers import celery_init_app
 
-    app = Flask(
+    app = HelpdeskFlask(  # Flask, with less work per request (helpdesk.web.request_path)
         __name__,
         instance_path=str(INSTANCE_DIR),
         template_folder=os.path.join(os.path.dirname(__file__), os.pardir, "templates"),
@@ -46,6 +49,8 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
     subscribe_assignment()
     subscribe_backfill()  # a newly connected account's history is read by a worker
     subscribe_outage()  # replies wait while a channel needs a reconnect, and resume after it
+    subscribe_automations()  # rules act on what the services announce (helpdesk.automations)
+    subscribe_csat()  # a resolved ticket schedules its satisfaction survey
     db.init_app(app)
     app.extensions["delivery_writer"] = DeliveryWriter(
         app, gather_seconds=app.config.get("INTAKE_GATHER_MS", 0) / 1000

@@ -35,6 +35,7 @@ from helpdesk.accounts.actor import Actor
 from helpdesk.accounts.models import Role
 from helpdesk.accounts.service import add_team_member, create_agent, create_team
 from helpdesk.accounts.tokens import create_token
+from helpdesk.automations.models import AutomationRule
 from helpdesk.brands.models import Brand
 from helpdesk.canned import service as canned
 from helpdesk.channels.models import Channel, DataDeletionRequest
@@ -44,6 +45,7 @@ from helpdesk.errors import ValidationError
 from helpdesk.extensions import db
 from helpdesk.intake import service as intake
 from helpdesk.intake.models import EventStatus, WebhookEvent
+from helpdesk.media import uploads
 from helpdesk.notifications.models import NotificationKind
 from helpdesk.notifications.service import notify
 from helpdesk.outgoing import service as outgoing
@@ -105,6 +107,8 @@ ACCESS: dict[str, tuple[str, Role | None]] = {
     "console.contact_save": (CONSOLE, A),
     "console.contact_export": (CONSOLE, AD),
     "console.contact_erase": (CONSOLE, AD),
+    "console.media": (CONSOLE, A),
+    "console.media_thumbnail": (CONSOLE, A),
     "console.bulk_action": (CONSOLE, A),
     "console.search": (CONSOLE, A),
     "console.notifications_panel": (CONSOLE, A),
@@ -220,7 +224,19 @@ ACCESS: dict[str, tuple[str, Role | None]] = {
     "settings.move_sla_policy_down": (CONSOLE, M),
     "settings.move_sla_policy_up": (CONSOLE, M),
     "settings.create_tag": (CONSOLE, M),
+    "settings.csat": (CONSOLE, M),
+    "settings.save_csat": (CONSOLE, M),
     "settings.tags": (CONSOLE, M),
+    "settings.automations": (CONSOLE, M),
+    "settings.new_automation": (CONSOLE, M),
+    "settings.create_automation": (CONSOLE, M),
+    "settings.edit_automation": (CONSOLE, M),
+    "settings.update_automation": (CONSOLE, M),
+    "settings.toggle_automation": (CONSOLE, M),
+    "settings.move_automation_up": (CONSOLE, M),
+    "settings.move_automation_down": (CONSOLE, M),
+    "settings.delete_automation": (CONSOLE, M),
+    "settings.automation_dry_run": (CONSOLE, M),
     "settings.update_tag": (CONSOLE, M),
     "settings.delete_tag": (CONSOLE, M),
     "settings.create_team": (CONSOLE, M),
@@ -239,6 +255,11 @@ ACCESS: dict[str, tuple[str, Role | None]] = {
     "api_audit.list_events": (API_TOKEN, AD),
     "api_brand.get_settings": (API_TOKEN, M),
     "api_brand.patch_settings": (API_TOKEN, M),
+    "api_automations.create_automation": (API_TOKEN, M),
+    "api_automations.delete_automation": (API_TOKEN, M),
+    "api_automations.get_automation": (API_TOKEN, M),
+    "api_automations.list_automations": (API_TOKEN, M),
+    "api_automations.patch_automation": (API_TOKEN, M),
     "api_tags.create_tag": (API_TOKEN, M),
     "api_tags.delete_tag": (API_TOKEN, M),
     "api_tags.get_tag": (API_TOKEN, A),
@@ -258,6 +279,10 @@ ACCESS: dict[str, tuple[str, Role | None]] = {
     "api_contacts.patch_contact": (API_TOKEN, A),
     "api_contacts.export_contact": (API_TOKEN, AD),
     "api_contacts.erase_contact": (API_TOKEN, AD),
+    # Agents' files: uploaded by agents and tokens, fetched by Meta behind a signed token.
+    "uploads.console_upload": (CONSOLE_JSON, A),
+    "uploads.public_file": (CODE_LINK, None),
+    "api_uploads.create_upload": (API_TOKEN, A),
 }
 # Rules finer than a route: (method, path with {ids}, JSON body or form, least role).
 FINER: list[tuple[str, str, dict | None, Role]] = [
@@ -317,6 +342,8 @@ class Site:
         add_team_member(self.team, own.agent)
         self.reply = canned.create(own.brand, own.manager, "hi", "Hi", "Hi!", shared=True)
         self.policy = sla.create_policy(own.brand, None, "own", 0, {}, {"resolution_min": 60})
+        self.automation = AutomationRule(brand_id=own.brand.id, name="own", event="ticket_created")
+        db.session.add(self.automation)
         tags.add_tag(db.session.get(Ticket, own.conversation.current_ticket_id), "vip", None)
         notes.add_note(
             db.session.get(Ticket, own.conversation.current_ticket_id), own.agent, "Own note"
@@ -377,6 +404,7 @@ class Site:
                 or 0,
                 "reply_id": self.reply.id,
                 "policy_id": self.policy.id,
+                "automation_id": self.automation.id,
                 "agent_id": own.agent.id,
                 "subscription_id": self.subscription.id,
                 "team_id": self.team.id,
@@ -390,8 +418,10 @@ class Site:
                 "name": "vip",
                 "filename": "console.css",
                 "code": "unknown-code",
+                "token": "unknown-token",
                 "invitation_token": self.invitation,
                 "reset_token": self.reset,
+                "media_id": 1,  # who may ask; test_media.py asks what each one gets
             }
             db.session.rollback()
         return {**self._ids, "notification_id": self.notifications[role or AD]}
@@ -572,6 +602,7 @@ ID_FIELDS = {  # a name a view reads -> the kind of row it names
     "team_ids": "team",
     "agent_ids": "agent",
     "tag_id": "tag",
+    "upload_id": "upload",
 }
 NOT_IDS = {  # names that look like ids but are cursors or free text
     "before", "after", "since", "page", "cursor", "csrf_token", "next", "q", "text", "name",
@@ -591,6 +622,12 @@ NOT_IDS = {  # names that look like ids but are cursors or free text
     "weekly.sun", "date", "country", "year", "attachments", "body", "shared", "shortcode",
     "title", "retention_days", "first_response_min", "next_response_min", "resolution_min",
     "colour", "keywords", "assignment", "events", "url", "notes", "attr_rows",
+    "file",  # an agent's upload: bytes, not a row
+    "csat_enabled", "csat_question", "csat_delay_minutes",  # the survey's settings
+    # The automation editor: a rule's parts, whose ids automations.validation checks against
+    # the brand (another brand's id is a 422 naming the row: test_settings_automations).
+    "template", "trigger_event", "idle_minutes", "idle_status", "enabled", "once_per_ticket",
+    "condition_field", "condition_op", "condition_value", "action_type", "action_value",
 }  # fmt: skip
 
 
@@ -605,13 +642,14 @@ FOREIGN_FORMS = {
 # picks nothing, so the answer is a 200 that does not draw it.
 HINTS = {("console.inbox_updates", "ids"), ("console.inbox_updates", "shown")}
 # Names a form shares with another but never uses: the note form is the reply form's twin.
-UNUSED = {("console.note", "reply_to")}
+UNUSED = {("console.note", "reply_to"), ("console.note", "upload_id")}
 
 
 def _foreign(site: Site) -> dict[str, str]:
     other = site.other
     team = create_team(other.brand, "Their team")
     tag = tags.create_tag(other.brand, None, "their tag")
+    upload = uploads.accept(other.brand.id, b"%PDF-1.4\n%%EOF\n", "theirs.pdf")
     db.session.commit()
     return {
         "conversation": str(other.conversation.id),
@@ -622,6 +660,7 @@ def _foreign(site: Site) -> dict[str, str]:
         "brand": str(other.brand.id),
         "channel": str(other.channel.id),
         "tag": str(tag.id),
+        "upload": str(upload.id),
     }
 
 
@@ -1019,7 +1058,8 @@ def test_api_answers_and_console_pages_never_show_secrets(app, secret_flows):
         "notification_id": 1, "reply_id": 1, "policy_id": 1, "agent_id": 1,
         "subscription_id": 1, "name": "vip", "filename": "console.css", "team_id": 1,
         "tag_id": 1, "token_id": 1, "channel_id": 1, "rule_id": 1, "code": "unknown-code",
-        "invitation_token": "unknown", "reset_token": "unknown",
+        "automation_id": 1,
+        "invitation_token": "unknown", "reset_token": "unknown", "token": "unknown",
     }  # fmt: skip
     pages = 0
     for rule in all_rules(app):

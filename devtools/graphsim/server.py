@@ -19,13 +19,16 @@ from typing import Any
 from flask import Flask, current_app, jsonify, request
 from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 
-from devtools.graphsim import control, history, oauth, webhooks
+from devtools.graphsim import control, fetch, history, oauth, webhooks
 from devtools.graphsim.state import DEFAULT_APP_ID, PROFILE_FIELDS, EchoConfig, SimState
 
 log = logging.getLogger(__name__)
 
 MAX_TEXT_BYTES = 1000
 ATTACHMENT_TYPES = ("image", "video", "audio", "file")
+MAX_QUICK_REPLIES = 13  # Meta's limits: 13 buttons, a title of 20 characters, a payload of 1000
+MAX_QUICK_REPLY_TITLE = 20
+MAX_QUICK_REPLY_PAYLOAD = 1000
 SENDER_ACTIONS = ("react", "unreact", "typing_on", "typing_off", "mark_seen")
 WINDOW_CLOSED_MESSAGE = "This message is sent outside of allowed window."
 POLL_SECONDS = 0.05  # how soon a stopped background server notices
@@ -179,6 +182,24 @@ def _validate_message(message: dict) -> None:
         raise _invalid("param message[text] must be a non-empty string")
     if len(text.encode()) > MAX_TEXT_BYTES:
         raise _invalid(f"param message[text] must be at most {MAX_TEXT_BYTES} bytes")
+    if "quick_replies" in message:
+        _validate_quick_replies(message["quick_replies"])
+
+
+def _validate_quick_replies(buttons: Any) -> None:
+    """Text quick replies beside a text, as the Send API takes them; recorded with the body."""
+    if not isinstance(buttons, list) or not 1 <= len(buttons) <= MAX_QUICK_REPLIES:
+        raise _invalid(f"param message[quick_replies] must be a list of 1 to {MAX_QUICK_REPLIES}")
+    for button in buttons:
+        if not isinstance(button, dict) or button.get("content_type") != "text":
+            raise _invalid("param message[quick_replies][content_type] must be text")
+        title, payload = button.get("title"), button.get("payload")
+        if not isinstance(title, str) or not 1 <= len(title) <= MAX_QUICK_REPLY_TITLE:
+            raise _invalid(
+                f"param message[quick_replies][title] has 1 to {MAX_QUICK_REPLY_TITLE} characters"
+            )
+        if not isinstance(payload, str) or not 1 <= len(payload) <= MAX_QUICK_REPLY_PAYLOAD:
+            raise _invalid("param message[quick_replies][payload] must be a non-empty string")
 
 
 def _validate_tag(body: dict) -> None:
@@ -257,6 +278,17 @@ def _send_echo(state: SimState, account_id: str, body: dict, mid: str) -> None:
     threading.Thread(target=post, name="graphsim-echo", daemon=True).start()
 
 
+def _fetch_attachment(state: SimState, body: Any, entry: dict) -> None:
+    """Meta fetches an attachment's URL before accepting the message, and refuses it when the
+    fetch fails (fetch.py; only while fetching is on)."""
+    fetched = fetch.fetch_attachment(state, body)
+    if fetched is None:
+        return
+    entry["fetched"] = fetched
+    if not fetched["ok"]:
+        raise MetaError(100, "(#100) Upload attachment failure.", subcode=2018047)
+
+
 def _send(account_id: str):
     """The Send API: a message or a sender action, checked as Meta does, answered with its id."""
     state: SimState = current_app.extensions["graphsim"]
@@ -271,6 +303,7 @@ def _send(account_id: str):
         recipient_id = _validate_send(body)
         if recipient_id in state.closed_windows:
             raise MetaError(10, f"(#10) {WINDOW_CLOSED_MESSAGE}", subcode=2018278)
+        _fetch_attachment(state, body, entry)
     except MetaError as exc:
         return _answer(entry, exc.body(), exc.status)
     if "sender_action" in body:
@@ -306,9 +339,12 @@ def create_simulator(
     echo_to: str | None = None,
     app_secret: str | None = None,
     app_id: str = DEFAULT_APP_ID,
+    fetch_attachments: bool = False,
 ) -> Flask:
-    """The simulator as a WSGI app; `echo_to` is the app's webhook URL (echoes need the secret)."""
+    """The simulator as a WSGI app; `echo_to` is the app's webhook URL (echoes need the secret);
+    with `fetch_attachments` sent attachments are fetched as Meta does (fetch.py)."""
     state = state or SimState()
+    state.fetch_attachments = state.fetch_attachments or fetch_attachments
     if echo_to:
         state.echo = EchoConfig(url=echo_to, secret=app_secret or "", app_id=app_id)
     app = Flask("graphsim")
@@ -381,8 +417,11 @@ def serve(
     app_secret: str | None = None,
     app_id: str = DEFAULT_APP_ID,
 ) -> None:
-    """Serve in the foreground until interrupted (the command line's `serve`)."""
-    app = create_simulator(echo_to=echo_to, app_secret=app_secret, app_id=app_id)
+    """Serve in the foreground until interrupted (the command line's `serve`), fetching sent
+    attachments as Meta does."""
+    app = create_simulator(
+        echo_to=echo_to, app_secret=app_secret, app_id=app_id, fetch_attachments=True
+    )
     server = make_server(host, port, app, threaded=True)
     try:
         server.serve_forever()

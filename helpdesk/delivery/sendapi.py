@@ -15,6 +15,7 @@ import httpx
 
 from helpdesk.dm.models import Contact, Conversation, ConversationKind, Message, MessageStatus
 from helpdesk.extensions import db
+from helpdesk.media import uploads
 
 log = logging.getLogger(__name__)
 
@@ -147,6 +148,23 @@ def sent_mids(message: Message) -> list[str]:
     if mids:
         return list(mids)
     return [message.mid] if message.mid else []
+
+
+def with_quick_replies(content: dict, message: Message) -> dict:
+    """A text part carries the message's quick replies (a survey's buttons), as the Send API
+    expects them beside the text: `[{content_type: "text", title, payload}]`."""
+    buttons = (message.extra or {}).get("quick_replies")
+    if not buttons or "text" not in content:
+        return content
+    return {**content, "quick_replies": [dict(button) for button in buttons]}
+
+
+def attachment_url(attachment: dict) -> str | None:
+    """Where Meta fetches an attachment: an agent's upload at its signed link (made now, so it
+    lives 24 hours from the send), else the URL the message was given."""
+    if attachment.get("media_id") is not None:
+        return uploads.signed_url(int(attachment["media_id"]))
+    return attachment.get("url") or (attachment.get("payload") or {}).get("url")
 
 
 def mark_sent(message: Message, now: datetime) -> None:

@@ -43,11 +43,13 @@ from helpdesk.delivery.sendapi import (
     WAITING,
     WAITING_REASON,
     SendError,
+    attachment_url,
     fail,
     mark_sent,
     post,
     recipient_of,
     sent_mids,
+    with_quick_replies,
 )
 from helpdesk.dm import service as dm
 from helpdesk.dm.models import Conversation, Direction, Message, MessageStatus, RequestState
@@ -220,11 +222,13 @@ def _bodies(message: Message, conversation: Conversation) -> list[dict]:
     """One Send API call per part: the text first, then each attachment."""
     contents: list[dict] = [{"text": message.text}] if message.text else []
     for attachment in message.attachments or []:
-        url = attachment.get("url") or (attachment.get("payload") or {}).get("url")
+        url = attachment_url(attachment)
         contents.append({"attachment": {"type": attachment["type"], "payload": {"url": url}}})
     recipient = recipient_of(conversation)
     bodies = []
     for index, content in enumerate(contents):
+        if index == 0:
+            content = with_quick_replies(content, message)  # a survey's buttons
         body: dict = {"recipient": recipient, "message": content}
         if index == 0 and message.reply_to_mid:
             body["reply_to"] = {"mid": message.reply_to_mid}

@@ -10,6 +10,7 @@ from flask.typing import ResponseReturnValue
 from werkzeug.datastructures import MultiDict
 
 from helpdesk import transaction
+from helpdesk.automations import rules as automation_rules
 from helpdesk.dm import service as dm
 from helpdesk.dm.models import Conversation, MessageStatus
 from helpdesk.errors import DomainError, InvalidState, NewerReply
@@ -69,6 +70,8 @@ class Draft:
             )
             if url.strip()
         ]
+        # The reply box's files, uploaded first (/uploads): checked for the brand when sent.
+        attachments += [{"upload_id": value[:20]} for value in form.getlist("upload_id")[:10]]
         return cls(
             mode=mode,
             text=form.get("text", "")[:10_000],
@@ -121,6 +124,7 @@ def render_conversation(
             now=utcnow(),
             newer_reply=newer_reply,
             ticket_state=state_token(panel.ticket) if panel.ticket else "",
+            automation_runs=automation_rules.runs_of(panel.ticket.id) if panel.ticket else [],
         ),
         status,
     )
