@@ -1058,7 +1058,7 @@ def test_api_answers_and_console_pages_never_show_secrets(app, secret_flows):
         "notification_id": 1, "reply_id": 1, "policy_id": 1, "agent_id": 1,
         "subscription_id": 1, "name": "vip", "filename": "console.css", "team_id": 1,
         "tag_id": 1, "token_id": 1, "channel_id": 1, "rule_id": 1, "code": "unknown-code",
-        "automation_id": 1,
+        "automation_id": 1, "media_id": 1,
         "invitation_token": "unknown", "reset_token": "unknown", "token": "unknown",
     }  # fmt: skip
     pages = 0
