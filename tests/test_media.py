@@ -17,6 +17,7 @@ from sqlalchemy import select
 
 from helpdesk.accounts.models import Role
 from helpdesk.brands.models import Brand
+from helpdesk.dm.edits import unsend_message
 from helpdesk.dm.models import Contact, Conversation, Message, RequestState
 from helpdesk.extensions import db
 from helpdesk.media import copies, fetch
@@ -354,6 +355,22 @@ def test_erasing_the_person_deletes_the_copies_and_forgets_their_urls(desk, serv
     [media] = media_of(message)
     assert media.status is MediaStatus.PURGED
     assert (media.source_url, media.storage_key, media.thumbnail_key) == (None, None, None)
+    assert scan_store(media_store(), ["ZQMEDIA8181"], keys) == []
+
+
+def test_an_unsent_message_takes_its_copy_with_it(desk, server):
+    message = desk.receive(("image", server.url("/photo.png")))
+    [media] = media_of(message)
+    db.session.commit()
+    copies.copy(media.id)
+    [media] = media_of(message)
+    keys = [media.storage_key, media.thumbnail_key]
+
+    unsend_message(db.session.get(Message, message.id))
+    db.session.commit()
+
+    [media] = media_of(message)
+    assert media.status is MediaStatus.PURGED and media.source_url is None
     assert scan_store(media_store(), ["ZQMEDIA8181"], keys) == []
 
 

@@ -10,6 +10,7 @@ from helpdesk.dm.conversations import _preview
 from helpdesk.dm.models import Conversation, Message, MessageEdit, MessageStatus
 from helpdesk.errors import InvalidState
 from helpdesk.extensions import db
+from helpdesk.media import copies
 from helpdesk.types import utcnow
 
 
@@ -68,6 +69,7 @@ def unsend_message(message: Message, at: datetime | None = None) -> Message:
     _erase_content(message)
     message.unsent_at = at or utcnow()
     db.session.flush()
+    copies.purge_messages([message.id])  # a copy of an unsent photo goes with it
     refresh_preview(message.conversation_id)
     return message
 
