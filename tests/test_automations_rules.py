@@ -16,6 +16,7 @@ from helpdesk.automations import rules
 from helpdesk.automations.engine import ACTIONS, FIELD_OPS, FIELDS, OPS
 from helpdesk.automations.models import AutomationRule
 from helpdesk.canned import service as canned
+from helpdesk.errors import InvalidField
 from helpdesk.extensions import db
 from helpdesk.tickets import tags
 from tests.conftest import table_counts
@@ -408,6 +409,6 @@ def test_every_template_saves_once_its_blanks_are_picked(desk, mine):
 
 
 def test_a_template_left_blank_is_refused(desk):
-    with pytest.raises(Exception) as refusal:
+    with pytest.raises(InvalidField) as refusal:
         rules.create_rule(desk.brand, None, rules.from_template("away_message"))
-    assert "actions[0].value" in refusal.value.fields  # type: ignore[attr-defined]
+    assert "actions[0].value" in refusal.value.fields
