@@ -30,15 +30,17 @@ import logging
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import insert, select, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from helpdesk import hooks
+from helpdesk.brands.models import Brand
 from helpdesk.channels.models import Channel, ChannelKind
 from helpdesk.dm import service as dm
-from helpdesk.dm.conversations import touch_conversation
+from helpdesk.dm.conversations import _route_new_thread, touch_conversation
 from helpdesk.dm.models import (
     Contact,
     Conversation,
@@ -46,6 +48,7 @@ from helpdesk.dm.models import (
     Direction,
     Message,
     MessageStatus,
+    Participant,
 )
 from helpdesk.errors import DomainError
 from helpdesk.extensions import db
@@ -183,6 +186,7 @@ def _apply(rows: list[WebhookEvent]) -> Outcome:
     claimed = _parse(rows)
     rows = _within_savepoint_budget(rows, claimed)
     outcome = Outcome(delivery_ids=[row.id for row in rows])
+    _open_threads(claimed.items)
     senders: list[int] = []
     remaining = claimed.items
     for round_ in range(ROUNDS):
@@ -432,6 +436,91 @@ def _mids_with_waiting_actions(candidates: list[Item]) -> set[tuple[int, str]]:
     return {(channel_id, mid) for channel_id, mid in rows}
 
 
+# Customers writing for the first time -------------------------------------------------------------
+
+
+def _open_threads(items: list[Item]) -> None:
+    """Contacts and direct threads for the batch's new customers, each kind in one statement
+    (`ON CONFLICT DO NOTHING`: another worker may create the same at once). Their first message
+    then finds both, as it would after any earlier message, and opens the ticket."""
+    firsts: dict[tuple[int, str], Item] = {}
+    for item in items:
+        if item.event.type == "message" and item.event.mid:
+            firsts.setdefault(item.thread, item)
+    if not firsts:
+        return
+    contacts = _contacts_for(firsts)
+    keys = {(channel_id, f"direct:{person}") for channel_id, person in firsts}
+    existing = set(
+        db.session.execute(
+            select(Conversation.channel_id, Conversation.thread_key).where(
+                Conversation.channel_id.in_({channel_id for channel_id, _ in keys}),
+                Conversation.thread_key.in_({thread_key for _, thread_key in keys}),
+            )
+        ).all()
+    )
+    rows = []
+    for (channel_id, person), item in firsts.items():
+        if (channel_id, f"direct:{person}") in existing:
+            continue
+        contact = contacts[(channel_id, person)]
+        brand = db.session.get(Brand, item.channel.brand_id)
+        folder, state = _route_new_thread(brand, contact, item.event.text)
+        rows.append(
+            {
+                "brand_id": item.channel.brand_id,
+                "channel_id": channel_id,
+                "kind": ConversationKind.DIRECT,
+                "thread_key": f"direct:{person}",
+                "contact_id": contact.id,
+                "folder": folder,
+                "request_state": state,
+                "participant_count": 2,
+            }
+        )
+    if rows:
+        created = db.session.execute(
+            _insert(Conversation)
+            .on_conflict_do_nothing(index_elements=["channel_id", "thread_key"])
+            .returning(Conversation.id, Conversation.contact_id),
+            rows,
+        ).all()
+        seats = [{"conversation_id": id_, "is_brand": True} for id_, _ in created]
+        seats += [{"conversation_id": id_, "contact_id": person} for id_, person in created]
+        if seats:
+            db.session.execute(insert(Participant), seats)
+
+
+def _contacts_for(firsts: dict[tuple[int, str], Item]) -> dict[tuple[int, str], Contact]:
+    def known() -> dict[tuple[int, str], Contact]:
+        found = db.session.scalars(
+            select(Contact).where(
+                Contact.channel_id.in_({channel_id for channel_id, _ in firsts}),
+                Contact.platform_id.in_({person for _, person in firsts}),
+            )
+        )
+        return {(c.channel_id, c.platform_id): c for c in found}
+
+    contacts = known()
+    missing = [
+        {"brand_id": item.channel.brand_id, "channel_id": key[0], "platform_id": key[1]}
+        for key, item in firsts.items()
+        if key not in contacts
+    ]
+    if missing:
+        db.session.execute(
+            _insert(Contact).on_conflict_do_nothing(index_elements=["channel_id", "platform_id"]),
+            missing,
+        )
+        contacts = known()
+    return contacts
+
+
+def _insert(model: type) -> Any:
+    dialect_insert = postgresql_insert if _dialect() == "postgresql" else sqlite_insert
+    return dialect_insert(model)
+
+
 # The fast lane ------------------------------------------------------------------------------------
 
 
@@ -490,9 +579,8 @@ def _insert_messages(items: list[Item], ready: dict[tuple[int, str], _Thread]) -
                 "created_at": now,
             }
         )
-    dialect_insert = postgresql_insert if _dialect() == "postgresql" else sqlite_insert
     statement = (
-        dialect_insert(Message)
+        _insert(Message)
         .on_conflict_do_nothing(index_elements=["channel_id", "mid"])
         .returning(Message.id)
     )
