@@ -184,17 +184,20 @@ def _one_at_a_time(ids: list[int]) -> Outcome:
 
 def _apply(rows: list[WebhookEvent]) -> Outcome:
     claimed = _parse(rows)
-    rows = _within_savepoint_budget(rows, claimed)
+    ready = _ready_threads(claimed.items)
+    rows = _within_savepoint_budget(rows, claimed, ready)
     outcome = Outcome(delivery_ids=[row.id for row in rows])
     _open_threads(claimed.items)
     senders: list[int] = []
     remaining = claimed.items
     for round_ in range(ROUNDS):
         last = round_ == ROUNDS - 1
-        fast, slow, remaining = _split(remaining, everything=last)
+        if round_ > 0:  # the previous round opened tickets: more threads are ready now
+            ready = _ready_threads(remaining)
+        fast, slow, remaining = _split(remaining, ready, everything=last)
         outcome.fast += len(fast)
         outcome.slow += len(slow)
-        senders += _fast_lane(fast)
+        senders += _fast_lane(fast, ready)
         for item in slow:
             contact_id = _apply_one(item, claimed)
             if contact_id is not None:
@@ -207,7 +210,9 @@ def _apply(rows: list[WebhookEvent]) -> Outcome:
     return outcome
 
 
-def _within_savepoint_budget(rows: list[WebhookEvent], claimed: _Claimed) -> list[WebhookEvent]:
+def _within_savepoint_budget(
+    rows: list[WebhookEvent], claimed: _Claimed, ready: dict[tuple[int, str], _Thread]
+) -> list[WebhookEvent]:
     """The first deliveries of the claim whose events need the one-event code at most
     SLOW_EVENTS times; the rest are left pending for the next batch (their locks go at commit).
 
@@ -215,7 +220,6 @@ def _within_savepoint_budget(rows: list[WebhookEvent], claimed: _Claimed) -> lis
     subtransactions of a transaction in shared memory: past that, every snapshot of every
     session looks them up on disk, and the whole database slows down.
     """
-    ready = _ready_threads([item for item in claimed.items if _plain_message(item.event)])
     slow_per_delivery: dict[int, int] = defaultdict(int)
     for item in claimed.items:
         if not (_plain_message(item.event) and item.thread in ready):
@@ -321,14 +325,13 @@ class _Thread:
 
 
 def _split(
-    items: list[Item], everything: bool = False
+    items: list[Item], ready: dict[tuple[int, str], _Thread], everything: bool = False
 ) -> tuple[list[Item], list[Item], list[Item]]:
     """One round: the fast lane's events, then per thread the first event that needs the
     one-event code; what follows that event in its thread waits for the next round (a first
     message opens the ticket, and the thread's next messages can then take the fast lane).
     With `everything`, all that is left goes to the one-event code, in delivery order."""
     candidates = [item for item in items if _plain_message(item.event)]
-    ready = _ready_threads(candidates)
     waiting_actions = _mids_with_waiting_actions(candidates)
     fast: list[Item] = []
     slow: list[Item] = []
@@ -369,8 +372,10 @@ def _plain_message(event: Event) -> bool:
     )
 
 
-def _ready_threads(candidates: list[Item]) -> dict[tuple[int, str], _Thread]:
-    """The candidates' threads that exist and whose ticket is open, read in three queries."""
+def _ready_threads(items: list[Item]) -> dict[tuple[int, str], _Thread]:
+    """The threads of the plain messages among `items` that exist and whose ticket is open,
+    read in three queries."""
+    candidates = [item for item in items if _plain_message(item.event)]
     if not candidates:
         return {}
     keys = {(item.channel.id, f"direct:{item.event.sender_id}") for item in candidates}
@@ -524,12 +529,11 @@ def _insert(model: type) -> Any:
 # The fast lane ------------------------------------------------------------------------------------
 
 
-def _fast_lane(items: list[Item]) -> list[int]:
+def _fast_lane(items: list[Item], ready: dict[tuple[int, str], _Thread]) -> list[int]:
     """Insert the messages in one statement, then bring each thread and ticket up to date once.
     Returns the contacts who wrote."""
     if not items:
         return []
-    ready = _ready_threads(items)  # the same rows, from the session's identity map
     stored = _insert_messages(items, ready)
     if not stored:
         return []
