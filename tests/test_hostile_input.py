@@ -576,6 +576,7 @@ class Desk:
             "reply_id": self.reply.id,
             "note_id": note.id,
             "contact_id": self.world.contact.id,
+            "media_id": 1,
             "invitation_token": invitations.invite(
                 Actor.system(self.world.brand.id), self.world.brand, "invited@example.test"
             )[1],
