@@ -15,7 +15,7 @@ import pytest
 from sqlalchemy import select
 
 from helpdesk.extensions import db
-from tests.conftest import fresh, serving
+from tests.conftest import fresh, serving, wait_for
 from tests.helpers.browser import (
     TIMEOUT_MS,
     browser,  # noqa: F401  (a fixture)
@@ -211,7 +211,8 @@ def test_the_ticket_is_worked_from_a_phone(served, browser, demo, output_dir):  
     expect(page.locator(".side-pane .tags")).to_contain_text("colour question")
     page.select_option("#priority", "high")
     expect(page.locator("#priority")).to_have_value("high")
-    assert fresh(lambda: db.session.get(Ticket, demo["ticket"]).priority.value) == "high"
+    # The select submits its form on change: wait for that request to be committed.
+    wait_for(lambda: fresh(lambda: db.session.get(Ticket, demo["ticket"]).priority.value) == "high")
     # The SLA of the new priority shows in the sheet.
     expect(page.locator(".sla-list")).to_be_visible()
 
