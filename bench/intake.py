@@ -61,6 +61,14 @@ def _bench_url(url: str, name: str) -> str:
     return make_url(url).set(database=name).render_as_string(hide_password=False)
 
 
+def _plain_url(url: str, name: str) -> str:
+    """The benchmark database's URL as psycopg takes it (no +driver)."""
+    return (
+        make_url(_bench_url(url, name)).set(drivername="postgresql")
+        .render_as_string(hide_password=False)
+    )  # fmt: skip
+
+
 def _recreate_database(url: str, name: str) -> None:
     with psycopg.connect(_admin_conninfo(url), autocommit=True) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
@@ -364,6 +372,21 @@ def cpu_times() -> tuple[int, int, float]:
     return sum(fields) - idle, sum(fields), client
 
 
+def commit_time(conninfo: str, count: int = 50) -> float:
+    """Median time of a one-row INSERT committed on its own, in the benchmark's database: the
+    floor under every batch the webhook's writer commits. On a shared server it moves with what
+    others write (one WAL for all databases), and the webhook's rate with it; the bare app's
+    does not, so the ratio is read next to it."""
+    times = []
+    with psycopg.connect(conninfo, autocommit=True) as conn:
+        conn.execute("CREATE TABLE IF NOT EXISTS bench_commit (n int)")
+        for n in range(count):
+            started = time.perf_counter()
+            conn.execute("INSERT INTO bench_commit VALUES (%s)", (n,))
+            times.append(time.perf_counter() - started)
+    return statistics.median(times)
+
+
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else float("nan")
@@ -463,8 +486,11 @@ def main() -> int:
         bodies = [_body(n, run) for n in range(2000)]
         each = args.seconds / args.rounds
         ping, hooks, baseline = Phase(port), Phase(port), Phase(bare_port)
+        conninfo = _plain_url(base_url, args.database)
+        commits = []
         for _ in range(args.rounds):  # alternated, so the machine's drift falls on all alike
             ping.run(lambda: _load(args, port, each, "GET", "/ping", []))
+            commits.append(commit_time(conninfo))
             hooks.run(lambda: _load(args, port, each, "POST", "/webhooks/instagram", bodies))
             baseline.run(lambda: _load(args, bare_port, each, "GET", "/", []))
         rated_ok, rated = fixed_rate(
@@ -476,8 +502,7 @@ def main() -> int:
             process.terminate()
             process.wait(timeout=30)
 
-    with psycopg.connect(make_url(_bench_url(base_url, args.database)).set(drivername="postgresql")
-                         .render_as_string(hide_password=False)) as conn:  # fmt: skip
+    with psycopg.connect(_plain_url(base_url, args.database)) as conn:
         stored = conn.execute("SELECT COUNT(*) FROM webhook_events").fetchone()[0]
 
     ping_rps = ping.ok / args.seconds
@@ -498,6 +523,8 @@ def main() -> int:
     print(f"intake / trivial throughput ratio: {hook_rps / ping_rps:.2f} (target >= 0.5)")
     print(f"webhook / bare Flask: {hook_rps / bare_rps:.2f} (target >= 0.35 with keep-alive); "
           f"/ping / bare Flask: {ping_rps / bare_rps:.2f}")  # fmt: skip
+    print(f"    a lone commit on the database server before each webhook round: median "
+          f"{' '.join(f'{c * 1000:.2f}' for c in commits)} ms")  # fmt: skip
     print(f"fixed rate {args.rate:.0f}/s: {rated_ok} ok, p50 {percentile(rated, .5) * 1000:.1f} ms,"
           f" p99 {percentile(rated, .99) * 1000:.1f} ms")  # fmt: skip
     answered = hooks.ok + rated_ok
