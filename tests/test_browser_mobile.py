@@ -212,7 +212,7 @@ def test_the_ticket_is_worked_from_a_phone(served, browser, demo, output_dir):  
     page.select_option("#priority", "high")
     expect(page.locator("#priority")).to_have_value("high")
     # The select submits its form on change: wait for that request to be committed.
-    wait_for(lambda: fresh(lambda: db.session.get(Ticket, demo["ticket"]).priority.value) == "high")
+    assert wait_for(lambda: db.session.get(Ticket, demo["ticket"]).priority.value == "high")
     # The SLA of the new priority shows in the sheet.
     expect(page.locator(".sla-list")).to_be_visible()
 
