@@ -313,29 +313,42 @@ def test_an_unknown_account_is_noted_once_per_delivery():
     assert db.session.scalar(select(func.count()).select_from(Message)) == 0
 
 
-def test_many_first_messages_are_split_into_batches_with_few_savepoints():
+def test_many_events_for_the_one_event_code_are_split_into_batches_with_few_savepoints():
     _prepare()
+    brand = db.session.scalar(select(Brand))
+    brand.accept_all_requests = False  # requests: each message goes through the one-event code
+    db.session.commit()
     store([_delivery(message(n, f"s{n}", "hi", at=n)) for n in range(batch.SLOW_EVENTS * 3)])
     outcomes = _in_batches(None)
     assert all(outcome.slow <= batch.SLOW_EVENTS for outcome in outcomes)
     assert len(outcomes) == 3
-    assert db.session.scalar(select(func.count()).select_from(Ticket)) == batch.SLOW_EVENTS * 3
+    assert db.session.scalar(select(func.count()).select_from(Message)) == batch.SLOW_EVENTS * 3
 
 
-def test_a_follow_up_in_the_same_batch_as_the_first_message_takes_the_fast_lane():
+def test_new_customers_first_messages_and_follow_ups_take_the_fast_lane_together():
     _prepare()
     store(
         [
             _delivery(message(1, "f1", "first", at=0)),
-            _delivery(message(1, "f2", "second", at=1)),
-            _delivery(message(1, "f3", "third", at=2)),
+            _delivery(message(2, "g1", "other customer", at=1)),
+            _delivery(message(1, "f2", "second", at=2)),
+            _delivery(message(1, "f3", "third, refund", at=3)),
         ]
     )
     (outcome,) = _in_batches(None)
-    assert (outcome.slow, outcome.fast) == (1, 2)
-    ticket = db.session.scalar(select(Ticket))
-    events = db.session.scalars(select(TicketEvent.kind).where(TicketEvent.ticket_id == ticket.id))
-    assert list(events).count("inbound") == 2  # the opening message is the ticket's "opened"
+    assert (outcome.slow, outcome.fast) == (0, 4)
+    ticket = db.session.scalar(
+        select(Ticket)
+        .join(Conversation, Conversation.id == Ticket.conversation_id)
+        .where(Conversation.thread_key == f"direct:{_customer(1)}")
+    )
+    assert ticket.opened_at.timestamp() * 1000 == BASE_MS  # at the first message
+    assert ticket.awaiting_since == ticket.opened_at
+    kinds = list(
+        db.session.scalars(select(TicketEvent.kind).where(TicketEvent.ticket_id == ticket.id))
+    )
+    assert kinds.count("created") == 1 and kinds.count("inbound") == 2 and "tagged" in kinds
+    assert db.session.scalar(select(func.count()).select_from(Ticket)) == 2
 
 
 def test_requests_and_blocked_threads_are_not_fast_and_open_no_ticket():

@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import insert, select, text, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -63,12 +63,16 @@ from helpdesk.memo import batch_scope
 from helpdesk.outgoing.models import WebhookSubscription
 from helpdesk.outgoing.service import emit, message_data
 from helpdesk.sla.clocks import BrandRules, refresh_many
+from helpdesk.tickets import service as ticket_service
 from helpdesk.tickets.events import record_event
-from helpdesk.tickets.models import Ticket, TicketStatus
+from helpdesk.tickets.models import ACTIVE_STATUSES, Priority, Ticket, TicketStatus
 from helpdesk.tickets.tags import apply_tag_rules
 from helpdesk.types import utcnow
 
 log = logging.getLogger(__name__)
+
+# The partial unique index's condition (tickets.models): one active ticket per conversation.
+ACTIVE_TICKET = "status IN (" + ", ".join(f"'{s.value}'" for s in ACTIVE_STATUSES) + ")"
 
 # A thread whose events alternate between the lanes (a first message, then more; an echo between
 # messages) moves on by at least one event per round; after the last, the rest goes one by one.
@@ -141,7 +145,11 @@ def process_batch(
         db.session.commit()
     except Exception:
         db.session.rollback()
-        log.warning("a batch of %d deliveries failed; processing them one at a time", len(ids))
+        log.warning(
+            "a batch of %d deliveries failed; processing them one at a time",
+            len(ids),
+            exc_info=True,
+        )
         return _one_at_a_time(ids)
     return outcome
 
@@ -184,10 +192,10 @@ def _one_at_a_time(ids: list[int]) -> Outcome:
 
 def _apply(rows: list[WebhookEvent]) -> Outcome:
     claimed = _parse(rows)
+    _open_threads(claimed.items)
     ready = _ready_threads(claimed.items)
     rows = _within_savepoint_budget(rows, claimed, ready)
     outcome = Outcome(delivery_ids=[row.id for row in rows])
-    _open_threads(claimed.items)
     senders: list[int] = []
     remaining = claimed.items
     for round_ in range(ROUNDS):
@@ -321,7 +329,7 @@ def _finish(rows: list[WebhookEvent], claimed: _Claimed) -> None:
 class _Thread:
     contact: Contact
     conversation: Conversation
-    ticket: Ticket
+    ticket: Ticket | None  # None: the thread's next message opens its ticket
 
 
 def _split(
@@ -384,7 +392,6 @@ def _ready_threads(items: list[Item]) -> dict[tuple[int, str], _Thread]:
             Conversation.channel_id.in_({channel_id for channel_id, _ in keys}),
             Conversation.thread_key.in_({thread_key for _, thread_key in keys}),
             Conversation.kind == ConversationKind.DIRECT,
-            Conversation.current_ticket_id.is_not(None),
         )
     ).all()
     conversations = [c for c in conversations if (c.channel_id, c.thread_key) in keys]
@@ -399,7 +406,9 @@ def _ready_threads(items: list[Item]) -> dict[tuple[int, str], _Thread]:
     tickets = {
         ticket.id: ticket
         for ticket in db.session.scalars(
-            select(Ticket).where(Ticket.id.in_({c.current_ticket_id for c in conversations}))
+            select(Ticket).where(
+                Ticket.id.in_({c.current_ticket_id for c in conversations if c.current_ticket_id})
+            )
         )
     }
     ready: dict[tuple[int, str], _Thread] = {}
@@ -407,7 +416,7 @@ def _ready_threads(items: list[Item]) -> dict[tuple[int, str], _Thread]:
         contact = contacts.get(conversation.contact_id or 0)
         ticket = tickets.get(conversation.current_ticket_id or 0)
         if _fits_fast_lane(conversation, contact, ticket):
-            assert contact is not None and ticket is not None
+            assert contact is not None
             ready[(conversation.channel_id, contact.platform_id)] = _Thread(
                 contact, conversation, ticket
             )
@@ -417,14 +426,15 @@ def _ready_threads(items: list[Item]) -> dict[tuple[int, str], _Thread]:
 def _fits_fast_lane(
     conversation: Conversation, contact: Contact | None, ticket: Ticket | None
 ) -> bool:
+    """An inbox thread (not a request, not blocked, not in vanish mode) whose ticket is open, or
+    which has had none yet. A resolved or closed ticket (reopening, a survey's answer) and a
+    snoozed or pending one (their status changes) are the one-event code's."""
     return (
         contact is not None
-        and ticket is not None
         and not contact.blocked
         and not conversation.vanish_mode
         and conversation.request_state in INBOX_STATES
-        and ticket.status is TicketStatus.OPEN
-        and ticket.csat_sent_at is None  # an answer to a survey is the CSAT code's to take
+        and (ticket is None or (ticket.status is TicketStatus.OPEN and ticket.csat_sent_at is None))
     )
 
 
@@ -537,6 +547,8 @@ def _fast_lane(items: list[Item], ready: dict[tuple[int, str], _Thread]) -> list
     stored = _insert_messages(items, ready)
     if not stored:
         return []
+    now = utcnow()
+    opened = _open_tickets(items, ready, stored, now)
     messages = list(
         db.session.scalars(select(Message).where(Message.id.in_(stored)).order_by(Message.id))
     )
@@ -545,18 +557,71 @@ def _fast_lane(items: list[Item], ready: dict[tuple[int, str], _Thread]) -> list
     platform_ids = {thread.contact.id: key for key, thread in ready.items()}
     for message in messages:
         by_thread[platform_ids[message.contact_id or 0]].append(message)
-    now = utcnow()
+    tickets: list[Ticket] = []
     for key, new in by_thread.items():
-        _update_thread(ready[key], new)
-    _refresh_clocks([ready[key].ticket for key in by_thread], now)
-    for key, new in by_thread.items():
+        ticket = _update_thread(ready[key], new, opening=key in opened)
+        tickets.append(ticket)
         for message in new:
-            hooks.publish(
-                hooks.MESSAGE_RECEIVED, ticket=ready[key].ticket, message=message, now=now
-            )
+            hooks.publish(hooks.MESSAGE_RECEIVED, ticket=ticket, message=message, now=now)
             copies.note_inbound(message)
+    _refresh_clocks(tickets, now)
     _announce(messages)
     return [message.contact_id for message in messages if message.contact_id]
+
+
+class TicketRace(Exception):
+    """Another worker opened one of the batch's tickets first: the batch goes one at a time."""
+
+
+def _open_tickets(
+    items: list[Item], ready: dict[tuple[int, str], _Thread], stored: list[int], now: datetime
+) -> set[tuple[int, str]]:
+    """Tickets for the threads that have none, opened at their first new message, in one
+    INSERT (the partial unique index keeps one active ticket per thread); then what follows an
+    opening, ticket by ticket (`tickets.setup_opened`). Returns those threads."""
+    stored_mids = set(db.session.scalars(select(Message.mid).where(Message.id.in_(stored))))
+    firsts: dict[tuple[int, str], Item] = {}
+    for item in items:
+        if ready[item.thread].ticket is None and item.event.mid in stored_mids:
+            firsts.setdefault(item.thread, item)
+    if not firsts:
+        return set()
+    rows = [
+        {
+            "brand_id": item.channel.brand_id,
+            "conversation_id": ready[key].conversation.id,
+            "channel_id": item.channel.id,
+            "status": TicketStatus.OPEN,
+            "priority": Priority.NORMAL,
+            "opened_at": item.event.at,
+            "awaiting_since": item.event.at,
+            "status_changed_at": now,
+            "breached": [],
+            "created_at": now,
+            "updated_at": now,
+        }
+        for key, item in firsts.items()
+    ]
+    statement = (
+        _insert(Ticket)
+        .on_conflict_do_nothing(
+            index_elements=["conversation_id"],
+            index_where=text(ACTIVE_TICKET),
+        )
+        .returning(Ticket.id)
+    )
+    ids = list(db.session.scalars(statement, rows))
+    if len(ids) < len(rows):
+        raise TicketRace(f"{len(rows) - len(ids)} tickets were opened by another worker")
+    by_conversation = {
+        ticket.conversation_id: ticket
+        for ticket in db.session.scalars(select(Ticket).where(Ticket.id.in_(ids)))
+    }
+    for key, item in firsts.items():
+        thread = ready[key]
+        thread.ticket = by_conversation[thread.conversation.id]
+        ticket_service.setup_opened(thread.conversation, thread.ticket, now, item.event.text)
+    return set(firsts)
 
 
 def _insert_messages(items: list[Item], ready: dict[tuple[int, str], _Thread]) -> list[int]:
@@ -571,7 +636,7 @@ def _insert_messages(items: list[Item], ready: dict[tuple[int, str], _Thread]) -
                 "channel_id": item.channel.id,
                 "conversation_id": thread.conversation.id,
                 "contact_id": thread.contact.id,
-                "ticket_id": thread.ticket.id,
+                "ticket_id": thread.ticket.id if thread.ticket else None,
                 "direction": Direction.INBOUND,
                 "mid": event.mid,
                 "kind": event.kind,
@@ -619,14 +684,20 @@ def _link_waiting_replies(messages: list[Message]) -> None:
         )
 
 
-def _update_thread(thread: _Thread, new: list[Message]) -> None:
+def _update_thread(thread: _Thread, new: list[Message], opening: bool) -> Ticket:
     """What `dm.receive_inbound` and `tickets.on_inbound` do per message, done once for all of a
-    thread's new messages (its ticket is open: no status change, no reopening)."""
+    thread's new messages (its ticket is open: no status change, no reopening). With `opening`,
+    the first of them opened the ticket (`_open_tickets`): the others continue it."""
     conversation, ticket = thread.conversation, thread.ticket
+    assert ticket is not None
     latest = max(new, key=lambda message: (message.sent_at, message.id))
     if conversation.last_inbound_at is None or latest.sent_at > conversation.last_inbound_at:
         conversation.last_inbound_at = latest.sent_at
     touch_conversation(conversation, latest)
+    if opening:
+        new = new[1:]
+    if not new:
+        return ticket
     first_at = min(message.sent_at for message in new if message.sent_at)
     if ticket.awaiting_since is None:
         ticket.awaiting_since = first_at
@@ -635,6 +706,7 @@ def _update_thread(thread: _Thread, new: list[Message]) -> None:
     texts = [message.text for message in new if message.text and message.text.strip()]
     if texts:
         apply_tag_rules(ticket, "\n".join(texts))
+    return ticket
 
 
 def _refresh_clocks(tickets: list[Ticket], now: datetime) -> None:

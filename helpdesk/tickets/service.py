@@ -104,9 +104,18 @@ def open_ticket(
     with atomic():
         db.session.add(ticket)
         db.session.flush()
+    return setup_opened(conversation, ticket, now, text)
+
+
+def setup_opened(
+    conversation: Conversation, ticket: Ticket, now: datetime, text: str | None = None
+) -> Ticket:
+    """What follows a new ticket's row (inserted by `open_ticket`, or by the intake's batches
+    for many threads at once): the thread's messages join it, keyword tags, routing, clocks,
+    the `ticket.created` webhook, assignment and automations."""
     conversation.current_ticket_id = ticket.id
     _claim_unticketed_messages(conversation, ticket)
-    record_event(ticket, "created", data={"opened_at": opened_at.isoformat()}, at=now)
+    record_event(ticket, "created", data={"opened_at": ticket.opened_at.isoformat()}, at=now)
     # Keyword tags first: routing rules may send tagged tickets to a team.
     apply_tag_rules(ticket, text)
     ticket.team_id = _route_team(ticket)
