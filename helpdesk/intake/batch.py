@@ -498,7 +498,7 @@ def _open_threads(items: list[Item]) -> None:
             _insert(Conversation)
             .on_conflict_do_nothing(index_elements=["channel_id", "thread_key"])
             .returning(Conversation.id, Conversation.contact_id),
-            rows,
+            sorted(rows, key=lambda row: (row["channel_id"], row["thread_key"])),
         ).all()
         seats = [{"conversation_id": id_, "is_brand": True} for id_, _ in created]
         seats += [{"conversation_id": id_, "contact_id": person} for id_, person in created]
@@ -525,7 +525,7 @@ def _contacts_for(firsts: dict[tuple[int, str], Item]) -> dict[tuple[int, str], 
     if missing:
         db.session.execute(
             _insert(Contact).on_conflict_do_nothing(index_elements=["channel_id", "platform_id"]),
-            missing,
+            sorted(missing, key=lambda row: (row["channel_id"], row["platform_id"])),
         )
         contacts = known()
     return contacts
@@ -600,8 +600,8 @@ def _open_tickets(
             "created_at": now,
             "updated_at": now,
         }
-        for key, item in firsts.items()
-    ]
+        for key, item in sorted(firsts.items(), key=lambda pair: ready[pair[0]].conversation.id)
+    ]  # in one order in every worker: two batches wait for each other, never deadlock
     statement = (
         _insert(Ticket)
         .on_conflict_do_nothing(
@@ -611,17 +611,53 @@ def _open_tickets(
         .returning(Ticket.id)
     )
     ids = list(db.session.scalars(statement, rows))
-    if len(ids) < len(rows):
-        raise TicketRace(f"{len(rows) - len(ids)} tickets were opened by another worker")
     by_conversation = {
         ticket.conversation_id: ticket
         for ticket in db.session.scalars(select(Ticket).where(Ticket.id.in_(ids)))
     }
+    opened = set()
     for key, item in firsts.items():
         thread = ready[key]
-        thread.ticket = by_conversation[thread.conversation.id]
-        ticket_service.setup_opened(thread.conversation, thread.ticket, now, item.event.text)
-    return set(firsts)
+        ticket = by_conversation.get(thread.conversation.id)
+        if ticket is None:
+            continue
+        thread.ticket = ticket
+        ticket_service.setup_opened(thread.conversation, ticket, now, item.event.text)
+        opened.add(key)
+    _join_tickets_opened_elsewhere([ready[key] for key in firsts if key not in opened])
+    return opened
+
+
+def _join_tickets_opened_elsewhere(threads: list[_Thread]) -> None:
+    """Another worker opened these threads' tickets first (it had the customer's earlier
+    message): the batch's messages continue those tickets, as later messages would."""
+    if not threads:
+        return
+    active = {
+        ticket.conversation_id: ticket
+        for ticket in db.session.scalars(
+            select(Ticket).where(
+                Ticket.conversation_id.in_([thread.conversation.id for thread in threads]),
+                Ticket.status.in_(ACTIVE_STATUSES),
+            )
+        )
+    }
+    for thread in threads:
+        ticket = active.get(thread.conversation.id)
+        if ticket is None or ticket.status is not TicketStatus.OPEN:
+            raise TicketRace("a ticket opened by another worker is no longer open")
+        thread.ticket = ticket
+        thread.conversation.current_ticket_id = ticket.id
+        db.session.execute(
+            update(Message)
+            .where(
+                Message.conversation_id == thread.conversation.id,
+                Message.ticket_id.is_(None),
+                Message.suppressed.is_(False),
+            )
+            .values(ticket_id=ticket.id)
+            .execution_options(synchronize_session=False)
+        )
 
 
 def _insert_messages(items: list[Item], ready: dict[tuple[int, str], _Thread]) -> list[int]:
