@@ -15,7 +15,6 @@ from helpdesk.dm.models import Contact, Conversation, Message, Reaction
 from helpdesk.extensions import db
 from helpdesk.intake import batch
 from helpdesk.intake.models import EventStatus, PendingAction, WebhookEvent
-from helpdesk.tickets import service as tickets_service
 from helpdesk.tickets.models import Tag, TagRule, Ticket, TicketEvent, TicketTag
 from helpdesk.types import utcnow
 from tests.conftest import _empty_tables
@@ -398,39 +397,3 @@ def test_deliveries_younger_than_asked_wait(app):
     store([_delivery(message(1, "y1", "hi", 0))])
     assert batch.process_batch(older_than=timedelta(minutes=5)) is None
     assert batch.process_batch() is not None
-
-
-def test_a_ticket_another_worker_opened_meanwhile_is_continued(app, is_postgres, monkeypatch):
-    if not is_postgres:
-        pytest.skip("needs two concurrent writers: runs when DATABASE_URL names PostgreSQL")
-    _prepare()
-    store([_delivery(message(1, "c1", "hello", at=0))])
-    # The thread exists without a ticket (a brand-started thread, say), committed.
-    claimed = batch._parse(list(db.session.scalars(select(WebhookEvent))))
-    batch._open_threads(claimed.items)
-    db.session.commit()
-    conversation_id = db.session.scalar(select(Conversation.id))
-    real_insert = batch._insert_messages
-
-    def another_worker_opens_the_ticket_first(items, ready):
-        def other() -> None:
-            with app.app_context():
-                conversation = db.session.get(Conversation, conversation_id)
-                tickets_service.open_ticket(conversation, opened_at=utcnow())
-                db.session.commit()
-                db.session.remove()
-
-        worker = threading.Thread(target=other)
-        worker.start()
-        worker.join(30)
-        return real_insert(items, ready)
-
-    monkeypatch.setattr(batch, "_insert_messages", another_worker_opens_the_ticket_first)
-    (outcome,) = _in_batches(None)
-
-    assert (outcome.fast, outcome.failed_ids) == (1, [])  # no fallback to one at a time
-    (ticket,) = db.session.scalars(select(Ticket)).all()
-    message_row = db.session.scalar(select(Message).where(Message.mid == "c1"))
-    assert message_row.ticket_id == ticket.id
-    kinds = db.session.scalars(select(TicketEvent.kind).where(TicketEvent.ticket_id == ticket.id))
-    assert sorted(kinds) == ["created", "inbound"]

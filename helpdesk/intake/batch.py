@@ -32,9 +32,11 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+import psycopg
 from sqlalchemy import insert, select, text, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.exc import OperationalError
 
 from helpdesk import hooks
 from helpdesk.brands.models import Brand
@@ -77,6 +79,7 @@ ACTIVE_TICKET = "status IN (" + ", ".join(f"'{s.value}'" for s in ACTIVE_STATUSE
 # A thread whose events alternate between the lanes (a first message, then more; an echo between
 # messages) moves on by at least one event per round; after the last, the rest goes one by one.
 ROUNDS = 4
+DEADLOCK_RETRIES = 3
 # Events for the one-event code per batch (see `_within_savepoint_budget`).
 SLOW_EVENTS = 12
 POSTGRESQL_BATCH = 500
@@ -133,25 +136,36 @@ def process_batch(
     pending. On an unexpected error the batch is undone and its deliveries go one at a time.
 
     `skip`: deliveries that failed in this run already (the sweep retries them later).
+    A batch that lost a deadlock to another worker's (both wrote to the same customers' threads)
+    is simply tried again: the other has committed by then.
     """
-    rows = _claim(limit or batch_size(), older_than, skip)
-    if not rows:
-        db.session.rollback()
-        return None
-    ids = [row.id for row in rows]
-    try:
-        with batch_scope():
-            outcome = _apply(rows)
-        db.session.commit()
-    except Exception:
-        db.session.rollback()
-        log.warning(
-            "a batch of %d deliveries failed; processing them one at a time",
-            len(ids),
-            exc_info=True,
-        )
-        return _one_at_a_time(ids)
-    return outcome
+    for _attempt in range(DEADLOCK_RETRIES):
+        rows = _claim(limit or batch_size(), older_than, skip)
+        if not rows:
+            db.session.rollback()
+            return None
+        ids = [row.id for row in rows]
+        try:
+            with batch_scope():
+                outcome = _apply(rows)
+            db.session.commit()
+            return outcome
+        except OperationalError as exc:
+            db.session.rollback()
+            if not isinstance(exc.orig, psycopg.errors.DeadlockDetected):
+                return _after_failure(ids)
+            log.info("a batch of %d deliveries lost a deadlock; trying again", len(ids))
+        except Exception:
+            db.session.rollback()
+            return _after_failure(ids)
+    return _after_failure(ids)
+
+
+def _after_failure(ids: list[int]) -> Outcome:
+    log.warning(
+        "a batch of %d deliveries failed; processing them one at a time", len(ids), exc_info=True
+    )
+    return _one_at_a_time(ids)
 
 
 def _claim(
@@ -388,10 +402,14 @@ def _ready_threads(items: list[Item]) -> dict[tuple[int, str], _Thread]:
         return {}
     keys = {(item.channel.id, f"direct:{item.event.sender_id}") for item in candidates}
     conversations = db.session.scalars(
-        select(Conversation).where(
-            Conversation.channel_id.in_({channel_id for channel_id, _ in keys}),
-            Conversation.thread_key.in_({thread_key for _, thread_key in keys}),
-            Conversation.kind == ConversationKind.DIRECT,
+        _locked(
+            select(Conversation)
+            .where(
+                Conversation.channel_id.in_({channel_id for channel_id, _ in keys}),
+                Conversation.thread_key.in_({thread_key for _, thread_key in keys}),
+                Conversation.kind == ConversationKind.DIRECT,
+            )
+            .order_by(Conversation.id)
         )
     ).all()
     conversations = [c for c in conversations if (c.channel_id, c.thread_key) in keys]
@@ -406,8 +424,14 @@ def _ready_threads(items: list[Item]) -> dict[tuple[int, str], _Thread]:
     tickets = {
         ticket.id: ticket
         for ticket in db.session.scalars(
-            select(Ticket).where(
-                Ticket.id.in_({c.current_ticket_id for c in conversations if c.current_ticket_id})
+            _locked(
+                select(Ticket)
+                .where(
+                    Ticket.id.in_(
+                        {c.current_ticket_id for c in conversations if c.current_ticket_id}
+                    )
+                )
+                .order_by(Ticket.id)
             )
         )
     }
@@ -421,6 +445,13 @@ def _ready_threads(items: list[Item]) -> dict[tuple[int, str], _Thread]:
                 contact, conversation, ticket
             )
     return ready
+
+
+def _locked(query: Any) -> Any:
+    """The fast lane's threads and tickets are locked up front, in id order, on PostgreSQL: two
+    batches with messages of the same customers then wait for each other instead of
+    deadlocking."""
+    return query.with_for_update() if _dialect() == "postgresql" else query
 
 
 def _fits_fast_lane(
@@ -611,53 +642,17 @@ def _open_tickets(
         .returning(Ticket.id)
     )
     ids = list(db.session.scalars(statement, rows))
+    if len(ids) < len(rows):  # cannot happen while the threads are locked (`_locked`)
+        raise TicketRace(f"{len(rows) - len(ids)} tickets were opened by another worker")
     by_conversation = {
         ticket.conversation_id: ticket
         for ticket in db.session.scalars(select(Ticket).where(Ticket.id.in_(ids)))
     }
-    opened = set()
     for key, item in firsts.items():
         thread = ready[key]
-        ticket = by_conversation.get(thread.conversation.id)
-        if ticket is None:
-            continue
-        thread.ticket = ticket
-        ticket_service.setup_opened(thread.conversation, ticket, now, item.event.text)
-        opened.add(key)
-    _join_tickets_opened_elsewhere([ready[key] for key in firsts if key not in opened])
-    return opened
-
-
-def _join_tickets_opened_elsewhere(threads: list[_Thread]) -> None:
-    """Another worker opened these threads' tickets first (it had the customer's earlier
-    message): the batch's messages continue those tickets, as later messages would."""
-    if not threads:
-        return
-    active = {
-        ticket.conversation_id: ticket
-        for ticket in db.session.scalars(
-            select(Ticket).where(
-                Ticket.conversation_id.in_([thread.conversation.id for thread in threads]),
-                Ticket.status.in_(ACTIVE_STATUSES),
-            )
-        )
-    }
-    for thread in threads:
-        ticket = active.get(thread.conversation.id)
-        if ticket is None or ticket.status is not TicketStatus.OPEN:
-            raise TicketRace("a ticket opened by another worker is no longer open")
-        thread.ticket = ticket
-        thread.conversation.current_ticket_id = ticket.id
-        db.session.execute(
-            update(Message)
-            .where(
-                Message.conversation_id == thread.conversation.id,
-                Message.ticket_id.is_(None),
-                Message.suppressed.is_(False),
-            )
-            .values(ticket_id=ticket.id)
-            .execution_options(synchronize_session=False)
-        )
+        thread.ticket = by_conversation[thread.conversation.id]
+        ticket_service.setup_opened(thread.conversation, thread.ticket, now, item.event.text)
+    return set(firsts)
 
 
 def _insert_messages(items: list[Item], ready: dict[tuple[int, str], _Thread]) -> list[int]:
