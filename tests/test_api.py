@@ -24,6 +24,7 @@ from helpdesk.dm import service as dm
 from helpdesk.dm.models import Conversation, Message, MessageStatus, Reaction
 from helpdesk.extensions import db
 from helpdesk.inbox import service as inbox
+from helpdesk.media.models import MediaObject
 from helpdesk.outgoing import service as outgoing
 from helpdesk.queueing import DELIVER_MESSAGE as DELIVER_TASK
 from helpdesk.queueing import DELIVER_REACTION as REACTION_TASK
@@ -662,6 +663,13 @@ def test_inbound_stores_a_message_once(api, desk):
     assert again.status_code == 200 and again.get_json() == message
     assert table_counts() == counts
     assert db.session.scalar(select(func.count()).where(Message.mid == "web-msg-1")) == 1
+    # Its image is to be copied into the media store, once, like a webhook's.
+    (copy,) = db.session.scalars(select(MediaObject)).all()
+    assert (copy.message_id, copy.kind, copy.source_url) == (
+        message["id"],
+        "image",
+        "https://cdn.example.test/p.jpg",
+    )
 
 
 def test_inbound_accepts_iso_timestamps_and_seconds(api, desk):

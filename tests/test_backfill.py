@@ -14,11 +14,12 @@ import httpx
 import pytest
 from sqlalchemy import func, select
 
-from helpdesk.channels import backfill, lifecycle
+from helpdesk.channels import backfill, history, lifecycle
 from helpdesk.channels.models import Backfill, Channel, ChannelStatus
 from helpdesk.channels.service import connect_channel
 from helpdesk.dm.models import Contact, Conversation, Direction, Message, Reaction
 from helpdesk.extensions import db
+from helpdesk.media.models import MediaObject
 from helpdesk.queueing import RESUME_BACKFILLS
 from helpdesk.tickets.models import Ticket, TicketEvent, TicketStatus
 from helpdesk.types import utcnow
@@ -437,3 +438,25 @@ def test_an_account_connected_with_instagram_login_gets_its_own_history(
     assert the_backfill(channel.id).messages_stored == 8
     ticket = db.session.scalar(select(Ticket).where(Ticket.channel_id == channel.id))
     assert ticket is not None and ticket.status is TicketStatus.OPEN  # Lena is still waiting
+
+
+def test_backfilled_media_is_copied_like_a_webhooks(app):
+    channel = connect(app)
+    at = utcnow() - timedelta(days=2)
+    photo = history.HistoryMessage(
+        id="hist-photo-1",
+        at=at,
+        from_business=False,
+        customer_id="6160000000000042",
+        customer_username="photo.person",
+        raw={"attachments": {"data": [{"image_data": {"url": "https://cdn.example.test/h.jpg"}}]}},
+    )
+    assert history.store_conversation(channel, [photo], utcnow()) == 1
+    db.session.commit()
+    message = db.session.scalar(select(Message).where(Message.mid == "hist-photo-1"))
+    (copy,) = db.session.scalars(select(MediaObject)).all()
+    assert (copy.message_id, copy.kind, copy.source_url) == (
+        message.id,
+        "image",
+        "https://cdn.example.test/h.jpg",
+    )

@@ -25,6 +25,7 @@ from helpdesk.inbox.folders import INBOX_STATES
 from helpdesk.intake import instagram
 from helpdesk.intake import service as intake
 from helpdesk.intake.instagram import MalformedEvent
+from helpdesk.media import copies
 from helpdesk.tickets import service as tickets
 
 
@@ -157,6 +158,7 @@ def _store(channel: Channel, message: HistoryMessage) -> tuple[Message | None, b
     # A reaction, edit or read that a webhook brought before its message: applied now, as the
     # intake does when the message itself arrives.
     intake._after_new_message(channel, row)
+    copies.note_inbound(row)  # history's media links expire like any other
     return row, True
 
 

@@ -27,6 +27,7 @@ from helpdesk.dm.models import (
 from helpdesk.errors import DuplicateMessage, InvalidState, NewerReply, ReplyWindowClosed
 from helpdesk.extensions import db
 from helpdesk.live import events as live
+from helpdesk.media import copies
 from helpdesk.outgoing.service import emit, message_data
 from helpdesk.tickets import notes
 from helpdesk.tickets import service as tickets
@@ -37,6 +38,7 @@ from helpdesk.types import utcnow
 def receive(channel: Channel, incoming: dm.InboundMessage, now: datetime | None = None) -> Message:
     """Store a customer's message, then open or continue its ticket (keyword tags included)."""
     message = dm.receive_inbound(channel, incoming)
+    copies.note_inbound(message)  # the platform's media URLs expire: copied after the commit
     if not csat_answers.take(message, now):  # a survey's answer leaves its ticket resolved
         ticket = tickets.on_inbound(message, now)
         hooks.publish(hooks.MESSAGE_RECEIVED, ticket=ticket, message=message, now=now)

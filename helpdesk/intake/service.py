@@ -178,7 +178,6 @@ def _inbound(channel: Channel, event: Event) -> Message | None:
     except DuplicateMessage:
         return None
     _after_new_message(channel, message)
-    copies.note_inbound(message)  # the platform's media URLs expire: copied after the commit
     return message
 
 
