@@ -161,6 +161,20 @@ def test_an_image_from_a_local_server_is_copied_and_shown_from_the_store(app, cl
     assert max(Image.open(io.BytesIO(small.data)).size) <= 480
 
 
+def test_the_inbox_row_shows_the_latest_pictures_thumbnail(client, desk, server):
+    message = desk.receive(("image", server.url("/photo.png")))
+    [media] = media_of(message)
+    db.session.commit()
+    signed_in(client, desk.agent)
+    before = client.get("/inbox?folder=requests").get_data(as_text=True)
+    assert "row-thumb" not in before  # nothing stored yet: the preview says [image]
+
+    copy_media(media.id)
+    db.session.rollback()
+    page = client.get("/inbox?folder=requests").get_data(as_text=True)
+    assert f'class="row-thumb" src="/media/{media.id}/thumbnail"' in page
+
+
 def test_a_copy_is_asked_of_a_worker_after_the_commit_and_noted_once(app, desk, server):
     drain_broker(app)
     message = desk.receive(("image", server.url("/photo.png")), ("video", server.url("/v.mp4")))

@@ -37,6 +37,7 @@ from helpdesk.extensions import db
 from helpdesk.inbox.filters import InboxFilter
 from helpdesk.inbox.folders import FOLDERS, folder_condition, folder_name, in_inbox_folders
 from helpdesk.inbox.models import ConversationView
+from helpdesk.media import copies
 from helpdesk.search.matching import contains
 from helpdesk.tickets.models import Priority, Tag, Ticket
 from helpdesk.tickets.queries import (
@@ -63,6 +64,7 @@ class InboxRow:
     team: str | None
     unread: bool
     tags: list[tuple[str, str]] = field(default_factory=list)
+    thumbnail_id: int | None = None  # the latest message's picture, when it is one
 
     @property
     def sla_due(self) -> datetime | None:
@@ -274,8 +276,11 @@ def _rows(
 
 
 def _attach_tags(rows: list[InboxRow]) -> None:
+    """The tags of each row's ticket, and the thumbnail of its latest picture."""
     tags = ticket_tags([row.ticket.id for row in rows if row.ticket is not None])
+    thumbnails = copies.latest_thumbnails([row.conversation.id for row in rows])
     for row in rows:
+        row.thumbnail_id = thumbnails.get(row.conversation.id)
         if row.ticket is not None:
             row.tags = tags.get(row.ticket.id, [])
 

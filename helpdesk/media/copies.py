@@ -24,7 +24,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from flask import current_app
-from sqlalchemy import event, or_, select, update
+from sqlalchemy import event, func, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
@@ -276,6 +276,33 @@ def of_messages(message_ids: Iterable[int]) -> dict[int, dict[int, MediaObject]]
         if media.message_id is not None and media.attachment_index is not None:
             found.setdefault(media.message_id, {})[media.attachment_index] = media
     return found
+
+
+def latest_thumbnails(conversation_ids: Iterable[int]) -> dict[int, int]:
+    """For an inbox page: the stored copy with a thumbnail of each conversation's latest
+    message, when that message is a picture (not vanish-mode, not unsent): one query."""
+    ids = list(conversation_ids)
+    if not ids:
+        return {}
+    latest = (
+        select(Message.conversation_id, func.max(Message.id).label("message_id"))
+        .where(Message.conversation_id.in_(ids), Message.suppressed.is_(False))
+        .group_by(Message.conversation_id)
+        .subquery()
+    )
+    rows = db.session.execute(
+        select(latest.c.conversation_id, func.min(MediaObject.id))
+        .join(Message, Message.id == latest.c.message_id)
+        .join(MediaObject, MediaObject.message_id == latest.c.message_id)
+        .where(
+            MediaObject.status == MediaStatus.STORED,
+            MediaObject.thumbnail_key.is_not(None),
+            Message.vanish.is_(False),
+            Message.unsent_at.is_(None),
+        )
+        .group_by(latest.c.conversation_id)
+    )
+    return {conversation_id: media_id for conversation_id, media_id in rows}
 
 
 def read(media: MediaObject, thumbnail_wanted: bool = False) -> bytes:
