@@ -205,7 +205,7 @@ def test_an_away_message_from_the_template_answers_a_dm_outside_business_hours(
     thread.get_by_text(AWAY_TEXT).wait_for()
     assert "Automated" in thread.locator("article.msg.out").last.inner_text()
     history = page.locator("#automation-history").inner_text()
-    assert "Rule “Away message” ran" in history and "send_canned_reply" in history
+    assert "Rule “Away message” ran" in history and "sent canned reply" in history
     screenshot(page, output_dir / "automations-away-conversation-1400.png")
 
     # Once per ticket: the customer's next message gets no second away message.

@@ -293,5 +293,6 @@ def test_the_conversation_page_shows_each_rule_run_with_its_failures(client, wor
     page = client.get(f"/conversations/{world.conversation.id}").get_data(as_text=True)
     history = page[page.index('id="automation-history"') :][:2000]
     assert "Rule “Tag &lt;b&gt;VIPs&lt;/b&gt;” ran" in history
-    assert "set_priority" in history
-    assert "Failed: send_canned_reply" in history, history
+    # Read as people say it: what each action did, and which failed and why.
+    assert "priority urgent" in history and "set_priority" not in history
+    assert "Failed: Send canned reply: " in history, history
