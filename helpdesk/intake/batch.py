@@ -495,7 +495,6 @@ def _open_threads(items: list[Item]) -> None:
             firsts.setdefault(item.thread, item)
     if not firsts:
         return
-    contacts = _contacts_for(firsts)
     keys = {(channel_id, f"direct:{person}") for channel_id, person in firsts}
     existing = set(
         db.session.execute(
@@ -505,10 +504,16 @@ def _open_threads(items: list[Item]) -> None:
             )
         ).all()
     )
+    firsts = {
+        (channel_id, person): item
+        for (channel_id, person), item in firsts.items()
+        if (channel_id, f"direct:{person}") not in existing
+    }  # most customers of a batch wrote before: only the others need a contact and a thread
+    if not firsts:
+        return
+    contacts = _contacts_for(firsts)
     rows = []
     for (channel_id, person), item in firsts.items():
-        if (channel_id, f"direct:{person}") in existing:
-            continue
         contact = contacts[(channel_id, person)]
         brand = db.session.get(Brand, item.channel.brand_id)
         folder, state = _route_new_thread(brand, contact, item.event.text)

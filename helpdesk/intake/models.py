@@ -5,7 +5,7 @@ from __future__ import annotations
 import enum
 from datetime import datetime
 
-from sqlalchemy import JSON, ForeignKey, Index, String, Text, UniqueConstraint
+from sqlalchemy import JSON, ForeignKey, Index, String, Text, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from helpdesk.extensions import Model
@@ -23,7 +23,16 @@ class WebhookEvent(Model):
     """One delivery as received: the raw bytes are kept so processing can be retried or audited."""
 
     __tablename__ = "webhook_events"
-    __table_args__ = (Index("ix_webhook_events_status_received", "status", "received_at"),)
+    __table_args__ = (
+        Index("ix_webhook_events_status_received", "status", "received_at"),
+        # Intake batches claim the oldest pending deliveries: in id order, from this index alone.
+        Index(
+            "ix_webhook_events_pending",
+            "id",
+            sqlite_where=text("status = 'pending'"),
+            postgresql_where=text("status = 'pending'"),
+        ),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     source: Mapped[str] = mapped_column(String(16), default="instagram")
