@@ -101,6 +101,9 @@ def run_migrations_online():
         finally:
             if sqlite:
                 connection.connection.driver_connection.execute("PRAGMA foreign_keys=ON")
+                # The pragma is a no-op inside a transaction: never hand a connection that may
+                # still have foreign keys off back to the pool (it would skip cascades later).
+                connection.invalidate()
 
 
 if context.is_offline_mode():
