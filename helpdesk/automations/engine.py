@@ -363,11 +363,13 @@ def apply(
 
 
 def _run_one(rule: RuleSpec, ticket: Ticket, facts: Facts) -> bool:
-    """One rule, in a savepoint: whatever goes wrong stays inside it. True if it ran."""
+    """One rule: its conditions read, and only a rule that matches acts, in a savepoint, so that
+    whatever goes wrong stays inside it (most rules match most tickets not at all, and a
+    savepoint per rule and message would cost the intake dearly). True if it ran."""
     try:
+        if not matches(rule, ticket, facts.message, facts.now, facts):
+            return False
         with db.session.begin_nested():
-            if not matches(rule, ticket, facts.message, facts.now, facts):
-                return False
             return apply(rule, ticket, facts.now) is not None
     except Exception:  # noqa: BLE001 - a rule never fails the operation that triggered it
         log.exception("automation rule %s failed on ticket %s", rule.id, ticket.id)
