@@ -48,7 +48,15 @@ import psycopg
 import redis
 from sqlalchemy.engine import make_url
 
-from bench.soak import Stack, _conninfo, _flask, _free_port, _wait_for
+from bench.soak import (
+    Stack,
+    _conninfo,
+    _drop_database,
+    _flask,
+    _free_port,
+    _recreate_database,
+    _wait_for,
+)
 
 SECRET = "pipeline-app-secret"
 ACCOUNT = "17841400000000001"
@@ -191,17 +199,6 @@ def post_all(port: int, bodies: list[bytes], connections: int) -> tuple[float, f
 # The stack ----------------------------------------------------------------------------------
 
 
-def _recreate(url: str) -> None:
-    with psycopg.connect(_conninfo(url, "postgres"), autocommit=True) as conn:
-        conn.execute(f"DROP DATABASE IF EXISTS {DB_NAME} WITH (FORCE)")
-        conn.execute(f"CREATE DATABASE {DB_NAME}")
-
-
-def _drop(url: str) -> None:
-    with psycopg.connect(_conninfo(url, "postgres"), autocommit=True) as conn:
-        conn.execute(f"DROP DATABASE IF EXISTS {DB_NAME} WITH (FORCE)")
-
-
 def _setup(env: dict, base_url: str, rules: int) -> None:
     """Accept every request and time every ticket; `rules` automations that match nothing."""
     token = _flask(env, "create-token", "--brand", "bench", "--name", "bench").strip()
@@ -262,7 +259,7 @@ def _state(conninfo: str) -> tuple[int, int, int, int, int]:
 
 def run_once(args: argparse.Namespace, workers: int, rules: int, load) -> Run:
     bodies, messages, _echoes = load
-    _recreate(args.database)
+    _recreate_database(args.database, DB_NAME)
     client = redis.Redis.from_url(args.redis)
     client.flushdb()
     conninfo = _conninfo(args.database, DB_NAME)
@@ -315,7 +312,7 @@ def run_once(args: argparse.Namespace, workers: int, rules: int, load) -> Run:
         return Run(workers, rules, len(bodies), answered - started, done - started, stored, tickets)
     finally:
         stack.stop()
-        _drop(args.database)
+        _drop_database(args.database, DB_NAME)
 
 
 def _check(conninfo: str, total: int, messages: int, retries: int) -> None:

@@ -95,15 +95,15 @@ def _conninfo(url: str, database: str) -> str:
     )
 
 
-def _recreate_database(url: str) -> None:
+def _recreate_database(url: str, name: str = DB_NAME) -> None:
     with psycopg.connect(_conninfo(url, "postgres"), autocommit=True) as conn:
-        conn.execute(f"DROP DATABASE IF EXISTS {DB_NAME} WITH (FORCE)")
-        conn.execute(f"CREATE DATABASE {DB_NAME}")
+        conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        conn.execute(f"CREATE DATABASE {name}")
 
 
-def _drop_database(url: str) -> None:
+def _drop_database(url: str, name: str = DB_NAME) -> None:
     with psycopg.connect(_conninfo(url, "postgres"), autocommit=True) as conn:
-        conn.execute(f"DROP DATABASE IF EXISTS {DB_NAME} WITH (FORCE)")
+        conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 
 
 def _flask(env: dict, *args: str) -> str:
