@@ -8,9 +8,10 @@ import threading
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import func, insert, select
+from sqlalchemy import func, insert, select, text
 
 from helpdesk.brands.models import Brand
+from helpdesk.channels.models import Channel
 from helpdesk.dm.models import Contact, Conversation, Message, Reaction
 from helpdesk.extensions import db
 from helpdesk.intake import batch
@@ -390,6 +391,36 @@ def test_two_workers_share_the_pending_deliveries_without_doing_any_twice(app, i
     attempts = db.session.scalars(select(WebhookEvent.attempts)).all()
     assert attempts == [1] * 400  # each delivery processed by exactly one worker, once
     assert db.session.scalar(select(func.count()).select_from(Ticket)) == 40
+
+
+def test_a_customer_another_worker_holds_waits_for_a_later_batch_without_blocking_it(
+    app, is_postgres
+):
+    if not is_postgres:
+        pytest.skip("needs two concurrent writers: runs when DATABASE_URL names PostgreSQL")
+    _prepare()
+    channel_id = db.session.scalar(select(Channel.id))
+    held, free = store(
+        [_delivery(message(1, "h1", "mine, held", 0)), _delivery(message(2, "f1", "free", 0))]
+    )
+    other_worker = db.engine.connect()
+    transaction = other_worker.begin()
+    try:
+        other_worker.execute(
+            text("SELECT pg_advisory_xact_lock(:channel, hashtext(:person))"),
+            {"channel": channel_id, "person": _customer(1)},
+        )
+        outcome = batch.process_batch()
+        assert outcome is not None and outcome.delivery_ids == [free]
+        assert db.session.get(WebhookEvent, held).status is EventStatus.PENDING
+        assert batch.process_batch(skip={free}) is not None  # claimed again, still held
+        assert db.session.get(WebhookEvent, held).status is EventStatus.PENDING
+    finally:
+        transaction.rollback()
+        other_worker.close()
+    outcome = batch.process_batch()
+    assert outcome is not None and outcome.delivery_ids == [held]
+    assert db.session.scalars(select(Message.mid).order_by(Message.mid)).all() == ["f1", "h1"]
 
 
 def test_deliveries_younger_than_asked_wait(app):

@@ -206,6 +206,7 @@ def _one_at_a_time(ids: list[int]) -> Outcome:
 
 def _apply(rows: list[WebhookEvent]) -> Outcome:
     claimed = _parse(rows)
+    rows = _hold_threads(rows, claimed)
     _open_threads(claimed.items)
     ready = _ready_threads(claimed.items)
     rows = _within_savepoint_budget(rows, claimed, ready)
@@ -257,6 +258,34 @@ def _within_savepoint_budget(
         ids = {row.id for row in kept}
         claimed.items = [item for item in claimed.items if item.delivery_id in ids]
     return kept
+
+
+def _hold_threads(rows: list[WebhookEvent], claimed: _Claimed) -> list[WebhookEvent]:
+    """Take each of the batch's customers' threads for this transaction (PostgreSQL: an advisory
+    lock per thread, taken only if free). A customer another worker's batch holds, even one whose
+    first message that batch is storing, leaves its deliveries pending for a later batch, after
+    that one has committed: two workers never wait for each other on a customer."""
+    if _dialect() != "postgresql" or not claimed.items:
+        return rows
+    keys = sorted({item.thread for item in claimed.items})
+    busy = set(
+        db.session.execute(
+            text(
+                "SELECT k.channel_id, k.person FROM unnest("
+                "CAST(:channels AS integer[]), CAST(:people AS text[])) AS k(channel_id, person) "
+                "WHERE NOT pg_try_advisory_xact_lock(k.channel_id, hashtext(k.person))"
+            ),
+            {"channels": [key[0] for key in keys], "people": [key[1] for key in keys]},
+        ).tuples()
+    )
+    if not busy:
+        return rows
+    later = {item.delivery_id for item in claimed.items if item.thread in busy}
+    claimed.items = [item for item in claimed.items if item.delivery_id not in later]
+    for problems in (claimed.problems, claimed.unknown):
+        for delivery_id in later:
+            problems.pop(delivery_id, None)
+    return [row for row in rows if row.id not in later]
 
 
 def _parse(rows: list[WebhookEvent]) -> _Claimed:

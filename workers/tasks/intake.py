@@ -58,6 +58,9 @@ def process_pending_webhooks(older_than_seconds: float = 0, budget_seconds: floa
     return len(done)
 
 
+BUSY_PAUSE = 0.05
+
+
 def _drain(older_than_seconds: float, deadline: float, done: set[int]) -> None:
     """Batch after batch until nothing is pending (or the budget is spent)."""
     older_than = timedelta(seconds=older_than_seconds)
@@ -66,6 +69,8 @@ def _drain(older_than_seconds: float, deadline: float, done: set[int]) -> None:
         if outcome is None:
             return
         done.update(outcome.delivery_ids, outcome.failed_ids)
+        if not outcome.delivery_ids and not outcome.failed_ids:
+            time.sleep(BUSY_PAUSE)  # every claimed customer was another worker's: let it commit
         for contact_id in outcome.contacts_needing_profile:
             fetch_contact_profile.delay(contact_id)
 
