@@ -1,8 +1,12 @@
 """SQLite settings for the embedded default: WAL, a busy timeout, enforced foreign keys; the
-health checks' probe; and the count of rows an UPDATE or DELETE matched."""
+health checks' probe; the count of rows an UPDATE or DELETE matched; and savepoints, which an
+intake batch goes without."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Any, cast
 
 from sqlalchemy import event, text
@@ -47,3 +51,45 @@ def rows_matched(statement: Executable) -> int:
     row (a seat, a ticket, a delivery) when the count is one. The session's types answer a plain
     Result; for these statements it is the CursorResult that carries the count."""
     return cast("CursorResult[Any]", db.session.execute(statement)).rowcount
+
+
+# Savepoints ---------------------------------------------------------------------------------------
+
+_without_savepoints: ContextVar[bool] = ContextVar("without_savepoints", default=False)
+
+
+class SavepointSkipped(Exception):
+    """A block that would have been a savepoint failed inside `without_savepoints()`: what it
+    wrote cannot be undone alone, so the whole transaction must be."""
+
+
+@contextmanager
+def savepoint() -> Iterator[None]:
+    """A savepoint: if the block fails, only what it wrote is undone (the caller may then catch
+    the error, say an IntegrityError of a race, and carry on).
+
+    Inside `without_savepoints()` no savepoint is taken, and any failure of the block comes out
+    as SavepointSkipped, which no such caller catches."""
+    if not _without_savepoints.get():
+        with db.session.begin_nested():
+            yield
+        return
+    try:
+        yield
+        db.session.flush()  # as releasing the savepoint would: its errors surface here
+    except SavepointSkipped:
+        raise
+    except Exception as exc:
+        raise SavepointSkipped(f"{type(exc).__name__}: {exc}") from exc
+
+
+@contextmanager
+def without_savepoints() -> Iterator[None]:
+    """For an intake batch: one transaction over hundreds of events, where a savepoint per event
+    would pass PostgreSQL's 64 cached subtransactions and slow every session down. A failure then
+    undoes the whole batch, and the batch's caller takes the failing event alone."""
+    token = _without_savepoints.set(True)
+    try:
+        yield
+    finally:
+        _without_savepoints.reset(token)

@@ -8,7 +8,7 @@ import threading
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import func, insert, select, text
+from sqlalchemy import event, func, insert, select, text
 
 from helpdesk.brands.models import Brand
 from helpdesk.channels.models import Channel
@@ -314,16 +314,69 @@ def test_an_unknown_account_is_noted_once_per_delivery():
     assert db.session.scalar(select(func.count()).select_from(Message)) == 0
 
 
-def test_many_events_for_the_one_event_code_are_split_into_batches_with_few_savepoints():
+@pytest.mark.parametrize("process", [_in_batches, _one_at_a_time])
+def test_a_refused_reaction_that_came_before_its_message_does_not_lose_the_message(process):
+    _prepare()
+    store(
+        [
+            _delivery(reaction(1, "q1", "not an emoji", at=1)),
+            _delivery(message(1, "q1", "the message", at=0)),
+        ]
+    )
+    process(None)
+    assert db.session.scalars(select(Message.text)).all() == ["the message"]
+    assert db.session.scalar(select(func.count()).select_from(PendingAction)) == 0
+    assert db.session.scalar(select(func.count()).select_from(Reaction)) == 0
+
+
+def test_a_batch_of_events_for_the_one_event_code_takes_no_savepoint():
     _prepare()
     brand = db.session.scalar(select(Brand))
     brand.accept_all_requests = False  # requests: each message goes through the one-event code
     db.session.commit()
-    store([_delivery(message(n, f"s{n}", "hi", at=n)) for n in range(batch.SLOW_EVENTS * 3)])
-    outcomes = _in_batches(None)
-    assert all(outcome.slow <= batch.SLOW_EVENTS for outcome in outcomes)
-    assert len(outcomes) == 3
-    assert db.session.scalar(select(func.count()).select_from(Message)) == batch.SLOW_EVENTS * 3
+    store([_delivery(message(n, f"s{n}", "hi", at=n)) for n in range(40)])
+    savepoints: list[str] = []
+
+    def count(_connection, name) -> None:
+        savepoints.append(name)
+
+    event.listen(db.engine, "savepoint", count)
+    try:
+        outcomes = _in_batches(None)
+    finally:
+        event.remove(db.engine, "savepoint", count)
+    # PostgreSQL keeps 64 subtransactions per transaction in memory; past that, all sessions slow
+    assert savepoints == []
+    assert [outcome.slow for outcome in outcomes] == [40] if batch.batch_size() >= 40 else True
+    assert db.session.scalar(select(func.count()).select_from(Message)) == 40
+
+
+def refused_reaction_deliveries() -> list[str]:
+    """A reaction that is no emoji: the one-event code refuses it (a problem noted on its
+    delivery), after other events of the batch were written, and before others."""
+    return [
+        _delivery(message(1, "r1", "hello", at=0)),
+        _delivery(message(2, "r2", "hi there", at=1)),
+        _delivery(unsend(1, "r1", at=2)),
+        _delivery(message(3, "r3", "first", at=3)),
+        _delivery(reaction(2, "r2", "not an emoji", at=4)),
+        _delivery(message(2, "r2-2", "and more", at=5), echo(2, "e2", "On it", at=6)),
+        _delivery(message(4, "r4", "new here", at=7)),
+    ]
+
+
+def test_an_event_refused_inside_a_batch_is_processed_alone_and_nothing_else_changes():
+    bodies = refused_reaction_deliveries()
+    alone, _ = _run(bodies, _one_at_a_time)
+    db.session.remove()
+    _empty_tables()
+    together, outcomes = _run(bodies, _in_batches)
+
+    assert together == alone
+    errors = [error for _status, _attempts, error in together["deliveries"] if error]
+    assert len(errors) == 1 and "ValidationError" in errors[0]
+    assert len(outcomes) >= 2  # the batch was undone, the refused delivery went alone
+    assert all(status == "processed" for status, _, _ in together["deliveries"])
 
 
 def test_new_customers_first_messages_and_follow_ups_take_the_fast_lane_together():

@@ -14,7 +14,7 @@ from sqlalchemy.exc import IntegrityError
 
 from helpdesk.brands.models import Brand
 from helpdesk.channels.models import Channel
-from helpdesk.database import rows_matched
+from helpdesk.database import rows_matched, savepoint
 from helpdesk.dm.models import (
     GROUP_LIMIT,
     Contact,
@@ -41,8 +41,8 @@ OPEN_REQUEST_STATES = (RequestState.PENDING, RequestState.HIDDEN)
 
 @contextmanager
 def atomic() -> Iterator[None]:
-    """A savepoint: if the block fails, only what it wrote is undone."""
-    with db.session.begin_nested():
+    """A savepoint: if the block fails, only what it wrote is undone (`database.savepoint`)."""
+    with savepoint():
         yield
 
 

@@ -41,7 +41,7 @@ from sqlalchemy.exc import OperationalError
 from helpdesk import hooks
 from helpdesk.brands.models import Brand
 from helpdesk.channels.models import Channel, ChannelKind
-from helpdesk.dm import service as dm
+from helpdesk.database import SavepointSkipped, without_savepoints
 from helpdesk.dm.conversations import _route_new_thread, touch_conversation
 from helpdesk.dm.models import (
     Contact,
@@ -79,9 +79,8 @@ ACTIVE_TICKET = "status IN (" + ", ".join(f"'{s.value}'" for s in ACTIVE_STATUSE
 # A thread whose events alternate between the lanes (a first message, then more; an echo between
 # messages) moves on by at least one event per round; after the last, the rest goes one by one.
 ROUNDS = 4
-DEADLOCK_RETRIES = 3
-# Events for the one-event code per batch (see `_within_savepoint_budget`).
-SLOW_EVENTS = 12
+# Batches tried again (after a deadlock, or without an event that failed) before going one by one.
+RETRIES = 3
 POSTGRESQL_BATCH = 500
 SQLITE_BATCH = 50  # SQLite has one writer at a time: shorter transactions keep the web waiting less
 
@@ -111,6 +110,14 @@ class Outcome:
     fast: int = 0
     slow: int = 0
 
+    def add(self, other: Outcome) -> Outcome:
+        self.delivery_ids += other.delivery_ids
+        self.failed_ids += other.failed_ids
+        self.contacts_needing_profile += other.contacts_needing_profile
+        self.fast += other.fast
+        self.slow += other.slow
+        return self
+
 
 @dataclass
 class _Claimed:
@@ -133,32 +140,55 @@ def process_batch(
     skip: set[int] | frozenset[int] = frozenset(),
 ) -> Outcome | None:
     """Claim and apply up to `limit` pending deliveries, committed together; None when none was
-    pending. On an unexpected error the batch is undone and its deliveries go one at a time.
+    pending.
 
     `skip`: deliveries that failed in this run already (the sweep retries them later).
-    A batch that lost a deadlock to another worker's (both wrote to the same customers' threads)
-    is simply tried again: the other has committed by then.
+    The batch takes no savepoint (`database.without_savepoints`). When an event fails, the batch
+    is undone; the deliveries before the failing one are applied again as a batch, then the
+    failing one alone (its problem recorded as for any delivery alone), so order is kept; the
+    next call takes the rest. A batch that lost a deadlock to another worker's (both wrote to
+    the same thread) is simply tried again: the other has committed by then. Anything else
+    unexpected undoes the batch, and its deliveries go one at a time.
     """
-    for _attempt in range(DEADLOCK_RETRIES):
-        rows = _claim(limit or batch_size(), older_than, skip)
+    below: int | None = None  # after an event failed: its delivery, to be processed alone
+    attempts = 0
+    while True:
+        rows = _claim(limit or batch_size(), older_than, skip, below)
         if not rows:
             db.session.rollback()
-            return None
+            return None if below is None else _one_at_a_time([below])
         ids = [row.id for row in rows]
+        alone = [below] if below is not None else []
+        attempts += 1
         try:
-            with batch_scope():
+            with batch_scope(), without_savepoints():
                 outcome = _apply(rows)
             db.session.commit()
-            return outcome
+        except EventFailed as failed:
+            db.session.rollback()
+            log.info("delivery %s failed inside a batch; processing it alone", failed.delivery_id)
+            if attempts > RETRIES:
+                return _after_failure([*ids, *alone])
+            below = failed.delivery_id
+            continue
         except OperationalError as exc:
             db.session.rollback()
-            if not isinstance(exc.orig, psycopg.errors.DeadlockDetected):
-                return _after_failure(ids)
+            if not isinstance(exc.orig, psycopg.errors.DeadlockDetected) or attempts > RETRIES:
+                return _after_failure([*ids, *alone])
             log.info("a batch of %d deliveries lost a deadlock; trying again", len(ids))
+            continue
         except Exception:
             db.session.rollback()
-            return _after_failure(ids)
-    return _after_failure(ids)
+            return _after_failure([*ids, *alone])
+        return outcome.add(_one_at_a_time(alone)) if alone else outcome
+
+
+class EventFailed(Exception):
+    """An event of the one-event code failed inside a batch (with no savepoint to undo it alone)."""
+
+    def __init__(self, delivery_id: int) -> None:
+        super().__init__(f"delivery {delivery_id}")
+        self.delivery_id = delivery_id
 
 
 def _after_failure(ids: list[int]) -> Outcome:
@@ -169,7 +199,7 @@ def _after_failure(ids: list[int]) -> Outcome:
 
 
 def _claim(
-    limit: int, older_than: timedelta, skip: set[int] | frozenset[int]
+    limit: int, older_than: timedelta, skip: set[int] | frozenset[int], below: int | None = None
 ) -> list[WebhookEvent]:
     query = (
         select(WebhookEvent)
@@ -182,6 +212,8 @@ def _claim(
     )
     if skip:
         query = query.where(WebhookEvent.id.not_in(skip))
+    if below is not None:
+        query = query.where(WebhookEvent.id < below)
     if _dialect() == "postgresql":
         query = query.with_for_update(skip_locked=True)
     return list(db.session.scalars(query))
@@ -209,7 +241,6 @@ def _apply(rows: list[WebhookEvent]) -> Outcome:
     rows = _hold_threads(rows, claimed)
     _open_threads(claimed.items)
     ready = _ready_threads(claimed.items)
-    rows = _within_savepoint_budget(rows, claimed, ready)
     outcome = Outcome(delivery_ids=[row.id for row in rows])
     senders: list[int] = []
     remaining = claimed.items
@@ -222,7 +253,7 @@ def _apply(rows: list[WebhookEvent]) -> Outcome:
         outcome.slow += len(slow)
         senders += _fast_lane(fast, ready)
         for item in slow:
-            contact_id = _apply_one(item, claimed)
+            contact_id = _apply_one(item)
             if contact_id is not None:
                 senders.append(contact_id)
         if not remaining:
@@ -231,33 +262,6 @@ def _apply(rows: list[WebhookEvent]) -> Outcome:
     if senders:
         outcome.contacts_needing_profile = intake.contacts_needing_profile(senders)
     return outcome
-
-
-def _within_savepoint_budget(
-    rows: list[WebhookEvent], claimed: _Claimed, ready: dict[tuple[int, str], _Thread]
-) -> list[WebhookEvent]:
-    """The first deliveries of the claim whose events need the one-event code at most
-    SLOW_EVENTS times; the rest are left pending for the next batch (their locks go at commit).
-
-    The one-event code takes a few savepoints per event, and PostgreSQL keeps at most 64
-    subtransactions of a transaction in shared memory: past that, every snapshot of every
-    session looks them up on disk, and the whole database slows down.
-    """
-    slow_per_delivery: dict[int, int] = defaultdict(int)
-    for item in claimed.items:
-        if not (_plain_message(item.event) and item.thread in ready):
-            slow_per_delivery[item.delivery_id] += 1
-    kept: list[WebhookEvent] = []
-    slow = 0
-    for row in rows:
-        slow += slow_per_delivery.get(row.id, 0)
-        if kept and slow > SLOW_EVENTS:
-            break
-        kept.append(row)
-    if len(kept) < len(rows):
-        ids = {row.id for row in kept}
-        claimed.items = [item for item in claimed.items if item.delivery_id in ids]
-    return kept
 
 
 def _hold_threads(rows: list[WebhookEvent], claimed: _Claimed) -> list[WebhookEvent]:
@@ -324,13 +328,14 @@ def _channels(account_ids: set[str]) -> dict[str, Channel]:
     return {channel.account_id: channel for channel in found}
 
 
-def _apply_one(item: Item, claimed: _Claimed) -> int | None:
+def _apply_one(item: Item) -> int | None:
+    """One event through the one-event code. Its failure, even one that a delivery alone would
+    merely note (a reaction to an unsent message), fails the batch: without a savepoint, what
+    the event wrote before failing could not be undone alone."""
     try:
-        with dm.atomic():
-            return intake.contact_of(intake.apply_event(item.channel, item.event))
-    except (MalformedEvent, DomainError) as exc:
-        claimed.problems[item.delivery_id].append(f"{type(exc).__name__}: {exc}")
-        return None
+        return intake.contact_of(intake.apply_event(item.channel, item.event))
+    except (MalformedEvent, DomainError, SavepointSkipped) as exc:
+        raise EventFailed(item.delivery_id) from exc
 
 
 def _finish(rows: list[WebhookEvent], claimed: _Claimed) -> None:

@@ -354,7 +354,11 @@ def _after_new_message(channel: Channel, message: Message) -> None:
             num_edit=payload.get("num_edit"),
             emoji=payload.get("emoji"),
         )
-        _apply_to_message(channel, message, action.kind, event.sender_id, event.at, event)
+        try:
+            with dm.atomic():
+                _apply_to_message(channel, message, action.kind, event.sender_id, event.at, event)
+        except DomainError as exc:  # refused now as it would have been on time: the message stays
+            log.warning("a waiting %s of message %s was refused: %s", action.kind, message.id, exc)
         db.session.delete(action)
     db.session.flush()
 

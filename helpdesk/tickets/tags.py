@@ -17,6 +17,7 @@ from helpdesk.accounts.actor import Actor
 from helpdesk.accounts.models import Agent, Role
 from helpdesk.accounts.service import require_role
 from helpdesk.brands.models import Brand
+from helpdesk.database import savepoint
 from helpdesk.errors import AlreadyExists, NotFound, ValidationError
 from helpdesk.extensions import db
 from helpdesk.live import events as live
@@ -159,7 +160,7 @@ def _attach(ticket: Ticket, tag: Tag, actor_id: int | None, data: dict | None = 
     if _is_tagged(ticket, tag):
         return False
     try:
-        with db.session.begin_nested():
+        with savepoint():
             db.session.add(TicketTag(ticket_id=ticket.id, tag_id=tag.id))
     except IntegrityError:
         return False
