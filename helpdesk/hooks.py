@@ -18,6 +18,8 @@ from typing import Any
 
 # A ticket changed in a way that may move its clocks (status, priority, team, tags, a message).
 TICKET_CHANGED = "ticket.changed"
+# The same for many tickets at once (`tickets`: the intake's batches), flushed.
+TICKETS_CHANGED = "tickets.changed"
 # An active ticket of a team has no assignee (opened, reopened, or moved to a team).
 TICKET_WAITING = "ticket.waiting"
 # A ticket was resolved or closed: its agent may have room for a waiting one.

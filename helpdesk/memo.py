@@ -1,9 +1,10 @@
 """Reading a brand's configuration once per batch instead of once per message.
 
-While the intake applies a batch of deliveries, the same brand's keyword rules, SLA policies and
-business hours would be read again for every ticket. Inside `batch_scope()` such reads go through
-`cached(key, load)` and are made once; outside a scope (a request, a sweep) `cached` just loads.
-Nothing the intake does changes configuration, so a batch never reads a stale copy of its own.
+While the intake applies a batch of deliveries, the same brand's keyword rules, SLA policies,
+business hours, routing rules and webhook subscriptions would be read again for every ticket.
+Inside `batch_scope()` such reads go through `cached(key, load)` and are made once; outside a
+scope (a request, a sweep) `cached` just loads. Nothing the intake does changes configuration,
+so a batch never reads a stale copy of its own.
 """
 
 from __future__ import annotations

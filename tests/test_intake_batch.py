@@ -10,13 +10,15 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import event, func, insert, select, text
 
+from helpdesk.accounts.models import Team
 from helpdesk.brands.models import Brand
 from helpdesk.channels.models import Channel
 from helpdesk.dm.models import Contact, Conversation, Message, Reaction
 from helpdesk.extensions import db
 from helpdesk.intake import batch
 from helpdesk.intake.models import EventStatus, PendingAction, WebhookEvent
-from helpdesk.tickets.models import Tag, TagRule, Ticket, TicketEvent, TicketTag
+from helpdesk.outgoing.models import WebhookDelivery, WebhookSubscription
+from helpdesk.tickets.models import RoutingRule, Tag, TagRule, Ticket, TicketEvent, TicketTag
 from helpdesk.types import utcnow
 from tests.conftest import _empty_tables
 from tests.helpers.webhooks import ACCOUNT, connect_example_channel, process_each
@@ -101,7 +103,8 @@ def store(bodies: list[str]) -> list[int]:
 def mixed_deliveries() -> list[str]:
     """Several customers; first messages and follow-ups; the same delivery twice (in one batch and
     again much later); a reaction and an edit before the message they name; echoes (the brand
-    answering from the Instagram app) between a customer's messages; an unsend; a keyword tag."""
+    answering from the Instagram app) between a customer's messages; an unsend; keyword tags, one
+    of them routing a new ticket to a team; a webhook subscriber."""
     bodies = []
     for n in range(6):  # six customers write a first message
         bodies.append(_delivery(message(n, f"m{n}-1", f"hello from {n}", at=n)))
@@ -118,6 +121,7 @@ def mixed_deliveries() -> list[str]:
     bodies.append(bodies[0])  # the first delivery again, long after
     bodies.append(_delivery(message(7, "m7-1", "a new customer", at=40)))
     bodies.append(_delivery(message(7, "m7-2", "and again", at=41)))
+    bodies.append(_delivery(message(8, "m8-1", "a refund for order 8", at=42)))  # routed at once
     return bodies
 
 
@@ -162,6 +166,7 @@ def snapshot() -> dict:
             t.first_response_due_at,
             t.next_response_due_at,
             t.next_sla_check_at,
+            t.team_id is not None,
         )
         for t in db.session.scalars(select(Ticket))
     )
@@ -187,6 +192,10 @@ def snapshot() -> dict:
         "events": events,
         "tags": tags,
         "reactions": reactions,
+        "outgoing": sorted(
+            (delivery.event, delivery.payload.get("mid") or delivery.payload.get("status"))
+            for delivery in db.session.scalars(select(WebhookDelivery))
+        ),
         "contacts": db.session.scalar(select(func.count()).select_from(Contact)),
         "waiting_actions": db.session.scalar(select(func.count()).select_from(PendingAction)),
         "deliveries": sorted(
@@ -211,6 +220,18 @@ def _prepare() -> None:
     db.session.add(tag)
     db.session.flush()
     db.session.add(TagRule(brand_id=brand.id, tag_id=tag.id, keyword="refund"))
+    refunds = Team(brand_id=brand.id, name="Refunds")
+    db.session.add(refunds)
+    db.session.flush()
+    db.session.add(RoutingRule(brand_id=brand.id, team_id=refunds.id, tag_id=tag.id, position=1))
+    db.session.add(
+        WebhookSubscription(
+            brand_id=brand.id,
+            url="https://example.com/hook",
+            events=["ticket.created", "message.created"],
+            secret_encrypted="x",
+        )
+    )
     db.session.commit()
 
 
@@ -248,7 +269,12 @@ def test_a_mixed_batch_ends_as_processing_each_delivery_alone(limit):
     assert sum(outcome.fast for outcome in outcomes) >= 6  # the fast lane did take part
     assert sum(outcome.slow for outcome in outcomes) >= 6
     mids = [m for m, *_ in together["messages"]]
-    assert len(mids) == len(set(mids)) == 18  # duplicates stored once
+    assert len(mids) == len(set(mids)) == 19  # duplicates stored once
+    assert [ticket[0] for ticket in together["tickets"] if ticket[-1]] == [
+        f"direct:{_customer(8)}"
+    ]  # routed by its first message's keyword tag
+    assert ("ticket.created", "open") in together["outgoing"]
+    assert ("message.created", "m8-1") in together["outgoing"]
     assert ("m0-2", "🔥") in together["reactions"]  # the early reaction found its message
     assert together["waiting_actions"] == 0
     assert all(status == "processed" for status, _, _ in together["deliveries"])

@@ -648,7 +648,7 @@ def _open_tickets(
 ) -> set[tuple[int, str]]:
     """Tickets for the threads that have none, opened at their first new message, in one
     INSERT (the partial unique index keeps one active ticket per thread); then what follows an
-    opening, ticket by ticket (`tickets.setup_opened`). Returns those threads."""
+    opening (`tickets.setup_opened_many`). Returns those threads."""
     stored_mids = set(db.session.scalars(select(Message.mid).where(Message.id.in_(stored))))
     firsts: dict[tuple[int, str], Item] = {}
     for item in items:
@@ -687,10 +687,12 @@ def _open_tickets(
         ticket.conversation_id: ticket
         for ticket in db.session.scalars(select(Ticket).where(Ticket.id.in_(ids)))
     }
+    opened = []
     for key, item in firsts.items():
         thread = ready[key]
         thread.ticket = by_conversation[thread.conversation.id]
-        ticket_service.setup_opened(thread.conversation, thread.ticket, now, item.event.text)
+        opened.append((thread.conversation, thread.ticket, item.event.text))
+    ticket_service.setup_opened_many(opened, now)
     return set(firsts)
 
 

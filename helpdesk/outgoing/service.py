@@ -40,6 +40,7 @@ from helpdesk.database import rows_matched
 from helpdesk.dm.models import Message
 from helpdesk.errors import NotFound, ValidationError
 from helpdesk.extensions import db
+from helpdesk.memo import cached
 from helpdesk.outgoing.models import EVENTS, WebhookDelivery, WebhookSubscription
 from helpdesk.tickets.models import Ticket
 from helpdesk.types import utcnow
@@ -275,16 +276,23 @@ def ticket_data(ticket: Ticket, **extra: Any) -> dict[str, Any]:
     }
 
 
+def _subscriptions(brand_id: int) -> list[tuple[int, list[str]]]:
+    return [
+        (subscription_id, events)
+        for subscription_id, events in db.session.execute(
+            select(WebhookSubscription.id, WebhookSubscription.events).where(
+                WebhookSubscription.brand_id == brand_id, WebhookSubscription.active.is_(True)
+            )
+        )
+    ]
+
+
 def emit(brand_id: int, event: str, payload: dict) -> int:
     """Queue the event for every active subscription of the brand that wants it, in the caller's
     transaction, so an event is sent exactly when the change that caused it is committed."""
     if event not in EVENTS:
         raise ValueError(f"unknown outgoing event {event!r}")
-    subscriptions = db.session.execute(
-        select(WebhookSubscription.id, WebhookSubscription.events).where(
-            WebhookSubscription.brand_id == brand_id, WebhookSubscription.active.is_(True)
-        )
-    ).all()
+    subscriptions = cached(("subscriptions", brand_id), lambda: _subscriptions(brand_id))
     wanted = [subscription_id for subscription_id, events in subscriptions if event in events]
     if not wanted:
         return 0

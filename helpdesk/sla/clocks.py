@@ -216,6 +216,15 @@ def refresh_ticket_sla(ticket: Ticket, now: datetime) -> None:
     refresh_many([ticket], BrandRules.load(ticket.brand_id))
 
 
+def refresh_tickets_sla(tickets: list[Ticket], now: datetime) -> None:
+    """`refresh_ticket_sla` for many tickets, each brand's read at once."""
+    by_brand: dict[int, list[Ticket]] = {}
+    for ticket in tickets:
+        by_brand.setdefault(ticket.brand_id, []).append(ticket)
+    for brand_id, brand_tickets in by_brand.items():
+        refresh_many(brand_tickets, BrandRules.load(brand_id))
+
+
 def recompute_brand(brand_id: int, now: datetime) -> int:
     """After a policy or calendar change every active ticket of the brand gets new due times;
     returns how many were recomputed."""

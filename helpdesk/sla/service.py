@@ -35,6 +35,7 @@ from helpdesk.sla.clocks import (
     recompute_brand,
     refresh_many,
     refresh_ticket_sla,
+    refresh_tickets_sla,
 )
 from helpdesk.sla.models import ReminderKind, SlaReminder, SlaTarget
 from helpdesk.sla.policies import (
@@ -61,6 +62,7 @@ __all__ = [
     "policy_to_dict",
     "recompute_brand",
     "refresh_ticket_sla",
+    "refresh_tickets_sla",
     "set_calendar",
     "subscribe",
     "sweep_sla",
@@ -240,3 +242,4 @@ def sweep_sla(now: datetime | None = None, limit: int = 1000) -> SweepReport:
 def subscribe() -> None:
     """Called by the app factory: a ticket change refreshes its clocks (see helpdesk.hooks)."""
     hooks.on(hooks.TICKET_CHANGED, refresh_ticket_sla)
+    hooks.on(hooks.TICKETS_CHANGED, refresh_tickets_sla)

@@ -13,11 +13,12 @@ from helpdesk.accounts.actor import Actor, agent_id_of
 from helpdesk.accounts.models import Agent, Role, Team
 from helpdesk.accounts.service import require_role
 from helpdesk.brands.models import Brand
-from helpdesk.dm.models import Conversation, Direction, Message
+from helpdesk.dm.models import Conversation, ConversationStatus, Direction, Message
 from helpdesk.dm.service import atomic
 from helpdesk.errors import InvalidState, StaleTicket, ValidationError
 from helpdesk.extensions import db
 from helpdesk.inbox.folders import INBOX_STATES
+from helpdesk.memo import cached
 from helpdesk.outgoing.service import emit, ticket_data
 from helpdesk.tickets.assignees import assign as assign
 from helpdesk.tickets.assignees import take as take
@@ -44,13 +45,11 @@ def current_ticket(conversation: Conversation) -> Ticket | None:
 
 def _route_team(ticket: Ticket) -> int | None:
     """The first routing rule whose channel and tag conditions match names the team."""
+    rules = _routing_rules(ticket.brand_id)
+    if not rules:
+        return None
     tag_ids = set(
         db.session.scalars(select(TicketTag.tag_id).where(TicketTag.ticket_id == ticket.id))
-    )
-    rules = db.session.scalars(
-        select(RoutingRule)
-        .where(RoutingRule.brand_id == ticket.brand_id)
-        .order_by(RoutingRule.position, RoutingRule.id)
     )
     for rule in rules:
         if rule.channel_id is not None and rule.channel_id != ticket.channel_id:
@@ -59,6 +58,19 @@ def _route_team(ticket: Ticket) -> int | None:
             continue
         return rule.team_id
     return None
+
+
+def _routing_rules(brand_id: int) -> list[RoutingRule]:
+    return cached(
+        ("routing_rules", brand_id),
+        lambda: list(
+            db.session.scalars(
+                select(RoutingRule)
+                .where(RoutingRule.brand_id == brand_id)
+                .order_by(RoutingRule.position, RoutingRule.id)
+            )
+        ),
+    )
 
 
 def _claim_unticketed_messages(conversation: Conversation, ticket: Ticket) -> None:
@@ -124,6 +136,43 @@ def setup_opened(
     offer_to_assignment(ticket, now)
     hooks.publish(hooks.TICKET_CREATED, ticket=ticket, now=now)  # automations may act
     return ticket
+
+
+def setup_opened_many(opened: list[tuple[Conversation, Ticket, str | None]], now: datetime) -> None:
+    """`setup_opened` for many new tickets at once (the intake's batches): the same steps, with
+    the threads' messages joining their tickets in one statement and the clocks computed per
+    brand at once (`hooks.TICKETS_CHANGED`). Live updates are the caller's, which sends one per
+    ticket of the batch."""
+    for conversation, ticket, _text in opened:
+        conversation.current_ticket_id = ticket.id
+        conversation.status = ConversationStatus(ticket.status.value)
+    db.session.execute(
+        update(Message)
+        .where(
+            Message.conversation_id.in_([conversation.id for conversation, _, _ in opened]),
+            Message.ticket_id.is_(None),
+            Message.suppressed.is_(False),
+        )
+        .values(
+            ticket_id=select(Ticket.id)
+            .where(
+                Ticket.conversation_id == Message.conversation_id,
+                Ticket.id.in_([ticket.id for _, ticket, _ in opened]),
+            )
+            .scalar_subquery()
+        )
+        .execution_options(synchronize_session=False)
+    )
+    for _conversation, ticket, text in opened:
+        record_event(ticket, "created", data={"opened_at": ticket.opened_at.isoformat()}, at=now)
+        apply_tag_rules(ticket, text)
+        ticket.team_id = _route_team(ticket)
+    db.session.flush()
+    hooks.publish(hooks.TICKETS_CHANGED, tickets=[ticket for _, ticket, _ in opened], now=now)
+    for _conversation, ticket, _text in opened:
+        emit(ticket.brand_id, "ticket.created", ticket_data(ticket))
+        offer_to_assignment(ticket, now)
+        hooks.publish(hooks.TICKET_CREATED, ticket=ticket, now=now)
 
 
 def _brand(brand_id: int) -> Brand:
