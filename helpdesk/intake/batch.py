@@ -66,8 +66,7 @@ from helpdesk.outgoing.models import WebhookSubscription
 from helpdesk.outgoing.service import emit, message_data
 from helpdesk.sla.clocks import BrandRules, refresh_many
 from helpdesk.tickets import service as ticket_service
-from helpdesk.tickets.events import record_event
-from helpdesk.tickets.models import ACTIVE_STATUSES, Priority, Ticket, TicketStatus
+from helpdesk.tickets.models import ACTIVE_STATUSES, Priority, Ticket, TicketEvent, TicketStatus
 from helpdesk.tickets.tags import apply_tag_rules
 from helpdesk.types import utcnow
 
@@ -628,12 +627,15 @@ def _fast_lane(items: list[Item], ready: dict[tuple[int, str], _Thread]) -> list
     for message in messages:
         by_thread[platform_ids[message.contact_id or 0]].append(message)
     tickets: list[Ticket] = []
+    history: list[dict] = []
     for key, new in by_thread.items():
-        ticket = _update_thread(ready[key], new, opening=key in opened)
+        ticket = _update_thread(ready[key], new, opening=key in opened, history=history)
         tickets.append(ticket)
         for message in new:
             hooks.publish(hooks.MESSAGE_RECEIVED, ticket=ticket, message=message, now=now)
             copies.note_inbound(message)
+    if history:  # the tickets' "inbound" events, in one statement
+        db.session.execute(insert(TicketEvent), history)
     _refresh_clocks(tickets, now)
     _announce(messages)
     return [message.contact_id for message in messages if message.contact_id]
@@ -720,12 +722,57 @@ def _insert_messages(items: list[Item], ready: dict[tuple[int, str], _Thread]) -
                 "created_at": now,
             }
         )
+    if _dialect() == "postgresql":
+        return _insert_messages_from_arrays(rows, now)
     statement = (
         _insert(Message)
         .on_conflict_do_nothing(index_elements=["channel_id", "mid"])
         .returning(Message.id)
     )
     return list(db.session.scalars(statement, rows))
+
+
+# One array per column: a statement of a dozen parameters whatever the batch's size (a VALUES list
+# of 500 rows has 7,000, and the driver parses such a statement anew, in Python, every time).
+_MESSAGES_FROM_ARRAYS = text(
+    """
+    INSERT INTO messages (brand_id, channel_id, conversation_id, contact_id, ticket_id, mid, kind,
+        text, attachments, extra, sent_at, direction, status, created_at, delivery_attempts,
+        is_echo, is_automated, human_agent_tag, suppressed, vanish, edit_count)
+    SELECT r.brand_id, r.channel_id, r.conversation_id, r.contact_id, r.ticket_id, r.mid, r.kind,
+        r.body, CAST(r.attachments AS json), CAST(r.extra AS json), r.sent_at,
+        :direction, :status, :now, 0, false, false, false, false, false, 0
+    FROM unnest(
+        CAST(:brand_id AS integer[]), CAST(:channel_id AS integer[]),
+        CAST(:conversation_id AS integer[]), CAST(:contact_id AS integer[]),
+        CAST(:ticket_id AS integer[]), CAST(:mid AS text[]), CAST(:kind AS text[]),
+        CAST(:body AS text[]), CAST(:attachments AS text[]), CAST(:extra AS text[]),
+        CAST(:sent_at AS timestamptz[])
+    ) WITH ORDINALITY AS r(brand_id, channel_id, conversation_id, contact_id, ticket_id, mid, kind,
+        body, attachments, extra, sent_at, n)
+    ORDER BY r.n
+    ON CONFLICT (channel_id, mid) DO NOTHING
+    RETURNING id
+    """
+)
+
+
+def _insert_messages_from_arrays(rows: list[dict], now: datetime) -> list[int]:
+    """The same INSERT on PostgreSQL, with the rows passed as arrays."""
+    columns = ("brand_id", "channel_id", "conversation_id", "contact_id", "ticket_id", "mid")
+    arrays: dict[str, Any] = {name: [row[name] for row in rows] for name in columns}
+    arrays["kind"] = [row["kind"].value for row in rows]
+    arrays["body"] = [row["text"] for row in rows]
+    arrays["attachments"] = [json.dumps(row["attachments"]) for row in rows]
+    arrays["extra"] = [json.dumps(row["extra"]) for row in rows]
+    arrays["sent_at"] = [row["sent_at"] for row in rows]
+    parameters = {
+        **arrays,
+        "direction": Direction.INBOUND.value,
+        "status": MessageStatus.RECEIVED.value,
+        "now": now,
+    }
+    return list(db.session.scalars(_MESSAGES_FROM_ARRAYS, parameters))
 
 
 def _link_waiting_replies(messages: list[Message]) -> None:
@@ -756,7 +803,9 @@ def _link_waiting_replies(messages: list[Message]) -> None:
         )
 
 
-def _update_thread(thread: _Thread, new: list[Message], opening: bool) -> Ticket:
+def _update_thread(
+    thread: _Thread, new: list[Message], opening: bool, history: list[dict]
+) -> Ticket:
     """What `dm.receive_inbound` and `tickets.on_inbound` do per message, done once for all of a
     thread's new messages (its ticket is open: no status change, no reopening). With `opening`,
     the first of them opened the ticket (`_open_tickets`): the others continue it."""
@@ -773,8 +822,17 @@ def _update_thread(thread: _Thread, new: list[Message], opening: bool) -> Ticket
     first_at = min(message.sent_at for message in new if message.sent_at)
     if ticket.awaiting_since is None:
         ticket.awaiting_since = first_at
-    for message in new:
-        record_event(ticket, "inbound", data={"message_id": message.id}, at=message.sent_at)
+    history += (
+        {
+            "brand_id": ticket.brand_id,
+            "ticket_id": ticket.id,
+            "actor_id": None,
+            "kind": "inbound",
+            "data": {"message_id": message.id},
+            "at": message.sent_at,
+        }
+        for message in new
+    )
     texts = [message.text for message in new if message.text and message.text.strip()]
     if texts:
         apply_tag_rules(ticket, "\n".join(texts))
