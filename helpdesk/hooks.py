@@ -13,7 +13,10 @@ the direct calls did; an exception in a handler reaches the publisher.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from datetime import datetime
 from typing import Any
 
 # A ticket changed in a way that may move its clocks (status, priority, team, tags, a message).
@@ -58,5 +61,27 @@ def on(event: str, handler: Handler) -> None:
 
 def publish(event: str, **data: Any) -> None:
     """Call every handler of `event` with `data` as keyword arguments."""
+    changed = _changed_tickets.get()
+    if event == TICKET_CHANGED and changed is not None:
+        changed[data["ticket"].id] = data["ticket"]
+        return
     for handler in list(_handlers.get(event, ())):
         handler(**data)
+
+
+_changed_tickets: ContextVar[dict[int, Any] | None] = ContextVar("changed_tickets", default=None)
+
+
+@contextmanager
+def ticket_changes_together(now: datetime) -> Iterator[None]:
+    """For an intake batch: inside, TICKET_CHANGED only notes its ticket; at the end (if nothing
+    failed) TICKETS_CHANGED is published once for all of them, so each ticket's clocks are
+    computed once, with its brand's, from the ticket's final state. Nothing inside reads them."""
+    changed: dict[int, Any] = {}
+    token = _changed_tickets.set(changed)
+    try:
+        yield
+    finally:
+        _changed_tickets.reset(token)
+    if changed:
+        publish(TICKETS_CHANGED, tickets=list(changed.values()), now=now)

@@ -37,6 +37,7 @@ from sqlalchemy import insert, select, text, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import OperationalError
+from sqlalchemy.orm import load_only
 
 from helpdesk import hooks
 from helpdesk.brands.models import Brand
@@ -239,10 +240,21 @@ def _apply(rows: list[WebhookEvent]) -> Outcome:
     claimed = _parse(rows)
     rows = _hold_threads(rows, claimed)
     _open_threads(claimed.items)
-    ready = _ready_threads(claimed.items)
     outcome = Outcome(delivery_ids=[row.id for row in rows])
+    with hooks.ticket_changes_together(utcnow()):  # each ticket's clocks once, at the end
+        senders = _rounds(claimed.items, outcome)
+    _finish(rows, claimed)
+    if senders:
+        outcome.contacts_needing_profile = intake.contacts_needing_profile(senders)
+    return outcome
+
+
+def _rounds(items: list[Item], outcome: Outcome) -> list[int]:
+    """The fast lane and the one-event code, round after round (`_split`); returns the contacts
+    who wrote."""
     senders: list[int] = []
-    remaining = claimed.items
+    ready = _ready_threads(items)
+    remaining = items
     for round_ in range(ROUNDS):
         last = round_ == ROUNDS - 1
         if round_ > 0:  # the previous round opened tickets: more threads are ready now
@@ -257,10 +269,7 @@ def _apply(rows: list[WebhookEvent]) -> Outcome:
                 senders.append(contact_id)
         if not remaining:
             break
-    _finish(rows, claimed)
-    if senders:
-        outcome.contacts_needing_profile = intake.contacts_needing_profile(senders)
-    return outcome
+    return senders
 
 
 def _hold_threads(rows: list[WebhookEvent], claimed: _Claimed) -> list[WebhookEvent]:
@@ -451,7 +460,9 @@ def _ready_threads(items: list[Item]) -> dict[tuple[int, str], _Thread]:
     contacts = {
         contact.id: contact
         for contact in db.session.scalars(
-            select(Contact).where(Contact.id.in_({c.contact_id for c in conversations}))
+            select(Contact)
+            .where(Contact.id.in_({c.contact_id for c in conversations}))
+            .options(load_only(Contact.id, Contact.platform_id, Contact.blocked))
         )
     }
     tickets = {

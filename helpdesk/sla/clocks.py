@@ -218,6 +218,7 @@ def refresh_ticket_sla(ticket: Ticket, now: datetime) -> None:
 
 def refresh_tickets_sla(tickets: list[Ticket], now: datetime) -> None:
     """`refresh_ticket_sla` for many tickets, each brand's read at once."""
+    db.session.flush()
     by_brand: dict[int, list[Ticket]] = {}
     for ticket in tickets:
         by_brand.setdefault(ticket.brand_id, []).append(ticket)
