@@ -4,6 +4,9 @@ of messages the brand sent from the platform's own app.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from datetime import datetime, timedelta
 
 from sqlalchemy import select
@@ -199,9 +202,38 @@ def record_echo(
 
 
 def message_by_mid(channel_id: int, mid: str) -> Message | None:
+    known = _known_messages.get()
+    if known is not None and (channel_id, mid) in known:
+        return known[(channel_id, mid)]
     return db.session.scalar(
         select(Message).where(Message.channel_id == channel_id, Message.mid == mid)
     )
+
+
+_known_messages: ContextVar[dict[tuple[int, str], Message] | None] = ContextVar(
+    "known_messages", default=None
+)
+
+
+@contextmanager
+def messages_known(keys: set[tuple[int, str]]) -> Iterator[None]:
+    """For an intake batch: the messages that its events name, `(channel_id, mid)`, read in one
+    query; inside, `message_by_mid` answers those from memory (the same objects the session
+    holds). One not found then is looked up as usual: it may be stored meanwhile."""
+    known: dict[tuple[int, str], Message] = {}
+    if keys:
+        found = db.session.scalars(
+            select(Message).where(
+                Message.channel_id.in_({channel_id for channel_id, _ in keys}),
+                Message.mid.in_({mid for _, mid in keys}),
+            )
+        )
+        known = {(m.channel_id, m.mid): m for m in found if (m.channel_id, m.mid) in keys}
+    token = _known_messages.set(known)
+    try:
+        yield
+    finally:
+        _known_messages.reset(token)
 
 
 def schedule_message(

@@ -43,6 +43,7 @@ from helpdesk import hooks
 from helpdesk.brands.models import Brand
 from helpdesk.channels.models import Channel, ChannelKind
 from helpdesk.database import SavepointSkipped, without_savepoints
+from helpdesk.dm import service as dm
 from helpdesk.dm.conversations import _route_new_thread, touch_conversation
 from helpdesk.dm.models import (
     Contact,
@@ -263,10 +264,9 @@ def _rounds(items: list[Item], outcome: Outcome) -> list[int]:
         outcome.fast += len(fast)
         outcome.slow += len(slow)
         senders += _fast_lane(fast, ready)
-        for item in slow:
-            contact_id = _apply_one(item)
-            if contact_id is not None:
-                senders.append(contact_id)
+        named = {(item.channel.id, item.event.mid) for item in slow if item.event.mid}
+        with dm.messages_known(named):  # what reactions, edits and echoes name, read at once
+            senders += [contact for item in slow if (contact := _apply_one(item)) is not None]
         if not remaining:
             break
     return senders
