@@ -119,3 +119,16 @@ def test_queueing_is_the_only_module_of_helpdesk_that_names_a_task():
         if re.search(r"^\s*(from|import) workers\b", text, re.MULTILINE) and name != "__init__.py":
             importing.append(name)
     assert (naming, importing) == ([], [])
+
+
+def test_a_loop_whose_budget_is_spent_with_work_left_goes_on_in_a_new_run(
+    app, client, webhook_channel
+):
+    post(client, body(1))
+    drain_broker(app)
+    assert process_pending_webhooks(budget_seconds=0) == 0  # no time: nothing done
+    assert statuses() == [EventStatus.PENDING]
+    assert wake_ups(app) == 1  # it queued its own continuation
+
+    assert process_pending_webhooks() == 1
+    assert wake_ups(app) == 0  # done, with nothing left: no continuation

@@ -53,6 +53,10 @@ def process_pending_webhooks(older_than_seconds: float = 0, budget_seconds: floa
             _drain(older_than_seconds, deadline, done)
         if not [event_id for event_id in _pending(older_than_seconds) if event_id not in done]:
             break
+    else:  # the budget is spent with work left: this loop goes on in a new run at once (after
+        # the tasks queued meanwhile), not at the next sweep
+        if _pending(older_than_seconds):
+            process_pending_webhooks.delay(older_than_seconds, budget_seconds)
     if done:
         log.info("processed %d webhook deliveries", len(done))
     return len(done)
