@@ -646,7 +646,7 @@ def _fast_lane(items: list[Item], ready: dict[tuple[int, str], _Thread]) -> list
             hooks.publish(hooks.MESSAGE_RECEIVED, ticket=ticket, message=message, now=now)
             copies.note_inbound(message)
     if history:  # the tickets' "inbound" events, in one statement
-        db.session.execute(insert(TicketEvent), history)
+        _insert_history(history)
     _refresh_clocks(tickets, now)
     _announce(messages)
     return [message.contact_id for message in messages if message.contact_id]
@@ -784,6 +784,36 @@ def _insert_messages_from_arrays(rows: list[dict], now: datetime) -> list[int]:
         "now": now,
     }
     return list(db.session.scalars(_MESSAGES_FROM_ARRAYS, parameters))
+
+
+_HISTORY_FROM_ARRAYS = text(
+    """
+    INSERT INTO ticket_events (brand_id, ticket_id, kind, data, at)
+    SELECT r.brand_id, r.ticket_id, r.kind, CAST(r.data AS json), r.at
+    FROM unnest(
+        CAST(:brand_id AS integer[]), CAST(:ticket_id AS integer[]), CAST(:kind AS text[]),
+        CAST(:data AS text[]), CAST(:at AS timestamptz[])
+    ) WITH ORDINALITY AS r(brand_id, ticket_id, kind, data, at, n)
+    ORDER BY r.n
+    """
+)
+
+
+def _insert_history(rows: list[dict]) -> None:
+    """Ticket events without an actor; on PostgreSQL passed as arrays (`_MESSAGES_FROM_ARRAYS`)."""
+    if _dialect() != "postgresql":
+        db.session.execute(insert(TicketEvent), rows)
+        return
+    db.session.execute(
+        _HISTORY_FROM_ARRAYS,
+        {
+            "brand_id": [row["brand_id"] for row in rows],
+            "ticket_id": [row["ticket_id"] for row in rows],
+            "kind": [row["kind"] for row in rows],
+            "data": [json.dumps(row["data"]) for row in rows],
+            "at": [row["at"] for row in rows],
+        },
+    )
 
 
 def _link_waiting_replies(messages: list[Message]) -> None:
