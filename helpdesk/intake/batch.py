@@ -82,7 +82,7 @@ ACTIVE_TICKET = "status IN (" + ", ".join(f"'{s.value}'" for s in ACTIVE_STATUSE
 ROUNDS = 4
 # Batches tried again (after a deadlock, or without an event that failed) before going one by one.
 RETRIES = 3
-POSTGRESQL_BATCH = 500
+POSTGRESQL_BATCH = 1000
 SQLITE_BATCH = 50  # SQLite has one writer at a time: shorter transactions keep the web waiting less
 
 
