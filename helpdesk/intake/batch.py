@@ -66,7 +66,6 @@ from helpdesk.media import copies
 from helpdesk.memo import batch_scope
 from helpdesk.outgoing.models import WebhookSubscription
 from helpdesk.outgoing.service import emit, message_data
-from helpdesk.sla.clocks import BrandRules, refresh_many
 from helpdesk.tickets import service as ticket_service
 from helpdesk.tickets.models import ACTIVE_STATUSES, Priority, Ticket, TicketEvent, TicketStatus
 from helpdesk.tickets.tags import apply_tag_rules
@@ -338,8 +337,8 @@ def _channels(account_ids: set[str]) -> dict[str, Channel]:
 
 def _apply_one(item: Item) -> int | None:
     """One event through the one-event code. Its failure, even one that a delivery alone would
-    merely note (a reaction to an unsent message), fails the batch: without a savepoint, what
-    the event wrote before failing could not be undone alone."""
+    merely note on the delivery (a reaction that is no emoji), fails the batch: without a
+    savepoint, what the event wrote before failing could not be undone alone."""
     try:
         return intake.contact_of(intake.apply_event(item.channel, item.event))
     except (MalformedEvent, DomainError, SavepointSkipped) as exc:
@@ -881,17 +880,11 @@ def _update_thread(
 
 
 def _refresh_clocks(tickets: list[Ticket], now: datetime) -> None:
-    """What `tickets.events.after_change` does for each ticket (its subscriber, the SLA
-    service, recomputes the clocks), with each brand's tickets' pauses and reminders read at once.
-    The tickets stay open, so the conversations' mirror of the status does not move."""
-    db.session.flush()
-    by_brand: dict[int, list[Ticket]] = defaultdict(list)
+    """What `tickets.events.after_change` does for each ticket: its clocks are noted for the end
+    of the batch (`hooks.ticket_changes_together`), where each brand's are computed at once, and
+    the consoles hear of it. The tickets stay open: the conversations' mirror does not move."""
     for ticket in tickets:
-        by_brand[ticket.brand_id].append(ticket)
-    for brand_id, brand_tickets in by_brand.items():
-        refresh_many(brand_tickets, BrandRules.load(brand_id))
-    db.session.flush()
-    for ticket in tickets:
+        hooks.publish(hooks.TICKET_CHANGED, ticket=ticket, now=now)
         live.ticket_updated(ticket)
 
 

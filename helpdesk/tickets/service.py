@@ -18,6 +18,7 @@ from helpdesk.dm.service import atomic
 from helpdesk.errors import InvalidState, StaleTicket, ValidationError
 from helpdesk.extensions import db
 from helpdesk.inbox.folders import INBOX_STATES
+from helpdesk.live import events as live
 from helpdesk.memo import cached
 from helpdesk.outgoing.service import emit, ticket_data
 from helpdesk.tickets.assignees import assign as assign
@@ -73,19 +74,6 @@ def _routing_rules(brand_id: int) -> list[RoutingRule]:
     )
 
 
-def _claim_unticketed_messages(conversation: Conversation, ticket: Ticket) -> None:
-    db.session.execute(
-        update(Message)
-        .where(
-            Message.conversation_id == conversation.id,
-            Message.ticket_id.is_(None),
-            Message.suppressed.is_(False),
-        )
-        .values(ticket_id=ticket.id)
-        .execution_options(synchronize_session=False)
-    )
-
-
 def open_ticket(
     conversation: Conversation,
     opened_at: datetime,
@@ -122,27 +110,18 @@ def open_ticket(
 def setup_opened(
     conversation: Conversation, ticket: Ticket, now: datetime, text: str | None = None
 ) -> Ticket:
-    """What follows a new ticket's row (inserted by `open_ticket`, or by the intake's batches
-    for many threads at once): the thread's messages join it, keyword tags, routing, clocks,
-    the `ticket.created` webhook, assignment and automations."""
-    conversation.current_ticket_id = ticket.id
-    _claim_unticketed_messages(conversation, ticket)
-    record_event(ticket, "created", data={"opened_at": ticket.opened_at.isoformat()}, at=now)
-    # Keyword tags first: routing rules may send tagged tickets to a team.
-    apply_tag_rules(ticket, text)
-    ticket.team_id = _route_team(ticket)
-    after_change(ticket, now)
-    emit(ticket.brand_id, "ticket.created", ticket_data(ticket))
-    offer_to_assignment(ticket, now)
-    hooks.publish(hooks.TICKET_CREATED, ticket=ticket, now=now)  # automations may act
+    """What follows a new ticket's row (inserted by `open_ticket`): the thread's messages join
+    it, keyword tags, routing, clocks, the `ticket.created` webhook, assignment, automations and
+    the live update."""
+    setup_opened_many([(conversation, ticket, text)], now)
+    live.ticket_updated(ticket)
     return ticket
 
 
 def setup_opened_many(opened: list[tuple[Conversation, Ticket, str | None]], now: datetime) -> None:
-    """`setup_opened` for many new tickets at once (the intake's batches): the same steps, with
-    the threads' messages joining their tickets in one statement and the clocks computed per
-    brand at once (`hooks.TICKETS_CHANGED`). Live updates are the caller's, which sends one per
-    ticket of the batch."""
+    """`setup_opened` for one or many new tickets (the intake's batches insert many rows at
+    once): the threads' messages join their tickets in one statement and the clocks are
+    computed per brand at once (`hooks.TICKETS_CHANGED`). Live updates are the caller's."""
     for conversation, ticket, _text in opened:
         conversation.current_ticket_id = ticket.id
         conversation.status = ConversationStatus(ticket.status.value)
@@ -165,6 +144,7 @@ def setup_opened_many(opened: list[tuple[Conversation, Ticket, str | None]], now
     )
     for _conversation, ticket, text in opened:
         record_event(ticket, "created", data={"opened_at": ticket.opened_at.isoformat()}, at=now)
+        # Keyword tags first: routing rules may send tagged tickets to a team.
         apply_tag_rules(ticket, text)
         ticket.team_id = _route_team(ticket)
     db.session.flush()
