@@ -27,6 +27,7 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
     from helpdesk.web.auth import init_auth
     from helpdesk.web.request_path import HelpdeskFlask
     from helpdesk.web.security_headers import init_security_headers
+    from helpdesk.web.webhooks.routes import init_webhook_intake
     from workers import celery_init_app
 
     app = HelpdeskFlask(  # Flask, with less work per request (helpdesk.web.request_path)
@@ -66,4 +67,5 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
     register_cli(app)
     init_observability(app)
     init_security_headers(app)
+    init_webhook_intake(app)  # the webhook's POST, answered below Flask
     return app

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
-import os
+import random
 import time
 from contextvars import ContextVar
 
@@ -171,8 +171,11 @@ class QueueCollector:
 
 
 def new_request_id() -> str:
-    """32 hex digits, as uuid4().hex gave, from the same randomness without building a UUID."""
-    return os.urandom(16).hex()
+    """32 hex digits, as uuid4().hex gave. An id follows a request through the logs and is no
+    secret, so it comes from the process's pseudo-random generator (reseeded in every forked
+    worker) rather than from os.urandom: a system call, which under load hands the interpreter
+    lock to another thread and then waits to get it back."""
+    return f"{random.getrandbits(128):032x}"
 
 
 def _start() -> None:
@@ -191,11 +194,9 @@ _request_children: dict[tuple[str, str, int], Counter] = {}
 _latency_children: dict[str, Histogram] = {}
 
 
-def _finish(response: Response) -> Response:
-    state = g._get_current_object()
-    rule = request.url_rule
-    endpoint = rule.endpoint if rule is not None else "unmatched"
-    key = (request.method, endpoint, response.status_code)
+def count_request(method: str, endpoint: str, status: int, seconds: float) -> None:
+    """One answered request in the request metrics."""
+    key = (method, endpoint, status)
     counter = _request_children.get(key)
     if counter is None:
         counter = _request_children.setdefault(key, REQUESTS.labels(*key))
@@ -203,8 +204,19 @@ def _finish(response: Response) -> Response:
     latency = _latency_children.get(endpoint)
     if latency is None:
         latency = _latency_children.setdefault(endpoint, LATENCY.labels(endpoint))
+    latency.observe(seconds)
+
+
+def _finish(response: Response) -> Response:
+    state = g._get_current_object()
+    rule = request.url_rule
     started = getattr(state, "started", None)
-    latency.observe(time.perf_counter() - started if started is not None else 0.0)
+    count_request(
+        request.method,
+        rule.endpoint if rule is not None else "unmatched",
+        response.status_code,
+        time.perf_counter() - started if started is not None else 0.0,
+    )
     response.headers["X-Request-Id"] = getattr(state, "request_id", "")
     return response
 
