@@ -1,5 +1,7 @@
 """What every request pays before and after its view, kept small.
 
+(The webhook's POST goes further and is answered before Flask: `helpdesk.web.webhooks.routes`.)
+
 A signed webhook delivery or a /ping does none of what a console page needs: no cookie session,
 no signed-in agent. Measured under gunicorn with keep-alive connections, the per-request work
 of Flask's defaults and of the app's hooks cost more than the webhook's own (signature, JSON,
