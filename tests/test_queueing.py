@@ -9,10 +9,12 @@ from contextlib import ExitStack
 from pathlib import Path
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import event, select
 
 from helpdesk import queueing
 from helpdesk.extensions import db
+from helpdesk.intake import batch
+from helpdesk.intake import service as intake
 from helpdesk.intake.models import EventStatus, WebhookEvent
 from helpdesk.queueing import PROCESS_PENDING_WEBHOOKS as PROCESS_PENDING
 from tests.conftest import REDIS_URL, drain_broker
@@ -132,3 +134,51 @@ def test_a_loop_whose_budget_is_spent_with_work_left_goes_on_in_a_new_run(
 
     assert process_pending_webhooks() == 1
     assert wake_ups(app) == 0  # done, with nothing left: no continuation
+
+
+def test_later_claims_of_a_run_name_only_the_deliveries_that_failed(
+    app, client, webhook_channel, monkeypatch
+):
+    """Batches of one: the run claims four times. A processed delivery is no longer pending, so
+    a later claim need not name it; the one that failed stays pending and is named, so the run
+    does not take it again (the sweep retries it later)."""
+    for n in range(1, 5):
+        post(client, body(n))
+    drain_broker(app)
+    monkeypatch.setattr(batch, "POSTGRESQL_BATCH", 1)
+    monkeypatch.setattr(batch, "SQLITE_BATCH", 1)
+    real_apply = intake.apply_event
+
+    def apply_event(channel, event):
+        if event.mid.endswith("00000002"):
+            raise RuntimeError("this one breaks")
+        return real_apply(channel, event)
+
+    monkeypatch.setattr(intake, "apply_event", apply_event)
+    claims: list[tuple[str, object]] = []
+
+    def record(conn, cursor, statement, parameters, context, executemany):
+        if statement.lstrip().upper().startswith("SELECT") and "FROM webhook_events" in statement:
+            if "ORDER BY webhook_events.id" in statement:
+                claims.append((statement, parameters))
+
+    event.listen(db.engine, "before_cursor_execute", record)
+    try:
+        assert process_pending_webhooks() == 4
+    finally:
+        event.remove(db.engine, "before_cursor_execute", record)
+    assert statuses() == [
+        EventStatus.PROCESSED, EventStatus.PENDING, EventStatus.PROCESSED, EventStatus.PROCESSED,
+    ]  # fmt: skip
+    failed_id = db.session.scalars(
+        select(WebhookEvent.id).where(WebhookEvent.status == EventStatus.PENDING)
+    ).one()
+    named = [re.findall(r"NOT IN \(([^)]*)\)", statement) for statement, _ in claims]
+    assert named[0] == []  # nothing failed yet
+    after_failure = [found for found in named[1:] if found]
+    assert after_failure, claims  # the failed delivery is skipped by the claims after it
+    for (statement, parameters), found in zip(claims, named, strict=True):
+        if found:
+            values = parameters.values() if isinstance(parameters, dict) else parameters
+            assert failed_id in values, (statement, parameters)
+            assert len(found[0].split(",")) == 1, statement  # only the failed one

@@ -45,13 +45,14 @@ def process_pending_webhooks(older_than_seconds: float = 0, budget_seconds: floa
     kicked(PROCESS_PENDING_WEBHOOKS)
     deadline = time.monotonic() + budget_seconds
     done: set[int] = set()
+    failed: set[int] = set()  # still pending, for the sweep to retry later: not again in this run
     loops = current_app.config["INTAKE_LOOPS"]
     while time.monotonic() < deadline:
         with runner_slot(PROCESS_PENDING_WEBHOOKS, budget_seconds + 30, loops) as mine:
             if not mine:
                 break
-            _drain(older_than_seconds, deadline, done)
-        if not [event_id for event_id in _pending(older_than_seconds) if event_id not in done]:
+            _drain(older_than_seconds, deadline, done, failed)
+        if not [event_id for event_id in _pending(older_than_seconds) if event_id not in failed]:
             break
     else:  # the budget is spent with work left: this loop goes on in a new run at once (after
         # the tasks queued meanwhile), not at the next sweep
@@ -65,14 +66,18 @@ def process_pending_webhooks(older_than_seconds: float = 0, budget_seconds: floa
 BUSY_PAUSE = 0.05
 
 
-def _drain(older_than_seconds: float, deadline: float, done: set[int]) -> None:
-    """Batch after batch until nothing is pending (or the budget is spent)."""
+def _drain(older_than_seconds: float, deadline: float, done: set[int], failed: set[int]) -> None:
+    """Batch after batch until nothing is pending (or the budget is spent). Only the deliveries
+    that failed are skipped by later claims: the processed ones are no longer pending, and
+    naming every one of them in each claim (`id NOT IN (...)`, thousands of ids into a run) came
+    to cost more than the claim itself."""
     older_than = timedelta(seconds=older_than_seconds)
     while time.monotonic() < deadline:
-        outcome = batch.process_batch(older_than=older_than, skip=done)
+        outcome = batch.process_batch(older_than=older_than, skip=failed)
         if outcome is None:
             return
         done.update(outcome.delivery_ids, outcome.failed_ids)
+        failed.update(outcome.failed_ids)
         if not outcome.delivery_ids and not outcome.failed_ids:
             time.sleep(BUSY_PAUSE)  # every claimed customer was another worker's: let it commit
         for contact_id in outcome.contacts_needing_profile:
