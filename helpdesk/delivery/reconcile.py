@@ -45,6 +45,7 @@ def reconcile_echo(
         .where(
             Message.channel_id == channel.id,
             Message.direction == Direction.OUTBOUND,
+            Conversation.channel_id == channel.id,  # the thread's unique index, both columns
             Conversation.thread_key.in_(
                 [f"direct:{recipient_platform_id}", f"group:{recipient_platform_id}"]
             ),
