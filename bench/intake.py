@@ -275,6 +275,7 @@ class ConnectionWatch:
     def __init__(self, port: int, interval: float = 1.0) -> None:
         self.port, self.interval = port, interval
         self.samples: list[set[int]] = []
+        self.spreads: list[tuple[int, ...]] = []
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._sample, daemon=True)
 
@@ -283,6 +284,7 @@ class ConnectionWatch:
         while not self._stop.is_set():
             if peers := established_peers(self.port):
                 self.samples.append(peers)
+                self.spreads.append(connections_per_process(self.port))
             self._stop.wait(self.interval)
 
     def __enter__(self) -> ConnectionWatch:
@@ -296,6 +298,30 @@ class ConnectionWatch:
     @property
     def seen(self) -> int:
         return len(set().union(*self.samples)) if self.samples else 0
+
+    @property
+    def spread(self) -> tuple[int, ...]:
+        """Connections held by each server process, fewest first, in the round's last sample."""
+        return self.spreads[-1] if self.spreads else ()
+
+
+def connections_per_process(port: int) -> tuple[int, ...]:
+    """How many established connections each process serving `port` holds, from `ss` (empty
+    where it is missing). The kernel gives each connection to whichever gunicorn process accepts
+    first: when one gets all of them, that round measures one process, not two."""
+    try:
+        out = subprocess.run(
+            ["ss", "-tnpH", "state", "established"], capture_output=True, text=True, check=True
+        ).stdout
+    except (OSError, subprocess.CalledProcessError):
+        return ()
+    held: dict[str, int] = {}
+    for line in out.splitlines():
+        fields = line.split()
+        if len(fields) > 2 and fields[2].endswith(f":{port}"):
+            for pid in re.findall(r"pid=(\d+)", line):
+                held[pid] = held.get(pid, 0) + 1
+    return tuple(sorted(held.values()))
 
 
 @dataclass
@@ -313,6 +339,7 @@ class Phase:
     total: int = 0
     client: float = 0.0
     connections_seen: list[int] = field(default_factory=list)
+    spreads: list[tuple[int, ...]] = field(default_factory=list)
 
     def run(self, phase) -> None:
         before = cpu_times()
@@ -327,6 +354,7 @@ class Phase:
         self.total += after[1] - before[1]
         self.client += after[2] - before[2]
         self.connections_seen.append(watch.seen)
+        self.spreads.append(watch.spread)
 
     @property
     def p50(self) -> float:
@@ -352,6 +380,14 @@ class Phase:
     def kept(self, connections: int) -> bool:
         """Every round showed its connections, and no more than the load generator opened."""
         return all(0 < seen <= connections for seen in self.connections_seen)
+
+    def spread_over(self, processes: int, connections: int, round_: int) -> bool:
+        """Whether every process held at least half its share of the connections."""
+        spread = self.spreads[round_]
+        return len(spread) == processes and min(spread) * 2 >= connections / processes
+
+    def described_spreads(self) -> str:
+        return " ".join("-".join(map(str, spread)) or "?" for spread in self.spreads)
 
     def connections(self, connections: int) -> str:
         """How many client connections each round showed, and whether they were kept."""
@@ -523,6 +559,18 @@ def main() -> int:
     print(f"intake / trivial throughput ratio: {hook_rps / ping_rps:.2f} (target >= 0.5)")
     print(f"webhook / bare Flask: {hook_rps / bare_rps:.2f} (target >= 0.35 with keep-alive); "
           f"/ping / bare Flask: {ping_rps / bare_rps:.2f}")  # fmt: skip
+    print(f"    connections per server process, per round: /ping {ping.described_spreads()}; "
+          f"webhook {hooks.described_spreads()}; bare {baseline.described_spreads()}")  # fmt: skip
+    even = [
+        r for r in range(args.rounds)
+        if all(phase.spread_over(args.workers, n, r) for phase in (hooks, baseline))
+    ]  # fmt: skip
+    if even:
+        evenly = sum(hooks.counts[r] for r in even) / sum(baseline.counts[r] for r in even)
+        print(f"webhook / bare Flask over the {len(even)} rounds where every process of both held "
+              f"at least half its share of the connections: {evenly:.2f}")  # fmt: skip
+    else:
+        print("webhook / bare Flask: in no round were the connections of both spread evenly")
     print(f"    a lone commit on the database server before each webhook round: median "
           f"{' '.join(f'{c * 1000:.2f}' for c in commits)} ms")  # fmt: skip
     print(f"fixed rate {args.rate:.0f}/s: {rated_ok} ok, p50 {percentile(rated, .5) * 1000:.1f} ms,"
