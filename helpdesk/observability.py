@@ -8,6 +8,7 @@ import logging
 import random
 import time
 from contextvars import ContextVar
+from typing import Any
 
 from amqp.exceptions import ChannelError
 from flask import Flask, Response, current_app, g, has_app_context, request
@@ -178,10 +179,15 @@ def new_request_id() -> str:
     return f"{random.getrandbits(128):032x}"
 
 
+def request_id_of(environ: dict[str, Any]) -> str:
+    """Every request has an id that its log lines and the work it hands on carry: the caller's
+    X-Request-Id (at most 64 characters) if it gave one, else a new one. Read from the environ:
+    no header object is built for it."""
+    return environ.get("HTTP_X_REQUEST_ID", "")[:64] or new_request_id()
+
+
 def _start() -> None:
-    """Every request has an id (the caller's X-Request-Id if it gave one) that its log lines and
-    the work it hands on carry. Read from the environ: no header object is built for it."""
-    request_id = request.environ.get("HTTP_X_REQUEST_ID", "")[:64] or new_request_id()
+    request_id = request_id_of(request.environ)
     state = g._get_current_object()  # one proxy lookup, not one per attribute
     state.request_id = request_id
     state.started = time.perf_counter()

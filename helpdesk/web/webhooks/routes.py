@@ -30,7 +30,7 @@ from werkzeug.wsgi import get_content_length
 
 from helpdesk.intake import service as intake
 from helpdesk.intake.writer import DeliveryNotStored
-from helpdesk.observability import count_request, new_request_id, request_id_var
+from helpdesk.observability import count_request, request_id_of, request_id_var
 from helpdesk.queueing import wake_intake
 from helpdesk.web.security_headers import HEADERS
 from helpdesk.web.webhooks import bp
@@ -176,7 +176,7 @@ class WebhookIntake:
         if environ.get("PATH_INFO") != PATH or environ.get("REQUEST_METHOD") != "POST":
             return self.wsgi_app(environ, start_response)
         started = time.perf_counter()
-        request_id = environ.get("HTTP_X_REQUEST_ID", "")[:64] or new_request_id()
+        request_id = request_id_of(environ)
         token = request_id_var.set(request_id)  # for the log lines of this delivery
         try:
             answer = receive_delivery(self.app, environ, request_id)
