@@ -12,6 +12,7 @@ import pytest
 from sqlalchemy import event, select
 
 from helpdesk import queueing
+from helpdesk.dm.models import Contact
 from helpdesk.extensions import db
 from helpdesk.intake import batch
 from helpdesk.intake import service as intake
@@ -19,7 +20,8 @@ from helpdesk.intake.models import EventStatus, WebhookEvent
 from helpdesk.queueing import PROCESS_PENDING_WEBHOOKS as PROCESS_PENDING
 from tests.conftest import REDIS_URL, drain_broker
 from tests.helpers.webhooks import FIXTURES, post
-from workers.tasks.intake import process_pending_webhooks
+from workers.tasks import intake as intake_tasks
+from workers.tasks.intake import fetch_contact_profiles, process_pending_webhooks
 
 needs_redis = pytest.mark.skipif(
     not REDIS_URL, reason="REDIS_URL is not set: the shared flag and lock live in Redis (CI)"
@@ -36,9 +38,10 @@ def _clean(app):
     queueing.kicked(PROCESS_PENDING)
 
 
-def body(n: int) -> bytes:
-    """The text example with a mid of its own."""
+def body(n: int, sender: int = 1) -> bytes:
+    """The text example with a mid of its own (and, given `sender`, another customer's)."""
     raw = (FIXTURES / "text.json").read_bytes()
+    raw = raw.replace(b'"6120000000000001"', b'"61200000%08d"' % sender)
     return raw.replace(b'E600000001"', b'E6%08d"' % n)
 
 
@@ -182,3 +185,57 @@ def test_later_claims_of_a_run_name_only_the_deliveries_that_failed(
             values = parameters.values() if isinstance(parameters, dict) else parameters
             assert failed_id in values, (statement, parameters)
             assert len(found[0].split(",")) == 1, statement  # only the failed one
+
+
+PROFILE_TASKS = (
+    "workers.tasks.intake.fetch_contact_profile",
+    "workers.tasks.intake.fetch_contact_profiles",
+)
+
+
+def test_a_run_asks_once_for_each_newcomers_profile_a_batch_of_them_in_one_message(
+    app, client, webhook_channel, monkeypatch
+):
+    """30 newcomers write twice, in batches of 10: their profiles are not fetched yet when their
+    second messages are processed, and are not asked for again; each batch's newcomers go to the
+    broker in one message, not one each."""
+    for n in range(1, 61):
+        post(client, body(n, sender=(n - 1) % 30 + 1))
+    drain_broker(app)
+    monkeypatch.setattr(batch, "POSTGRESQL_BATCH", 10)
+    monkeypatch.setattr(batch, "SQLITE_BATCH", 10)
+
+    assert process_pending_webhooks() == 60
+
+    asked = [args for name, args in drain_broker(app) if name in PROFILE_TASKS]
+    newcomers = sorted(db.session.scalars(select(Contact.id)))
+    assert len(newcomers) == 30
+    assert len(asked) == 3  # one per batch of newcomers
+    assert sorted(c for args in asked for c in args[0]) == newcomers  # each once
+
+
+def test_profiles_fetched_together_are_committed_one_by_one(
+    app, client, webhook_channel, sim, monkeypatch
+):
+    for n in range(1, 4):
+        post(client, body(n, sender=n))
+    drain_broker(app)
+    process_pending_webhooks()
+    drain_broker(app)
+    ids = sorted(db.session.scalars(select(Contact.id)))
+    real_fetch = intake_tasks.fetch_profile
+
+    def fetch_profile(contact_id):
+        fetched = real_fetch(contact_id)  # written and flushed, then the task breaks
+        if contact_id == ids[1]:
+            raise RuntimeError("this one breaks")
+        return fetched
+
+    monkeypatch.setattr(intake_tasks, "fetch_profile", fetch_profile)
+
+    assert fetch_contact_profiles(ids) == 2
+
+    db.session.expire_all()
+    fetched = [db.session.get(Contact, contact_id).profile_fetched_at for contact_id in ids]
+    assert [at is not None for at in fetched] == [True, False, True]
+    assert db.session.get(Contact, ids[0]).username

@@ -28,8 +28,7 @@ def process_webhook_event(event_id: int) -> None:
         db.session.commit()
         log.exception("webhook %s failed", event_id)
         return
-    for contact_id in contact_ids:
-        fetch_contact_profile.delay(contact_id)
+    queue_profile_fetches(contact_ids)
 
 
 @shared_task(ignore_result=True)
@@ -46,12 +45,13 @@ def process_pending_webhooks(older_than_seconds: float = 0, budget_seconds: floa
     deadline = time.monotonic() + budget_seconds
     done: set[int] = set()
     failed: set[int] = set()  # still pending, for the sweep to retry later: not again in this run
+    profiles: set[int] = set()  # contacts whose profile this run has asked for
     loops = current_app.config["INTAKE_LOOPS"]
     while time.monotonic() < deadline:
         with runner_slot(PROCESS_PENDING_WEBHOOKS, budget_seconds + 30, loops) as mine:
             if not mine:
                 break
-            _drain(older_than_seconds, deadline, done, failed)
+            _drain(older_than_seconds, deadline, done, failed, profiles)
         if not [event_id for event_id in _pending(older_than_seconds) if event_id not in failed]:
             break
     else:  # the budget is spent with work left: this loop goes on in a new run at once (after
@@ -66,11 +66,20 @@ def process_pending_webhooks(older_than_seconds: float = 0, budget_seconds: floa
 BUSY_PAUSE = 0.05
 
 
-def _drain(older_than_seconds: float, deadline: float, done: set[int], failed: set[int]) -> None:
+def _drain(
+    older_than_seconds: float,
+    deadline: float,
+    done: set[int],
+    failed: set[int],
+    profiles: set[int],
+) -> None:
     """Batch after batch until nothing is pending (or the budget is spent). Only the deliveries
     that failed are skipped by later claims: the processed ones are no longer pending, and
     naming every one of them in each claim (`id NOT IN (...)`, thousands of ids into a run) came
-    to cost more than the claim itself."""
+    to cost more than the claim itself.
+
+    A newcomer's profile is asked for once per run: while the fetch waits in the queue, each of
+    their next messages would otherwise ask again (one message to the broker each)."""
     older_than = timedelta(seconds=older_than_seconds)
     while time.monotonic() < deadline:
         outcome = batch.process_batch(older_than=older_than, skip=failed)
@@ -80,8 +89,9 @@ def _drain(older_than_seconds: float, deadline: float, done: set[int], failed: s
         failed.update(outcome.failed_ids)
         if not outcome.delivery_ids and not outcome.failed_ids:
             time.sleep(BUSY_PAUSE)  # every claimed customer was another worker's: let it commit
-        for contact_id in outcome.contacts_needing_profile:
-            fetch_contact_profile.delay(contact_id)
+        wanted = [c for c in outcome.contacts_needing_profile if c not in profiles]
+        profiles.update(wanted)
+        queue_profile_fetches(wanted)
 
 
 def _pending(older_than_seconds: float) -> list[int]:
@@ -96,8 +106,37 @@ def sweep_webhook_events(older_than_seconds: float = 2) -> int:
     return process_pending_webhooks(older_than_seconds=older_than_seconds)
 
 
+# Contacts per profile task: a batch's newcomers go to the broker in a few messages, and a few
+# worker processes can still share the fetches (each one a call to the Graph API).
+PROFILES_PER_TASK = 25
+
+
+def queue_profile_fetches(contact_ids: list[int]) -> None:
+    for start in range(0, len(contact_ids), PROFILES_PER_TASK):
+        chunk = contact_ids[start : start + PROFILES_PER_TASK]
+        if len(chunk) == 1:
+            fetch_contact_profile.delay(chunk[0])
+        else:
+            fetch_contact_profiles.delay(chunk)
+
+
 @shared_task(ignore_result=True)
 def fetch_contact_profile(contact_id: int) -> bool:
     fetched = fetch_profile(contact_id)
     db.session.commit()
+    return fetched
+
+
+@shared_task(ignore_result=True)
+def fetch_contact_profiles(contact_ids: list[int]) -> int:
+    """Several contacts' profiles, each committed alone: one that fails leaves the others
+    fetched. Returns how many were fetched."""
+    fetched = 0
+    for contact_id in contact_ids:
+        try:
+            fetched += fetch_profile(contact_id)
+            db.session.commit()
+        except Exception:
+            db.session.rollback()
+            log.exception("profile of contact %s not fetched", contact_id)
     return fetched
