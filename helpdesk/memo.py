@@ -1,10 +1,16 @@
-"""Reading a brand's configuration once per batch instead of once per message.
+"""Reading a brand's configuration, and looking up a row by its natural key, once per batch
+instead of once per message.
 
 While the intake applies a batch of deliveries, the same brand's keyword rules, SLA policies,
 business hours, routing rules and webhook subscriptions would be read again for every ticket.
 Inside `batch_scope()` such reads go through `cached(key, load)` and are made once; outside a
 scope (a request, a sweep) `cached` just loads. Nothing the intake does changes configuration,
 so a batch never reads a stale copy of its own.
+
+`found(key, load)` is for the rows a batch looks up again and again by a natural key (a contact
+by its platform id, a thread by its key): the session's identity map keeps one object per row,
+but only a lookup by primary key is answered from it. A row found once is that same object for
+the rest of the batch; a row not found is looked up again, since the batch may create it.
 """
 
 from __future__ import annotations
@@ -34,3 +40,15 @@ def cached(key: Hashable, load: Callable[[], T]) -> T:
     if key not in scope:
         scope[key] = load()
     return scope[key]  # type: ignore[return-value]
+
+
+def found(key: Hashable, load: Callable[[], T | None]) -> T | None:
+    scope = _scope.get()
+    if scope is None:
+        return load()
+    row = scope.get(key)
+    if row is None:
+        row = load()
+        if row is not None:
+            scope[key] = row
+    return row  # type: ignore[return-value]

@@ -514,3 +514,38 @@ def test_deliveries_younger_than_asked_wait(app):
     store([_delivery(message(1, "y1", "hi", 0))])
     assert batch.process_batch(older_than=timedelta(minutes=5)) is None
     assert batch.process_batch() is not None
+
+
+def test_a_customer_and_their_thread_are_looked_up_once_per_batch_by_the_one_event_code():
+    """Reactions, edits and echoes go event by event; the contact and the thread each of them
+    names are read from the database once in the batch, then kept (memo.found)."""
+    _prepare()
+    store([_delivery(message(1, "f1", "hello", at=0), message(1, "f2", "are you there?", at=1))])
+    assert _in_batches(None)
+    store(
+        [
+            _delivery(reaction(1, "f1", "🔥", at=10)),
+            _delivery(echo(1, "e1", "Yes, how can we help?", at=11)),
+            _delivery(edit(1, "f2", "anyone there?", at=12)),
+            _delivery(reaction(1, "f2", "❤️", at=13)),
+            _delivery(echo(1, "e2", "Still here", at=14)),
+        ]
+    )
+    lookups: list[str] = []
+
+    def record(conn, cursor, statement, parameters, context, executemany):
+        if "contacts.platform_id = " in statement or "conversations.thread_key = " in statement:
+            lookups.append(statement)
+
+    event.listen(db.engine, "before_cursor_execute", record)
+    try:
+        outcomes = _in_batches(None)
+    finally:
+        event.remove(db.engine, "before_cursor_execute", record)
+    assert [outcome.slow for outcome in outcomes] == [5]  # one batch, each event by itself
+    by_contact = [s for s in lookups if "FROM contacts" in s.split("WHERE")[0]]
+    by_thread = [s for s in lookups if "FROM conversations" in s.split("WHERE")[0]]
+    assert (len(by_contact), len(by_thread)) == (1, 1), lookups
+    texts = db.session.scalars(select(Message.text).order_by(Message.sent_at)).all()
+    assert texts == ["hello", "anyone there?", "Yes, how can we help?", "Still here"]
+    assert db.session.scalar(select(func.count()).select_from(Reaction)) == 2

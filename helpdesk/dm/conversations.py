@@ -28,6 +28,7 @@ from helpdesk.dm.models import (
 )
 from helpdesk.errors import GroupFull
 from helpdesk.extensions import db
+from helpdesk.memo import found
 from helpdesk.types import utcnow
 
 PREVIEW_LENGTH = 200
@@ -53,7 +54,7 @@ def get_or_create_contact(
     query = select(Contact).where(
         Contact.channel_id == channel.id, Contact.platform_id == platform_id
     )
-    contact = db.session.scalar(query)
+    contact = found(("contact", channel.id, platform_id), lambda: db.session.scalar(query))
     if contact is None:
         try:
             with atomic():
@@ -107,7 +108,7 @@ def _conversation_for(
     query = select(Conversation).where(
         Conversation.channel_id == channel.id, Conversation.thread_key == key
     )
-    conversation = db.session.scalar(query)
+    conversation = found(("thread", channel.id, key), lambda: db.session.scalar(query))
     if conversation is not None:
         return conversation
     folder, state = _route_new_thread(brand, contact, text)

@@ -28,6 +28,7 @@ from helpdesk.intake.models import EventStatus, PendingAction, UnknownAccount, W
 from helpdesk.intake.writer import Delivery, DeliveryNotStored
 from helpdesk.live import events as live
 from helpdesk.media import copies
+from helpdesk.memo import found
 from helpdesk.tickets import service as tickets
 from helpdesk.types import utcnow
 
@@ -242,17 +243,25 @@ def _reconcile(channel: Channel, event: Event) -> Message | None:
 
 
 def _direct_conversation(channel: Channel, platform_id: str) -> Conversation | None:
-    return db.session.scalar(
-        select(Conversation).where(
-            Conversation.channel_id == channel.id,
-            Conversation.thread_key == f"direct:{platform_id}",
-        )
+    key = f"direct:{platform_id}"
+    return found(
+        ("thread", channel.id, key),
+        lambda: db.session.scalar(
+            select(Conversation).where(
+                Conversation.channel_id == channel.id, Conversation.thread_key == key
+            )
+        ),
     )
 
 
 def _contact(channel: Channel, platform_id: str) -> Contact | None:
-    return db.session.scalar(
-        select(Contact).where(Contact.channel_id == channel.id, Contact.platform_id == platform_id)
+    return found(
+        ("contact", channel.id, platform_id),
+        lambda: db.session.scalar(
+            select(Contact).where(
+                Contact.channel_id == channel.id, Contact.platform_id == platform_id
+            )
+        ),
     )
 
 
