@@ -11,6 +11,7 @@ so a batch never reads a stale copy of its own.
 by its platform id, a thread by its key): the session's identity map keeps one object per row,
 but only a lookup by primary key is answered from it. A row found once is that same object for
 the rest of the batch; a row not found is looked up again, since the batch may create it.
+`remember(key, row)` keeps a row the batch read by other means (many at once) for `found`.
 """
 
 from __future__ import annotations
@@ -52,3 +53,9 @@ def found(key: Hashable, load: Callable[[], T | None]) -> T | None:
         if row is not None:
             scope[key] = row
     return row  # type: ignore[return-value]
+
+
+def remember(key: Hashable, row: object) -> None:
+    scope = _scope.get()
+    if scope is not None:
+        scope[key] = row

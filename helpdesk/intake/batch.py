@@ -63,7 +63,7 @@ from helpdesk.intake.instagram import Event, MalformedEvent
 from helpdesk.intake.models import EventStatus, PendingAction, WebhookEvent
 from helpdesk.live import events as live
 from helpdesk.media import copies
-from helpdesk.memo import batch_scope
+from helpdesk.memo import batch_scope, remember
 from helpdesk.outgoing.models import WebhookSubscription
 from helpdesk.outgoing.service import emit, message_data
 from helpdesk.tickets import service as ticket_service
@@ -490,6 +490,9 @@ def _ready_threads(items: list[Item]) -> dict[tuple[int, str], _Thread]:
     ready: dict[tuple[int, str], _Thread] = {}
     for conversation in conversations:
         contact = contacts.get(conversation.contact_id or 0)
+        remember(("thread", conversation.channel_id, conversation.thread_key), conversation)
+        if contact is not None:  # for the one-event code's lookups (`memo.found`)
+            remember(("contact", conversation.channel_id, contact.platform_id), contact)
         ticket = tickets.get(conversation.current_ticket_id or 0)
         if _fits_fast_lane(conversation, contact, ticket):
             assert contact is not None
