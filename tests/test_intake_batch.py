@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import threading
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import event, func, insert, select, text
@@ -13,7 +13,8 @@ from sqlalchemy import event, func, insert, select, text
 from helpdesk.accounts.models import Team
 from helpdesk.brands.models import Brand
 from helpdesk.channels.models import Channel
-from helpdesk.dm.models import Contact, Conversation, Message, Reaction
+from helpdesk.dm import service as dm
+from helpdesk.dm.models import Contact, Conversation, Message, MessageStatus, Reaction
 from helpdesk.extensions import db
 from helpdesk.intake import batch
 from helpdesk.intake.models import EventStatus, PendingAction, WebhookEvent
@@ -138,6 +139,8 @@ def snapshot() -> dict:
         (
             m.mid,
             m.direction.value,
+            m.status.value,
+            m.is_echo,
             m.text,
             m.edit_count,
             m.unsent_at is not None,
@@ -306,8 +309,8 @@ def test_a_thread_answered_between_two_messages_waits_again_from_the_second():
     ticket = db.session.scalar(select(Ticket))
     assert ticket.awaiting_since.timestamp() == (BASE_MS + 30_000) / 1000
     assert ticket.first_response_at.timestamp() == (BASE_MS + 20_000) / 1000
-    # a2 takes the fast lane; the echo needs the one-event code; a3 follows it, in a next round
-    assert (outcomes[0].fast, outcomes[0].slow) == (2, 1)
+    # all three take the fast lane, the echo in its place between the customer's messages
+    assert (outcomes[0].fast, outcomes[0].slow) == (3, 0)
 
 
 def test_a_poisoned_delivery_fails_alone_and_the_others_are_processed():
@@ -517,18 +520,18 @@ def test_deliveries_younger_than_asked_wait(app):
 
 
 def test_a_customer_and_their_thread_are_looked_up_once_per_batch_by_the_one_event_code():
-    """Reactions, edits and echoes go event by event; the contact and the thread each of them
-    names are read from the database once in the batch, then kept (memo.found)."""
+    """Reactions and edits go event by event; the contact and the thread each of them names are
+    read from the database once in the batch, then kept (memo.found)."""
     _prepare()
     store([_delivery(message(1, "f1", "hello", at=0), message(1, "f2", "are you there?", at=1))])
     assert _in_batches(None)
     store(
         [
             _delivery(reaction(1, "f1", "🔥", at=10)),
-            _delivery(echo(1, "e1", "Yes, how can we help?", at=11)),
-            _delivery(edit(1, "f2", "anyone there?", at=12)),
-            _delivery(reaction(1, "f2", "❤️", at=13)),
-            _delivery(echo(1, "e2", "Still here", at=14)),
+            _delivery(edit(1, "f2", "anyone there?", at=11)),
+            _delivery(reaction(1, "f2", "❤️", at=12)),
+            _delivery(reaction(1, "f1", "😂", at=13)),
+            _delivery(edit(1, "f2", "hello, anyone there?", at=14)),
         ]
     )
     lookups: list[str] = []
@@ -545,7 +548,72 @@ def test_a_customer_and_their_thread_are_looked_up_once_per_batch_by_the_one_eve
     assert [outcome.slow for outcome in outcomes] == [5]  # one batch, each event by itself
     by_contact = [s for s in lookups if "FROM contacts" in s.split("WHERE")[0]]
     by_thread = [s for s in lookups if "FROM conversations" in s.split("WHERE")[0]]
-    assert (len(by_contact), len(by_thread)) == (1, 1), lookups
+    assert (len(by_contact), len(by_thread)) == (1, 0), lookups  # no thread asked for by key
     texts = db.session.scalars(select(Message.text).order_by(Message.sent_at)).all()
-    assert texts == ["hello", "anyone there?", "Yes, how can we help?", "Still here"]
-    assert db.session.scalar(select(func.count()).select_from(Reaction)) == 2
+    assert texts == ["hello", "hello, anyone there?"]
+    emojis = db.session.scalars(select(Reaction.emoji).order_by(Reaction.message_id)).all()
+    assert emojis == ["😂", "❤️"]
+
+
+def _at(seconds: int) -> datetime:
+    return datetime.fromtimestamp(BASE_MS / 1000 + seconds, tz=UTC)
+
+
+def _echoes_after_first_messages(process) -> tuple[dict, list]:
+    """Six customers wrote first (each alone); then a batch of the brand's echoes among their
+    messages:
+    1. answered between two messages (the fast lane, the echo in its place);
+    2. our own send, whose answer never came back: the echo must be reconciled with it;
+    3. an echo already stored (its mid known): nothing;
+    4. the customer reacted to the echo before it arrived: the reaction waits for it;
+    5. an echo sent before the message that opened the ticket, delivered late: no response;
+    6. an echo that quotes the customer's message (a reply to it)."""
+    _prepare()
+    store([_delivery(message(n, f"o{n}", f"order {n} is late", at=100 + n)) for n in range(1, 7)])
+    process_each()
+    customer_2 = db.session.scalar(
+        select(Conversation).where(Conversation.thread_key == f"direct:{_customer(2)}")
+    )
+    ours = dm.record_outbound(customer_2, text="Looking into it", now=_at(200))
+    ours.status, ours.delivery_attempts, ours.last_attempt_at = MessageStatus.SENDING, 1, _at(200)
+    store([_delivery(echo(3, "e3", "Sorry about that", at=150))])
+    process_each()
+    quoting = echo(6, "e6", "Which order?", at=215)
+    quoting["message"]["reply_to"] = {"mid": "o6"}
+    outcomes = process(
+        [
+            _delivery(message(1, "o1-2", "hello?", at=205)),
+            _delivery(echo(1, "e1", "Here, sorry", at=210)),
+            _delivery(message(1, "o1-3", "thanks", at=220)),
+            _delivery(echo(2, "e2", "Looking into it", at=201)),
+            _delivery(echo(3, "e3", "Sorry about that", at=150)),
+            _delivery(reaction(4, "e4", "👍", at=212)),
+            _delivery(echo(4, "e4", "We are on it", at=211)),
+            _delivery(echo(5, "e5", "Hello!", at=50)),
+            _delivery(quoting),
+        ]
+    )
+    return snapshot(), outcomes
+
+
+def test_the_brands_echoes_in_a_batch_end_as_processed_alone():
+    def alone(bodies):
+        store(bodies)
+        process_each()
+        return []
+
+    def together(bodies):
+        store(bodies)
+        return _in_batches(None)
+
+    expected, _ = _echoes_after_first_messages(alone)
+    db.session.remove()
+    _empty_tables()
+    got, outcomes = _echoes_after_first_messages(together)
+
+    assert got == expected
+    assert sum(outcome.fast for outcome in outcomes) >= 4  # the echoes of 1 and 3, 1's messages
+    outbound = [row for row in got["messages"] if row[1] == "outbound"]
+    assert [(row[0], row[3]) for row in outbound] == [  # (mid, is_echo), one per mid
+        ("e1", True), ("e2", False), ("e3", True), ("e4", True), ("e5", True), ("e6", True),
+    ]  # fmt: skip

@@ -9,9 +9,12 @@ several processes or hosts share the work and never take the same row) and appli
   messages inserted in one statement (`ON CONFLICT (channel_id, mid) DO NOTHING`, so a retried or
   duplicated delivery adds nothing), and each thread and ticket is brought up to date once for
   all of its new messages: last activity, waiting time, keyword tags, SLA clocks, live events.
-- Everything else (a first message, a request, a reopened or snoozed ticket, echoes, reactions,
-  edits, unsends, reads, replies to a message, CSAT answers, blocked or vanish-mode threads) goes
-  through `service.apply_event`, event by event, exactly as a delivery alone would.
+  The brand's answers from the Instagram app (echoes) into such a thread take it too, in their
+  place among the customer's messages: each one is a response to the customer's wait.
+- Everything else (a first message, a request, a reopened or snoozed ticket, an echo that may be
+  one of our own sends, reactions, edits, unsends, reads, replies to a message, CSAT answers,
+  blocked or vanish-mode threads) goes through `service.apply_event`, event by event, exactly as
+  a delivery alone would.
 
 Order per thread is kept: once an event of a thread needs the one-event code, every later event of
 that thread in the batch does too, and the fast lane (which only holds events that came before
@@ -33,7 +36,7 @@ from datetime import datetime, timedelta
 from typing import Any, NamedTuple
 
 import psycopg
-from sqlalchemy import insert, select, text, update
+from sqlalchemy import func, insert, select, text, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import OperationalError
@@ -43,6 +46,7 @@ from helpdesk import hooks
 from helpdesk.brands.models import Brand
 from helpdesk.channels.models import Channel, ChannelKind
 from helpdesk.database import SavepointSkipped, without_savepoints
+from helpdesk.delivery.reconcile import RECONCILE_WINDOW
 from helpdesk.dm import service as dm
 from helpdesk.dm.conversations import _route_new_thread, touch_conversation
 from helpdesk.dm.models import (
@@ -403,8 +407,9 @@ def _split(
     one-event code; what follows that event in its thread waits for the next round (a first
     message opens the ticket, and the thread's next messages can then take the fast lane).
     With `everything`, all that is left goes to the one-event code, in delivery order."""
-    candidates = [item for item in items if _plain_message(item.event)]
+    candidates = [item for item in items if _fast_kind(item, ready)]
     waiting_actions = _mids_with_waiting_actions(candidates)
+    maybe_ours = _echoes_maybe_ours([item for item in candidates if item.event.type == "echo"])
     fast: list[Item] = []
     slow: list[Item] = []
     later: list[Item] = []
@@ -414,10 +419,10 @@ def _split(
         thread = item.thread
         mid = (item.channel.id, item.event.mid or "")
         fits = (
-            _plain_message(item.event)
-            and thread in ready
+            _fast_kind(item, ready)
             and thread not in slowed
             and mid not in waiting_actions
+            and id(item) not in maybe_ours
         )
         if fits and mid in seen_mids:
             continue  # the same message twice in one batch: stored once
@@ -444,13 +449,72 @@ def _plain_message(event: Event) -> bool:
     )
 
 
+def _plain_echo(event: Event) -> bool:
+    """The brand's message sent from the platform's app, quoting none."""
+    return event.type == "echo" and event.mid is not None and event.reply_to_mid is None
+
+
+def _fast_kind(item: Item, ready: dict[tuple[int, str], _Thread]) -> bool:
+    """A plain message into a ready thread, or a plain echo into a ready thread that has its
+    ticket already (an echo into a thread without one is the one-event code's: it may open it)."""
+    thread = ready.get(item.thread)
+    if thread is None:
+        return False
+    if _plain_message(item.event):
+        return True
+    return _plain_echo(item.event) and thread.ticket is not None
+
+
+def _echoes_maybe_ours(echoes: list[Item]) -> set[int]:
+    """Echoes that `reconcile_echo` might match to one of our own sends (an outbound message of
+    the thread attempted within its window before the echo): those go through the one-event
+    code, which reconciles them rather than storing a second message. Returns their `id()`."""
+    if not echoes:
+        return set()
+    keys = {
+        (item.channel.id, f"{kind}:{item.event.recipient_id}")
+        for item in echoes
+        for kind in ("direct", "group")
+    }
+    since = min(item.event.at for item in echoes) - RECONCILE_WINDOW
+    latest = dict(
+        ((channel_id, thread_key), at)
+        for channel_id, thread_key, at in db.session.execute(
+            select(
+                Conversation.channel_id, Conversation.thread_key, func.max(Message.last_attempt_at)
+            )
+            .join(Message, Message.conversation_id == Conversation.id)
+            .where(
+                Conversation.channel_id.in_({channel_id for channel_id, _ in keys}),
+                Conversation.thread_key.in_({thread_key for _, thread_key in keys}),
+                Message.channel_id == Conversation.channel_id,
+                Message.direction == Direction.OUTBOUND,
+                Message.status.in_(
+                    [MessageStatus.SENDING, MessageStatus.QUEUED, MessageStatus.SENT]
+                ),
+                Message.last_attempt_at >= since,
+            )
+            .group_by(Conversation.channel_id, Conversation.thread_key)
+        )
+    )
+    ours = set()
+    for item in echoes:
+        for kind in ("direct", "group"):
+            at = latest.get((item.channel.id, f"{kind}:{item.event.recipient_id}"))
+            if at is not None and at >= item.event.at - RECONCILE_WINDOW:
+                ours.add(id(item))
+    return ours
+
+
 def _ready_threads(items: list[Item]) -> dict[tuple[int, str], _Thread]:
-    """The threads of the plain messages among `items` that exist and whose ticket is open,
-    read in three queries."""
-    candidates = [item for item in items if _plain_message(item.event)]
+    """The threads of the plain messages and echoes among `items` that exist and whose ticket is
+    open, read in three queries."""
+    candidates = [item for item in items if _plain_message(item.event) or _plain_echo(item.event)]
     if not candidates:
         return {}
-    keys = {(item.channel.id, f"direct:{item.event.sender_id}") for item in candidates}
+    keys = {
+        (channel_id, f"direct:{person}") for channel_id, person in (i.thread for i in candidates)
+    }
     conversations = db.session.scalars(
         _locked(
             select(Conversation)
@@ -632,7 +696,7 @@ def _insert(model: type) -> Any:
 
 def _fast_lane(items: list[Item], ready: dict[tuple[int, str], _Thread]) -> list[int]:
     """Insert the messages in one statement, then bring each thread and ticket up to date once.
-    Returns the contacts who wrote."""
+    Returns the contacts who wrote or were written to (their profile may be missing)."""
     if not items:
         return []
     stored = _insert_messages(items, ready)
@@ -654,8 +718,9 @@ def _fast_lane(items: list[Item], ready: dict[tuple[int, str], _Thread]) -> list
         ticket = _update_thread(ready[key], new, opening=key in opened, history=history)
         tickets.append(ticket)
         for message in new:
-            hooks.publish(hooks.MESSAGE_RECEIVED, ticket=ticket, message=message, now=now)
-            copies.note_inbound(message)
+            if message.direction is Direction.INBOUND:
+                hooks.publish(hooks.MESSAGE_RECEIVED, ticket=ticket, message=message, now=now)
+            copies.note_inbound(message)  # an echo's media, sent from the app, expires as well
     if history:  # the tickets' "inbound" events, in one statement
         _insert_history(history)
     _refresh_clocks(tickets, now)
@@ -726,6 +791,7 @@ def _insert_messages(items: list[Item], ready: dict[tuple[int, str], _Thread]) -
     for item in items:
         thread = ready[item.thread]
         event = item.event
+        echo = event.type == "echo"  # sent by the brand from the platform's app: already sent
         rows.append(
             {
                 "brand_id": item.channel.brand_id,
@@ -733,13 +799,14 @@ def _insert_messages(items: list[Item], ready: dict[tuple[int, str], _Thread]) -
                 "conversation_id": thread.conversation.id,
                 "contact_id": thread.contact.id,
                 "ticket_id": thread.ticket.id if thread.ticket else None,
-                "direction": Direction.INBOUND,
+                "direction": Direction.OUTBOUND if echo else Direction.INBOUND,
                 "mid": event.mid,
                 "kind": event.kind,
                 "text": event.text,
                 "attachments": list(event.attachments),
                 "extra": dict(event.extra),
-                "status": MessageStatus.RECEIVED,
+                "status": MessageStatus.SENT if echo else MessageStatus.RECEIVED,
+                "is_echo": echo,
                 "sent_at": event.at,
                 "created_at": now,
             }
@@ -763,15 +830,16 @@ _MESSAGES_FROM_ARRAYS = text(
         is_echo, is_automated, human_agent_tag, suppressed, vanish, edit_count)
     SELECT r.brand_id, r.channel_id, r.conversation_id, r.contact_id, r.ticket_id, r.mid, r.kind,
         r.body, CAST(r.attachments AS json), CAST(r.extra AS json), r.sent_at,
-        :direction, :status, :now, 0, false, false, false, false, false, 0
+        r.direction, r.status, :now, 0, r.is_echo, false, false, false, false, 0
     FROM unnest(
         CAST(:brand_id AS integer[]), CAST(:channel_id AS integer[]),
         CAST(:conversation_id AS integer[]), CAST(:contact_id AS integer[]),
         CAST(:ticket_id AS integer[]), CAST(:mid AS text[]), CAST(:kind AS text[]),
         CAST(:body AS text[]), CAST(:attachments AS text[]), CAST(:extra AS text[]),
-        CAST(:sent_at AS timestamptz[])
+        CAST(:sent_at AS timestamptz[]), CAST(:direction AS text[]), CAST(:status AS text[]),
+        CAST(:is_echo AS boolean[])
     ) WITH ORDINALITY AS r(brand_id, channel_id, conversation_id, contact_id, ticket_id, mid, kind,
-        body, attachments, extra, sent_at, n)
+        body, attachments, extra, sent_at, direction, status, is_echo, n)
     ORDER BY r.n
     ON CONFLICT (channel_id, mid) DO NOTHING
     RETURNING id
@@ -784,16 +852,14 @@ def _insert_messages_from_arrays(rows: list[dict], now: datetime) -> list[int]:
     columns = ("brand_id", "channel_id", "conversation_id", "contact_id", "ticket_id", "mid")
     arrays: dict[str, Any] = {name: [row[name] for row in rows] for name in columns}
     arrays["kind"] = [row["kind"].value for row in rows]
+    arrays["direction"] = [row["direction"].value for row in rows]
+    arrays["status"] = [row["status"].value for row in rows]
+    arrays["is_echo"] = [row["is_echo"] for row in rows]
     arrays["body"] = [row["text"] for row in rows]
     arrays["attachments"] = [json.dumps(row["attachments"]) for row in rows]
     arrays["extra"] = [json.dumps(row["extra"]) for row in rows]
     arrays["sent_at"] = [row["sent_at"] for row in rows]
-    parameters = {
-        **arrays,
-        "direction": Direction.INBOUND.value,
-        "status": MessageStatus.RECEIVED.value,
-        "now": now,
-    }
+    parameters = {**arrays, "now": now}
     return list(db.session.scalars(_MESSAGES_FROM_ARRAYS, parameters))
 
 
@@ -858,37 +924,63 @@ def _link_waiting_replies(messages: list[Message]) -> None:
 def _update_thread(
     thread: _Thread, new: list[Message], opening: bool, history: list[dict]
 ) -> Ticket:
-    """What `dm.receive_inbound` and `tickets.on_inbound` do per message, done once for all of a
-    thread's new messages (its ticket is open: no status change, no reopening). With `opening`,
-    the first of them opened the ticket (`_open_tickets`): the others continue it."""
+    """What `dm.receive_inbound` and `tickets.on_inbound` do per customer message, and
+    `dm.record_echo` and `tickets.on_human_reply` per echo, done for all of a thread's new
+    messages in their order (its ticket is open: no status change, no reopening), and the
+    thread's activity set once. With `opening`, the first of them opened the ticket
+    (`_open_tickets`): the others continue it."""
     conversation, ticket = thread.conversation, thread.ticket
     assert ticket is not None
-    latest = max(new, key=lambda message: (message.sent_at, message.id))
-    if conversation.last_inbound_at is None or latest.sent_at > conversation.last_inbound_at:
-        conversation.last_inbound_at = latest.sent_at
-    touch_conversation(conversation, latest)
+    inbound = [message for message in new if message.direction is Direction.INBOUND]
+    if inbound:
+        latest = max(inbound, key=lambda message: (message.sent_at, message.id))
+        if conversation.last_inbound_at is None or latest.sent_at > conversation.last_inbound_at:
+            conversation.last_inbound_at = latest.sent_at
+    touch_conversation(conversation, max(new, key=lambda message: (message.sent_at, message.id)))
     if opening:
         new = new[1:]
-    if not new:
-        return ticket
-    first_at = min(message.sent_at for message in new if message.sent_at)
-    if ticket.awaiting_since is None:
-        ticket.awaiting_since = first_at
-    history += (
-        {
-            "brand_id": ticket.brand_id,
-            "ticket_id": ticket.id,
-            "actor_id": None,
-            "kind": "inbound",
-            "data": {"message_id": message.id},
-            "at": message.sent_at,
-        }
-        for message in new
-    )
-    texts = [message.text for message in new if message.text and message.text.strip()]
+    texts = []
+    for message in new:
+        if message.direction is Direction.INBOUND:
+            if ticket.awaiting_since is None:
+                ticket.awaiting_since = message.sent_at
+            history.append(_history(ticket, "inbound", {"message_id": message.id}, message.sent_at))
+            if message.text and message.text.strip():
+                texts.append(message.text)
+        else:
+            _answered(ticket, message, history)
     if texts:
         apply_tag_rules(ticket, "\n".join(texts))
     return ticket
+
+
+def _answered(ticket: Ticket, echo: Message, history: list[dict]) -> None:
+    """An echo answers the customer (`tickets.on_human_reply`), unless sent before the message
+    that opened the ticket."""
+    at = echo.sent_at
+    if at is None or at <= ticket.opened_at:
+        return
+    if ticket.first_response_at is None:
+        ticket.first_response_at = at
+        history.append(_history(ticket, "first_response", {"message_id": echo.id}, at))
+    waited = ticket.awaiting_since.isoformat() if ticket.awaiting_since else None
+    history.append(
+        _history(ticket, "response", {"message_id": echo.id, "awaiting_since": waited}, at)
+    )
+    ticket.last_response_at = at
+    ticket.awaiting_since = None
+
+
+def _history(ticket: Ticket, kind: str, data: dict, at: datetime | None) -> dict:
+    """A ticket event without an actor (the customer, or the brand from the platform's app)."""
+    return {
+        "brand_id": ticket.brand_id,
+        "ticket_id": ticket.id,
+        "actor_id": None,
+        "kind": kind,
+        "data": data,
+        "at": at,
+    }
 
 
 def _refresh_clocks(tickets: list[Ticket], now: datetime) -> None:
@@ -913,6 +1005,7 @@ def _announce(messages: list[Message]) -> None:
         if "message.created" in events
     }
     for message in messages:
-        if message.brand_id in subscribed:
+        # An echo goes to the consoles only, as `service._echo` has it.
+        if message.direction is Direction.INBOUND and message.brand_id in subscribed:
             emit(message.brand_id, "message.created", message_data(message))
         live.message_created(message)
