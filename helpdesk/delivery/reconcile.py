@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 from datetime import datetime, timedelta
 
-from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy import ColumnElement, and_, func, or_, select, update
 
 from helpdesk.channels.models import Channel, ChannelStatus
 from helpdesk.database import rows_matched
@@ -44,13 +44,9 @@ def reconcile_echo(
         .join(Conversation, Conversation.id == Message.conversation_id)
         .where(
             Message.channel_id == channel.id,
-            Message.direction == Direction.OUTBOUND,
             Conversation.channel_id == channel.id,  # the thread's unique index, both columns
-            Conversation.thread_key.in_(
-                [f"direct:{recipient_platform_id}", f"group:{recipient_platform_id}"]
-            ),
-            Message.status.in_([MessageStatus.SENDING, MessageStatus.QUEUED, MessageStatus.SENT]),
-            Message.last_attempt_at >= sent_at - RECONCILE_WINDOW,
+            Conversation.thread_key.in_(thread_keys(recipient_platform_id)),
+            *_may_be_echoed_since(sent_at - RECONCILE_WINDOW),
         )
         .order_by(Message.last_attempt_at, Message.id)
     ).all()
@@ -62,6 +58,40 @@ def reconcile_echo(
         if awaiting and message.delivery_attempts > 0 and _is_next_part(message, text):
             return _attach_echo(message, mid, sent_at)
     return None
+
+
+def thread_keys(recipient_platform_id: str) -> list[str]:
+    """The threads an echo to this recipient may belong to."""
+    return [f"direct:{recipient_platform_id}", f"group:{recipient_platform_id}"]
+
+
+def _may_be_echoed_since(since: datetime) -> tuple[ColumnElement[bool], ...]:
+    """Our own sends, attempted since `since`, that an echo may confirm."""
+    return (
+        Message.direction == Direction.OUTBOUND,
+        Message.status.in_([MessageStatus.SENDING, MessageStatus.QUEUED, MessageStatus.SENT]),
+        Message.last_attempt_at >= since,
+    )
+
+
+def last_attempts(keys: set[tuple[int, str]], since: datetime) -> dict[tuple[int, str], datetime]:
+    """For an intake batch: by thread `(channel_id, thread_key)`, the last attempt since `since`
+    of our sends that an echo may confirm. An echo at `at` may be one of them if its thread's
+    last attempt is at or after `at - RECONCILE_WINDOW`."""
+    if not keys:
+        return {}
+    rows = db.session.execute(
+        select(Conversation.channel_id, Conversation.thread_key, func.max(Message.last_attempt_at))
+        .join(Message, Message.conversation_id == Conversation.id)
+        .where(
+            Conversation.channel_id.in_({channel_id for channel_id, _ in keys}),
+            Conversation.thread_key.in_({thread_key for _, thread_key in keys}),
+            Message.channel_id == Conversation.channel_id,
+            *_may_be_echoed_since(since),
+        )
+        .group_by(Conversation.channel_id, Conversation.thread_key)
+    )
+    return {(channel_id, thread_key): at for channel_id, thread_key, at in rows}
 
 
 def _parts(message: Message) -> int:

@@ -36,7 +36,7 @@ from datetime import datetime, timedelta
 from typing import Any, NamedTuple
 
 import psycopg
-from sqlalchemy import func, insert, select, text, update
+from sqlalchemy import insert, select, text, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import OperationalError
@@ -46,7 +46,7 @@ from helpdesk import hooks
 from helpdesk.brands.models import Brand
 from helpdesk.channels.models import Channel, ChannelKind
 from helpdesk.database import SavepointSkipped, without_savepoints
-from helpdesk.delivery.reconcile import RECONCILE_WINDOW
+from helpdesk.delivery.reconcile import RECONCILE_WINDOW, last_attempts, thread_keys
 from helpdesk.dm import service as dm
 from helpdesk.dm.conversations import _route_new_thread, touch_conversation
 from helpdesk.dm.models import (
@@ -471,39 +471,17 @@ def _echoes_maybe_ours(echoes: list[Item]) -> set[int]:
     code, which reconciles them rather than storing a second message. Returns their `id()`."""
     if not echoes:
         return set()
-    keys = {
-        (item.channel.id, f"{kind}:{item.event.recipient_id}")
-        for item in echoes
-        for kind in ("direct", "group")
-    }
     since = min(item.event.at for item in echoes) - RECONCILE_WINDOW
-    latest = dict(
-        ((channel_id, thread_key), at)
-        for channel_id, thread_key, at in db.session.execute(
-            select(
-                Conversation.channel_id, Conversation.thread_key, func.max(Message.last_attempt_at)
-            )
-            .join(Message, Message.conversation_id == Conversation.id)
-            .where(
-                Conversation.channel_id.in_({channel_id for channel_id, _ in keys}),
-                Conversation.thread_key.in_({thread_key for _, thread_key in keys}),
-                Message.channel_id == Conversation.channel_id,
-                Message.direction == Direction.OUTBOUND,
-                Message.status.in_(
-                    [MessageStatus.SENDING, MessageStatus.QUEUED, MessageStatus.SENT]
-                ),
-                Message.last_attempt_at >= since,
-            )
-            .group_by(Conversation.channel_id, Conversation.thread_key)
-        )
+    latest = last_attempts(
+        {(i.channel.id, key) for i in echoes for key in thread_keys(i.event.recipient_id)}, since
     )
-    ours = set()
-    for item in echoes:
-        for kind in ("direct", "group"):
-            at = latest.get((item.channel.id, f"{kind}:{item.event.recipient_id}"))
-            if at is not None and at >= item.event.at - RECONCILE_WINDOW:
-                ours.add(id(item))
-    return ours
+    return {
+        id(item)
+        for item in echoes
+        for key in thread_keys(item.event.recipient_id)
+        if (at := latest.get((item.channel.id, key))) is not None
+        and at >= item.event.at - RECONCILE_WINDOW
+    }
 
 
 def _ready_threads(items: list[Item]) -> dict[tuple[int, str], _Thread]:
