@@ -10,6 +10,7 @@ from helpdesk.accounts.service import add_team_member, create_team
 from helpdesk.audit.models import AuditEvent
 from helpdesk.brands.models import Brand
 from helpdesk.extensions import db
+from helpdesk.logins.models import LoginAttempt, LoginOutcome
 from helpdesk.notifications import service as notifications
 from helpdesk.notifications.models import Notification, NotificationKind
 from tests.conftest import table_counts
@@ -210,8 +211,38 @@ def test_each_bad_password_change_is_refused_and_changes_nothing(client):
         agent = _agent(world.agent.id)
         assert agent.password_hash == hash_before
         assert agent.session_epoch == epoch_before
-        assert table_counts() == before
+        after = table_counts()
+        assert after.pop("login_attempts") > before["login_attempts"]  # each check is counted
+        assert after == {k: v for k, v in before.items() if k != "login_attempts"}
+    outcomes = db.session.scalars(
+        select(LoginAttempt.outcome)
+        .where(LoginAttempt.email == world.agent.email)
+        .order_by(LoginAttempt.id)
+    ).all()
+    assert outcomes[-6:] == [LoginOutcome.FAILURE] * 2 + [LoginOutcome.SUCCESS] * 4
     assert client.get("/account").status_code == 200
+
+
+def test_guessing_the_current_password_is_throttled_as_a_sign_in_is(client, app):
+    """A session left open (or stolen) cannot be used to guess the password: five wrong current
+    passwords lock the email, for the password change and for signing in."""
+    world = World()
+    signed_in(client, world.agent)
+    limit = app.config["LOGIN_MAX_FAILURES_PER_EMAIL"]
+    hash_before = _agent(world.agent.id).password_hash
+    for n in range(1, limit + 1):
+        response = post(client, "/account/password", _password(current=f"guess number {n}"))
+        assert response.status_code == (422 if n < limit else 429)  # the last one locks
+
+    response = post(client, "/account/password", _password())  # the right one, too late
+
+    assert response.status_code == 429
+    html = response.get_data(as_text=True)
+    assert 'id="current_password-error"' in html and "Too many wrong passwords" in html
+    assert _agent(world.agent.id).password_hash == hash_before
+    other = app.test_client()
+    refused = login(other, world.agent.email)
+    assert refused.status_code == 429
 
 
 # Notification defaults -------------------------------------------------------------------------

@@ -48,10 +48,9 @@ class LoginThrottled(DomainError):
 
     def __init__(self, until: datetime):
         minutes = max(1, round((until - utcnow()).total_seconds() / 60))
-        super().__init__(
-            f"Too many failed sign-ins. Try again in {minutes} minute{'s' * (minutes != 1)}."
-        )
         self.until = until
+        self.wait_words = f"{minutes} minute{'s' * (minutes != 1)}"
+        super().__init__(f"Too many failed sign-ins. Try again in {self.wait_words}.")
 
 
 @dataclass(frozen=True)

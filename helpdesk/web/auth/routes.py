@@ -23,7 +23,8 @@ def _safe_next(target: str | None) -> str:
     return safe_path(target, url_for("console.inbox"))
 
 
-def _policy() -> ThrottlePolicy:
+def login_policy() -> ThrottlePolicy:
+    """The configured limits on failed password checks: sign-ins, and password changes."""
     config = current_app.config
     return ThrottlePolicy(
         per_email=config.get("LOGIN_MAX_FAILURES_PER_EMAIL", 5),
@@ -39,7 +40,7 @@ def login() -> ResponseReturnValue:
     email = request.form.get("email", "")
     if request.method == "POST":
         try:
-            attempt = reserve(email, request.remote_addr or "?", policy=_policy())
+            attempt = reserve(email, request.remote_addr or "?", policy=login_policy())
             transaction.commit()  # counted by every other request before the password is checked
             agent = authenticate(attempt, request.form.get("password", ""))
         except (InvalidCredentials, LoginThrottled) as refused:

@@ -13,11 +13,14 @@ from flask import current_app, g, render_template, request, url_for
 from flask.typing import ResponseReturnValue
 from flask_login import login_user
 
+from helpdesk import transaction
 from helpdesk.accounts import profile
 from helpdesk.accounts.models import Agent, Role
 from helpdesk.accounts.passwords import MIN_LENGTH
+from helpdesk.logins import service as logins
 from helpdesk.notifications.models import NotificationKind
 from helpdesk.web.auth import ConsoleUser
+from helpdesk.web.auth.routes import login_policy
 from helpdesk.web.settings import bp, page
 from helpdesk.web.settings.forms import attempt, submitted
 
@@ -28,6 +31,7 @@ KIND_LABELS = {
     NotificationKind.SLA_WARNING: "A ticket of mine is close to its SLA target",
     NotificationKind.SLA_BREACH: "A ticket of mine missed its SLA target",
     NotificationKind.RECONNECT: "A channel needs an admin to reconnect it (admins only)",
+    NotificationKind.AUTOMATION: "An automation rule sends me a notification",
 }
 AVAILABILITY_LABELS = (("online", "Online: take new tickets at once"), ("away", "Away"))
 
@@ -48,7 +52,7 @@ def _render(errors: dict[str, str], form: dict[str, Any] | None = None) -> str:
         "settings/account.html",
         errors=errors,
         form={**form, "notifications": notifications},
-        kinds=[(kind.value, KIND_LABELS.get(kind, kind.value)) for kind in NotificationKind],
+        kinds=[(kind.value, KIND_LABELS[kind]) for kind in NotificationKind],
         availabilities=AVAILABILITY_LABELS,
         min_length=MIN_LENGTH,
     )
@@ -86,6 +90,21 @@ def _sign_in_again(agent: Agent) -> None:
 @bp.post("/account/password")
 @page(Role.AGENT)
 def change_password() -> ResponseReturnValue:
+    """The current password is checked as a sign-in's is, and counts against the same limits: a
+    stolen session cannot be used to guess it."""
+    current = request.form.get("current_password", "")
+    try:
+        ip = request.remote_addr or "?"
+        reservation = logins.reserve(g.agent.email, ip, policy=login_policy())
+        transaction.commit()  # counted by every other request before the password is checked
+        logins.authenticate(reservation, current)
+    except (logins.InvalidCredentials, logins.LoginThrottled) as refused:
+        transaction.commit()  # the failed check counts, whatever comes next
+        if isinstance(refused, logins.LoginThrottled):
+            wait = f"Too many wrong passwords. Try again in {refused.wait_words}."
+            return _render({"current_password": wait}), refused.status
+        return _render({"current_password": "This is not your current password."}), 422
+    transaction.commit()
     return attempt(
         lambda: profile.change_password(
             g.agent,
