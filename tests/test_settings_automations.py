@@ -296,3 +296,11 @@ def test_the_conversation_page_shows_each_rule_run_with_its_failures(client, wor
     # Read as people say it: what each action did, and which failed and why.
     assert "priority urgent" in history and "set_priority" not in history
     assert "Failed: Send canned reply: " in history, history
+
+
+def test_the_settings_menu_marks_automations_on_a_rules_editor(manager, world, reply):
+    rule = make_rule(world, reply)
+    for path in (PAGE, f"{PAGE}/new", f"{PAGE}/{rule.id}"):
+        page = manager.get(path).get_data(as_text=True)
+        marked = re.findall(r'<a href="([^"]+)" class="active" aria-current="page">', page)
+        assert marked == [PAGE], (path, marked)
