@@ -250,3 +250,35 @@ def test_denying_on_instagram_comes_back_in_words_and_makes_no_channel(
     assert [task for task, _ in drain_broker(app) if task == BACKFILL_TASK] == []
     assert watch.problems == []
     page.context.close()
+
+
+def test_the_channels_page_follows_a_history_being_read_without_a_reload(
+    app,
+    admin,
+    served,
+    browser,  # noqa: F811
+):
+    expect = playwright_api.expect
+    channel_id = fresh(
+        lambda: db.session.scalar(select(Channel.id).where(Channel.brand_id == admin[1]))
+    )
+    db.session.add(
+        Backfill(channel_id=channel_id, status="running", conversations_done=1, messages_stored=2)
+    )
+    db.session.commit()
+    page = signed_in_page(browser, served, admin[0])
+    watch = Watched(page, served)
+    page.goto("/settings/channels")
+    line = page.locator("td[data-label='Status']", has_text="History:")
+    expect(line).to_contain_text("History: being read, 1 conversation and 2 messages so far")
+    page.evaluate("() => { window.stillThisPage = true; }")  # gone if the page were reloaded
+
+    backfill = db.session.scalar(select(Backfill).where(Backfill.channel_id == channel_id))
+    backfill.status, backfill.conversations_done, backfill.messages_stored = "done", 3, 8
+    db.session.commit()
+
+    expect(line).to_contain_text("History: read, 3 conversations and 8 messages", timeout=10_000)
+    assert page.evaluate("() => window.stillThisPage") is True
+    expect(page.locator("#channel-rows")).not_to_have_attribute("data-refresh-seconds", "3")
+    assert watch.problems == []
+    page.context.close()
