@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -262,6 +264,16 @@ def _in_batches(limit: int | None) -> list[batch.Outcome]:
     return outcomes
 
 
+@contextmanager
+def listening(name: str, listener: Callable[..., None]) -> Iterator[None]:
+    """The engine's `name` event heard by `listener` inside the block."""
+    event.listen(db.engine, name, listener)
+    try:
+        yield
+    finally:
+        event.remove(db.engine, name, listener)
+
+
 def _one_at_a_time(_limit: int | None) -> list:
     process_each()
     return []
@@ -376,11 +388,8 @@ def test_a_batch_of_events_for_the_one_event_code_takes_no_savepoint():
     def count(_connection, name) -> None:
         savepoints.append(name)
 
-    event.listen(db.engine, "savepoint", count)
-    try:
+    with listening("savepoint", count):
         outcomes = _in_batches(None)
-    finally:
-        event.remove(db.engine, "savepoint", count)
     # PostgreSQL keeps 64 subtransactions per transaction in memory; past that, all sessions slow
     assert savepoints == []
     assert [outcome.slow for outcome in outcomes] == [40]  # one batch: 50 on SQLite, more elsewhere
@@ -540,11 +549,8 @@ def test_a_customer_and_their_thread_are_looked_up_once_per_batch_by_the_one_eve
         if "contacts.platform_id = " in statement or "conversations.thread_key = " in statement:
             lookups.append(statement)
 
-    event.listen(db.engine, "before_cursor_execute", record)
-    try:
+    with listening("before_cursor_execute", record):
         outcomes = _in_batches(None)
-    finally:
-        event.remove(db.engine, "before_cursor_execute", record)
     assert [outcome.slow for outcome in outcomes] == [5]  # one batch, each event by itself
     by_contact = [s for s in lookups if "FROM contacts" in s.split("WHERE")[0]]
     by_thread = [s for s in lookups if "FROM conversations" in s.split("WHERE")[0]]
