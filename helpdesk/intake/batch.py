@@ -291,16 +291,17 @@ def _hold_threads(rows: list[_Delivery], claimed: _Claimed) -> list[_Delivery]:
     if _dialect() != "postgresql" or not claimed.items:
         return rows
     keys = sorted({item.thread for item in claimed.items})
-    busy = set(
-        db.session.execute(
+    busy = {
+        (channel_id, person)
+        for channel_id, person in db.session.execute(
             text(
                 "SELECT k.channel_id, k.person FROM unnest("
                 "CAST(:channels AS integer[]), CAST(:people AS text[])) AS k(channel_id, person) "
                 "WHERE NOT pg_try_advisory_xact_lock(k.channel_id, hashtext(k.person))"
             ),
             {"channels": [key[0] for key in keys], "people": [key[1] for key in keys]},
-        ).tuples()
-    )
+        )
+    }
     if not busy:
         return rows
     later = {item.delivery_id for item in claimed.items if item.thread in busy}
