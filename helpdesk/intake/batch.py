@@ -423,7 +423,7 @@ def _split(
             _fast_kind(item, ready)
             and thread not in slowed
             and mid not in waiting_actions
-            and id(item) not in maybe_ours
+            and mid not in maybe_ours
         )
         if fits and mid in seen_mids:
             continue  # the same message twice in one batch: stored once
@@ -466,10 +466,11 @@ def _fast_kind(item: Item, ready: dict[tuple[int, str], _Thread]) -> bool:
     return _plain_echo(item.event) and thread.ticket is not None
 
 
-def _echoes_maybe_ours(echoes: list[Item]) -> set[int]:
+def _echoes_maybe_ours(echoes: list[Item]) -> set[tuple[int, str]]:
     """Echoes that `reconcile_echo` might match to one of our own sends (an outbound message of
     the thread attempted within its window before the echo): those go through the one-event
-    code, which reconciles them rather than storing a second message. Returns their `id()`."""
+    code, which reconciles them rather than storing a second message. Returns their
+    `(channel_id, mid)`."""
     if not echoes:
         return set()
     since = min(item.event.at for item in echoes) - RECONCILE_WINDOW
@@ -477,7 +478,7 @@ def _echoes_maybe_ours(echoes: list[Item]) -> set[int]:
         {(i.channel.id, key) for i in echoes for key in thread_keys(i.event.recipient_id)}, since
     )
     return {
-        id(item)
+        (item.channel.id, item.event.mid or "")
         for item in echoes
         for key in thread_keys(item.event.recipient_id)
         if (at := latest.get((item.channel.id, key))) is not None

@@ -113,18 +113,13 @@ PROFILES_PER_TASK = 25
 
 def queue_profile_fetches(contact_ids: list[int]) -> None:
     for start in range(0, len(contact_ids), PROFILES_PER_TASK):
-        chunk = contact_ids[start : start + PROFILES_PER_TASK]
-        if len(chunk) == 1:
-            fetch_contact_profile.delay(chunk[0])
-        else:
-            fetch_contact_profiles.delay(chunk)
+        fetch_contact_profiles.delay(contact_ids[start : start + PROFILES_PER_TASK])
 
 
 @shared_task(ignore_result=True)
 def fetch_contact_profile(contact_id: int) -> bool:
-    fetched = fetch_profile(contact_id)
-    db.session.commit()
-    return fetched
+    """One contact: what versions before `fetch_contact_profiles` queued."""
+    return fetch_contact_profiles([contact_id]) == 1
 
 
 @shared_task(ignore_result=True)
